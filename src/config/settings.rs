@@ -1,0 +1,425 @@
+//! The settings table: each setting declared once, with its flag, environment variables,
+//! default, documentation and parser. `--help`, `docs/settings.md` and the parser all read it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{BindAddr, Config, ConfigError, MAX_WORKERS};
+
+/// Looks an environment variable up.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// One setting.
+pub struct Setting {
+    /// snake_case name, as in logs and errors.
+    pub name: &'static str,
+    /// The long flag, `--foo-bar`.
+    pub flag: &'static str,
+    /// The value's placeholder in `--help`; empty for a switch (a flag without value).
+    pub metavar: &'static str,
+    /// Environment variables read besides `RUNICORN_FOO_BAR`, in order of precedence after it.
+    pub env_aliases: &'static [&'static str],
+    /// The default, as documented.
+    pub default_doc: &'static str,
+    /// The default, as text for `apply`.
+    pub default: Default,
+    /// What a valid value looks like (the end of the error line).
+    pub accepts: &'static str,
+    /// What the setting does.
+    pub doc: &'static str,
+    /// The flag may be given several times (and the environment holds a comma list).
+    pub repeatable: bool,
+    /// Parses one value into the config; `None` when the value is not accepted.
+    pub apply: fn(&mut Config, &str) -> Option<()>,
+}
+
+/// A setting's default value, given as the text a user would type.
+pub enum Default {
+    /// Always this text.
+    Text(&'static str),
+    /// Computed from the environment (e.g. `PORT`) or the machine (e.g. its CPUs).
+    From(fn(Env<'_>) -> Result<String, ConfigError>),
+}
+
+impl Default {
+    /// The default's text.
+    pub fn text(&self, env: Env<'_>) -> Result<String, ConfigError> {
+        match self {
+            Default::Text(t) => Ok((*t).to_string()),
+            Default::From(f) => f(env),
+        }
+    }
+}
+
+impl Setting {
+    /// `RUNICORN_FOO_BAR` for `--foo-bar`.
+    pub fn env_var(&self) -> String {
+        format!("RUNICORN_{}", self.flag.trim_start_matches('-').replace('-', "_").to_uppercase())
+    }
+}
+
+fn whole(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+fn secs(v: &str) -> Option<Duration> {
+    whole(v).filter(|&n| n <= 365 * 86_400).map(Duration::from_secs)
+}
+
+fn switch(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// `HOST:PORT`, `[V6]:PORT` or `unix:PATH`. HOST is an IP address or `localhost`.
+pub fn parse_bind(v: &str) -> Option<BindAddr> {
+    if let Some(path) = v.strip_prefix("unix:") {
+        return (!path.is_empty()).then(|| BindAddr::Unix(PathBuf::from(path)));
+    }
+    if let Ok(addr) = v.parse::<SocketAddr>() {
+        return Some(BindAddr::Tcp(addr));
+    }
+    let (host, port) = v.rsplit_once(':')?;
+    let port: u16 = whole(port)?.try_into().ok()?;
+    let ip: IpAddr = match host {
+        "localhost" => Ipv4Addr::LOCALHOST.into(),
+        "" | "*" => Ipv4Addr::UNSPECIFIED.into(),
+        _ => return None,
+    };
+    Some(BindAddr::Tcp(SocketAddr::new(ip, port)))
+}
+
+fn default_bind(env: Env<'_>) -> Result<String, ConfigError> {
+    match env("PORT").filter(|p| !p.is_empty()) {
+        Some(p) => match whole(&p).filter(|&n| n <= 65_535) {
+            Some(port) => Ok(format!("[::]:{port}")),
+            None => Err(ConfigError(format!(
+                "bind (PORT): invalid value '{p}': accepts a TCP port number from 0 to 65535"
+            ))),
+        },
+        None => Ok("127.0.0.1:8080".into()),
+    }
+}
+
+/// The CPUs this process may run on (affinity and cgroup quota, as the standard library
+/// reads them).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn default_workers(_: Env<'_>) -> Result<String, ConfigError> {
+    Ok(available_cpus().to_string())
+}
+
+fn apply_workers(c: &mut Config, v: &str) -> Option<()> {
+    let n = if v == "auto" { available_cpus() } else { whole(v)? as usize };
+    c.workers = Some(n).filter(|n| (1..=MAX_WORKERS).contains(n))?;
+    Some(())
+}
+
+fn apply_log_level(c: &mut Config, v: &str) -> Option<()> {
+    c.log_level = match v.to_ascii_lowercase().as_str() {
+        "trace" => tracing::Level::TRACE,
+        "debug" => tracing::Level::DEBUG,
+        "info" => tracing::Level::INFO,
+        "warn" => tracing::Level::WARN,
+        "error" => tracing::Level::ERROR,
+        _ => return None,
+    };
+    Some(())
+}
+
+/// Every setting, in the order `--help` and `docs/settings.md` list them.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        name: "bind",
+        flag: "--bind",
+        metavar: "ADDR",
+        env_aliases: &[],
+        default_doc: "`[::]:$PORT` (dual-stack; `0.0.0.0:$PORT` without IPv6) when `PORT` is set, else `127.0.0.1:8080`",
+        default: Default::From(default_bind),
+        accepts: "HOST:PORT, [V6]:PORT or unix:PATH (HOST is an IP address or localhost); repeat the flag, or give a comma list in RUNICORN_BIND",
+        doc: "Address to listen on. Repeat for several listeners. Ignored when systemd passes \
+              sockets with LISTEN_FDS and LISTEN_PID (socket activation): the server then \
+              serves on the sockets it was given.",
+        repeatable: true,
+        apply: |c, v| {
+            c.binds.push(parse_bind(v)?);
+            Some(())
+        },
+    },
+    Setting {
+        name: "workers",
+        flag: "--workers",
+        metavar: "N|auto",
+        env_aliases: &["WEB_CONCURRENCY"],
+        default_doc: "the number of CPUs available to the process",
+        default: Default::From(default_workers),
+        accepts: "a whole number from 1 to 1024, or auto (the number of CPUs available)",
+        doc: "Number of worker processes. Each serves one request at a time, so this is the \
+              number of requests served at once. On Heroku set WEB_CONCURRENCY; \
+              RUNICORN_WORKERS wins over it, and the flag over both. TTIN and TTOU change it \
+              at run time.",
+        repeatable: false,
+        apply: apply_workers,
+    },
+    Setting {
+        name: "timeout",
+        flag: "--timeout",
+        metavar: "SECS",
+        env_aliases: &[],
+        default_doc: "30",
+        default: Default::Text("30"),
+        accepts: "a whole number of seconds (0 turns the timeout off)",
+        doc: "A worker busy with one request (or booting) for longer than this is killed \
+              with SIGKILL and replaced; the log line names the request. Heroku's router \
+              gives up on a request after 30 s. An idle worker is never killed.",
+        repeatable: false,
+        apply: |c, v| {
+            c.timeout = Some(secs(v)?).filter(|d| !d.is_zero());
+            Some(())
+        },
+    },
+    Setting {
+        name: "graceful_timeout",
+        flag: "--graceful-timeout",
+        metavar: "SECS",
+        env_aliases: &[],
+        default_doc: "25",
+        default: Default::Text("25"),
+        accepts: "a whole number of seconds",
+        doc: "On TERM or QUIT, how long in-flight requests may take before the workers still \
+              running are killed. Below Heroku's 30 s between SIGTERM and SIGKILL.",
+        repeatable: false,
+        apply: |c, v| {
+            c.graceful_timeout = secs(v)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "max_requests",
+        flag: "--max-requests",
+        metavar: "N",
+        env_aliases: &[],
+        default_doc: "0 (off)",
+        default: Default::Text("0"),
+        accepts: "a whole number (0 turns recycling off)",
+        doc: "A worker that has served this many requests finishes its current one and is \
+              replaced by a fresh process (a cure for slow leaks).",
+        repeatable: false,
+        apply: |c, v| {
+            c.max_requests = whole(v)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "max_requests_jitter",
+        flag: "--max-requests-jitter",
+        metavar: "N",
+        env_aliases: &[],
+        default_doc: "0",
+        default: Default::Text("0"),
+        accepts: "a whole number",
+        doc: "Adds a random 0..=N to each worker's max-requests, so that workers started \
+              together are not all replaced at once.",
+        repeatable: false,
+        apply: |c, v| {
+            c.max_requests_jitter = whole(v)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "backlog",
+        flag: "--backlog",
+        metavar: "N",
+        env_aliases: &[],
+        default_doc: "1024",
+        default: Default::Text("1024"),
+        accepts: "a whole number from 1 to 65535 (the kernel caps it at net.core.somaxconn)",
+        doc: "Length of the kernel's queue of connections waiting for a worker (listen(2)).",
+        repeatable: false,
+        apply: |c, v| {
+            c.backlog = whole(v).filter(|n| (1..=65_535).contains(n))? as i32;
+            Some(())
+        },
+    },
+    Setting {
+        name: "keepalive",
+        flag: "--keepalive",
+        metavar: "SECS",
+        env_aliases: &[],
+        default_doc: "0",
+        default: Default::Text("0"),
+        accepts: "0 (this version closes every connection after its response; keep-alive arrives with the RFC 9112 work)",
+        doc: "How long an idle keep-alive connection may stay open. 0: every response says \
+              `Connection: close`, so that a worker that serves one request at a time never \
+              sits on an idle connection (Heroku's Router 2.0 keeps idle connections 90 s).",
+        repeatable: false,
+        apply: |c, v| {
+            c.keepalive = whole(v).filter(|&n| n == 0)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "metrics_interval",
+        flag: "--metrics-interval",
+        metavar: "SECS",
+        env_aliases: &[],
+        default_doc: "20",
+        default: Default::Text("20"),
+        accepts: "a whole number of seconds (0 turns metrics off)",
+        doc: "How often the master samples runtime metrics (Heroku's cadence is 20 s). The \
+              sampler itself arrives with the runtime-metrics work; this version validates \
+              the setting and prints no metric lines yet.",
+        repeatable: false,
+        apply: |c, v| {
+            c.metrics_interval = Some(secs(v)?).filter(|d| !d.is_zero());
+            Some(())
+        },
+    },
+    Setting {
+        name: "access_log",
+        flag: "--access-log",
+        metavar: "",
+        env_aliases: &[],
+        default_doc: "off",
+        default: Default::Text("false"),
+        accepts: "no value as a flag; true/false, 1/0, yes/no or on/off in the environment",
+        doc: "Log one line per request (method, path, status, bytes, time, worker). Off by \
+              default: on Heroku the router already logs every request.",
+        repeatable: false,
+        apply: |c, v| {
+            c.access_log = switch(v)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "log_level",
+        flag: "--log-level",
+        metavar: "LEVEL",
+        env_aliases: &[],
+        default_doc: "info",
+        default: Default::Text("info"),
+        accepts: "trace, debug, info, warn or error",
+        doc: "The least severe log level written to stderr.",
+        repeatable: false,
+        apply: apply_log_level,
+    },
+    Setting {
+        name: "pid",
+        flag: "--pid",
+        metavar: "PATH",
+        env_aliases: &[],
+        default_doc: "none",
+        default: Default::Text(""),
+        accepts: "a file path",
+        doc: "Write the master's pid to this file (atomically, through a rename) and remove \
+              it on exit.",
+        repeatable: false,
+        apply: |c, v| {
+            c.pid_file = (!v.is_empty()).then(|| PathBuf::from(v));
+            Some(())
+        },
+    },
+    Setting {
+        name: "header_timeout",
+        flag: "--header-timeout",
+        metavar: "SECS",
+        env_aliases: &[],
+        default_doc: "10",
+        default: Default::Text("10"),
+        accepts: "a whole number of seconds from 1",
+        doc: "A client must send its whole request head within this time, or it gets 408 \
+              and the connection is closed. The same limit applies to each wait for more of \
+              the request body.",
+        repeatable: false,
+        apply: |c, v| {
+            c.header_timeout = secs(v).filter(|d| !d.is_zero())?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "check_config",
+        flag: "--check-config",
+        metavar: "",
+        env_aliases: &[],
+        default_doc: "off",
+        default: Default::Text("false"),
+        accepts: "no value as a flag; true/false in the environment",
+        doc: "Validate the settings and build the app, then exit 0 (or 2 with the reason) \
+              without binding or forking.",
+        repeatable: false,
+        apply: |c, v| {
+            c.check_config = switch(v)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "limit_request_line",
+        flag: "--limit-request-line",
+        metavar: "BYTES",
+        env_aliases: &[],
+        default_doc: "8190",
+        default: Default::Text("8190"),
+        accepts: "a whole number of bytes from 16 to 1048576",
+        doc: "Longest request line (method, target, version) accepted; longer gets 414.",
+        repeatable: false,
+        apply: |c, v| {
+            c.limits.request_line = whole(v).filter(|n| (16..=1 << 20).contains(n))? as usize;
+            Some(())
+        },
+    },
+    Setting {
+        name: "limit_request_fields",
+        flag: "--limit-request-fields",
+        metavar: "N",
+        env_aliases: &[],
+        default_doc: "100",
+        default: Default::Text("100"),
+        accepts: "a whole number from 1 to 32768",
+        doc: "Most header fields in one request; more gets 431.",
+        repeatable: false,
+        apply: |c, v| {
+            c.limits.fields = whole(v).filter(|n| (1..=32_768).contains(n))? as usize;
+            Some(())
+        },
+    },
+    Setting {
+        name: "limit_request_field_size",
+        flag: "--limit-request-field-size",
+        metavar: "BYTES",
+        env_aliases: &[],
+        default_doc: "8190",
+        default: Default::Text("8190"),
+        accepts: "a whole number of bytes from 16 to 1048576",
+        doc: "Longest header field line (name, colon, value and CRLF); longer gets 431.",
+        repeatable: false,
+        apply: |c, v| {
+            c.limits.field_size = whole(v).filter(|n| (16..=1 << 20).contains(n))? as usize;
+            Some(())
+        },
+    },
+    Setting {
+        name: "limit_request_body",
+        flag: "--limit-request-body",
+        metavar: "BYTES",
+        env_aliases: &[],
+        default_doc: "104857600 (100 MiB)",
+        default: Default::Text("104857600"),
+        accepts: "a whole number of bytes (0 means no limit)",
+        doc: "Largest request body accepted; a larger Content-Length gets 413 before the app \
+              runs.",
+        repeatable: false,
+        apply: |c, v| {
+            c.limits.body = whole(v)?;
+            Some(())
+        },
+    },
+];

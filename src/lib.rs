@@ -1,0 +1,114 @@
+//! runicorn: a pre-forking HTTP/1.1 server for Rust apps, in the line of Ruby's Unicorn and
+//! Python's Gunicorn, built for Heroku-style platforms.
+//!
+//! # Using it
+//!
+//! An app is anything that implements [`App`], including a closure from [`Request`] to
+//! [`Response`] (the `http` crate's types). Build it in `main` and hand it to [`run`]:
+//!
+//! ```no_run
+//! use runicorn::{Request, Response};
+//!
+//! fn main() {
+//!     // Built once, in the master, before the workers are forked.
+//!     let greeting = String::from("Hello world\n");
+//!     runicorn::run(move || move |_req: Request<'_>| Response::new(greeting.clone().into()))
+//! }
+//! ```
+//!
+//! Put `web: ./target/release/myapp` in a Procfile: the binary reads `PORT` and
+//! `WEB_CONCURRENCY`, and accepts the same flags as `runicorn` (`myapp --help`).
+//!
+//! An app with state of its own, a request body read as a stream, and a per-worker hook;
+//! this example runs as a doctest, calling the app directly:
+//!
+//! ```
+//! use std::io::Read;
+//! use runicorn::{App, Body, BoxError, Request, RequestBody, Response, WorkerInfo};
+//!
+//! struct Counter {
+//!     served: u64,            // per worker: each worker has its own copy after fork
+//!     worker: Option<usize>,
+//! }
+//!
+//! impl App for Counter {
+//!     fn after_fork(&mut self, w: &WorkerInfo) -> Result<(), BoxError> {
+//!         self.worker = Some(w.slot); // open database connections here
+//!         Ok(())
+//!     }
+//!
+//!     fn call(&mut self, mut req: Request<'_>) -> Response {
+//!         self.served += 1;
+//!         let mut body = Vec::new();
+//!         if req.body_mut().read_to_end(&mut body).is_err() {
+//!             return http::Response::builder().status(400).body(Body::empty()).unwrap();
+//!         }
+//!         let text = format!("request {} had {} bytes\n", self.served, body.len());
+//!         Response::new(text.into())
+//!     }
+//! }
+//!
+//! let mut app = Counter { served: 0, worker: None };
+//! let req = http::Request::post("/upload").body(RequestBody::empty()).unwrap();
+//! let resp = app.call(req);
+//! assert_eq!(resp.status(), 200);
+//! assert_eq!(resp.body().len_hint(), Some(23));
+//! // In a binary: runicorn::run(|| Counter { served: 0, worker: None })
+//! ```
+//!
+//! A response body is bytes ([`Body::from`]), a reader ([`Body::reader`], sent chunked to
+//! HTTP/1.1 clients) or a file ([`Body::file`], sent with sendfile(2)).
+//!
+//! # Process model
+//!
+//! The master binds the listeners (or takes them from systemd's `LISTEN_FDS`), builds the
+//! app, and forks `workers` worker processes. Each worker accepts one connection at a time
+//! from the shared kernel queue, reads the request, calls the app and writes the response
+//! with `Connection: close`. The master never serves and never starts a thread: it reaps
+//! dead workers and respawns them, kills workers stuck past `timeout` (logging the request
+//! they were stuck on, read from the shared-memory scoreboard), grows and shrinks the pool
+//! on TTIN/TTOU, replaces every worker on HUP, and stops gracefully on TERM. See
+//! `docs/design.md` and `docs/signals.md`.
+//!
+//! # Anatomy of the crate
+//!
+//! | layer | modules |
+//! |---|---|
+//! | 0 | `error`, `sys` (the only `unsafe`), `http` (pure parsing and encoding) |
+//! | 1 | `config`, `handler`, `signals`, `scoreboard` |
+//! | 2 | `listener`, `log` |
+//! | 3 | `worker` |
+//! | 4 | `master`, `server` |
+//!
+//! # Limitations
+//!
+//! - Every response closes its connection (`--keepalive 0`); keep-alive arrives with the
+//!   RFC 9112 work, as do chunked request bodies (answered 501 today).
+//! - Linux only: it relies on `prctl`, `/proc`, `TCP_DEFER_ACCEPT` and shutdown(2) on
+//!   listening sockets.
+//! - The app must not start threads before the fork (the master checks and refuses).
+
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod config;
+pub mod demo;
+pub mod error;
+mod handler;
+mod http;
+mod listener;
+mod log;
+mod master;
+mod scoreboard;
+mod server;
+mod signals;
+mod sys;
+mod worker;
+
+pub use error::{Error, ErrorKind};
+pub use handler::{App, Body, BoxError, Request, RequestBody, Response, WorkerInfo};
+pub use http::RawHead;
+pub use master::{CRASH_BACKOFF_MAX, CRASH_BACKOFF_START, CRASH_LOOP_LIMIT};
+pub use server::{run, serve};
+pub use worker::RequestId;

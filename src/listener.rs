@@ -1,0 +1,315 @@
+//! Listening sockets: bound once by the master (or inherited from systemd through
+//! `LISTEN_FDS`), shared by every worker through fork, and accepted from by the workers.
+//!
+//! TCP listeners get SO_REUSEADDR, dual-stack for `[::]`, the configured backlog and
+//! TCP_DEFER_ACCEPT; accepted TCP connections get TCP_NODELAY (a response is written in one
+//! go and must not wait for Nagle). Listeners are non-blocking (workers poll them);
+//! accepted connections are blocking with a receive timeout.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, SockaddrStorage};
+
+use crate::config::BindAddr;
+use crate::error::{Error, ErrorKind};
+use crate::sys;
+
+/// A listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP, IPv4 or IPv6.
+    Tcp(TcpListener),
+    /// A Unix domain socket; the path is removed on a clean exit if we created it.
+    Unix(UnixListener, Option<PathBuf>),
+}
+
+/// An accepted connection.
+#[derive(Debug)]
+pub enum Conn {
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// A Unix domain socket connection.
+    Unix(UnixStream),
+}
+
+impl Listener {
+    /// Accepts one connection, or `WouldBlock` when none is waiting.
+    pub fn accept(&self) -> io::Result<Conn> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                // Best effort: a connection reset between accept and here is found on read.
+                let _ = s.set_nodelay(true);
+                Ok(Conn::Tcp(s))
+            }
+            Listener::Unix(l, _) => Ok(Conn::Unix(l.accept()?.0)),
+        }
+    }
+
+    /// Where it listens, for logs: `127.0.0.1:8080`, `[::]:5000`, `unix:/run/app.sock`.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map_or_else(|_| "tcp:?".into(), |a| a.to_string()),
+            Listener::Unix(l, _) => match l.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)) {
+                Some(p) => format!("unix:{}", p.display()),
+                None => "unix:?".into(),
+            },
+        }
+    }
+
+    /// The local TCP address, if TCP.
+    #[cfg(test)]
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(..) => None,
+        }
+    }
+
+    /// Stops listening for every process sharing the socket (see [`sys::stop_listening`]).
+    pub fn stop_listening(&self) -> io::Result<()> {
+        sys::stop_listening(self.as_fd())
+    }
+
+    /// Removes the socket file of a Unix listener we bound (master, at exit).
+    pub fn remove_socket_file(&self) {
+        if let Listener::Unix(_, Some(path)) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Tcp(l) => l.as_fd(),
+            Listener::Unix(l, _) => l.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl Conn {
+    /// Sets how long a read may wait for bytes (SO_RCVTIMEO).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        sys::set_io_timeouts(self.as_fd(), timeout)
+    }
+
+    /// Shuts down the writing side (our FIN), keeping the reading side.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Conn::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+}
+
+impl AsFd for Conn {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Conn::Tcp(s) => s.as_fd(),
+            Conn::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.read(buf),
+            Conn::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write(buf),
+            Conn::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write_vectored(bufs),
+            Conn::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The listeners the server should use: the sockets systemd passed (`LISTEN_FDS` with our
+/// pid in `LISTEN_PID`), else the configured addresses, bound now.
+///
+/// `fallback` replaces the first address when it cannot be bound because the machine has
+/// no IPv6 (the platform default `[::]:$PORT` becoming `0.0.0.0:$PORT`).
+pub fn open(
+    binds: &[BindAddr],
+    fallback: Option<&BindAddr>,
+    backlog: i32,
+) -> Result<Vec<Listener>, Error> {
+    if let Some(inherited) = inherited()? {
+        return Ok(inherited);
+    }
+    let mut out = Vec::with_capacity(binds.len());
+    for (i, addr) in binds.iter().enumerate() {
+        match bind(addr, backlog) {
+            Ok(l) => out.push(l),
+            Err(e) if i == 0 && fallback.is_some() && no_ipv6(&e) => {
+                let fb = fallback.expect("checked above");
+                tracing::warn!(addr = %addr, fallback = %fb, "no IPv6 on this machine; binding IPv4 only");
+                out.push(bind(fb, backlog).map_err(|e| listen_error(fb, e))?);
+            }
+            Err(e) => return Err(listen_error(addr, e)),
+        }
+    }
+    Ok(out)
+}
+
+fn listen_error(addr: &BindAddr, e: io::Error) -> Error {
+    Error::io(ErrorKind::Listen, format!("cannot listen on {addr}"), e)
+}
+
+fn no_ipv6(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL))
+}
+
+/// Binds and listens on one address.
+pub fn bind(addr: &BindAddr, backlog: i32) -> io::Result<Listener> {
+    let backlog = sock::Backlog::new(backlog).map_err(io::Error::from)?;
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    match addr {
+        BindAddr::Tcp(sa) => {
+            let family = if sa.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
+            let fd = sock::socket(family, SockType::Stream, flags, None)?;
+            sys::set_reuse_addr(fd.as_fd())?;
+            if sa.is_ipv6() && sa.ip().is_unspecified() {
+                sys::set_dual_stack(fd.as_fd())?;
+            }
+            sock::bind(fd.as_raw_fd(), &SockaddrStorage::from(*sa))?;
+            sock::listen(&fd, backlog)?;
+            // Best effort: not every kernel (or sandbox) has it, and the server works without.
+            let _ = sys::set_defer_accept(fd.as_fd(), 1);
+            Ok(Listener::Tcp(TcpListener::from(fd)))
+        }
+        BindAddr::Unix(path) => {
+            remove_stale_socket(path)?;
+            let fd = sock::socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
+            sock::bind(fd.as_raw_fd(), &sock::UnixAddr::new(path.as_path())?)?;
+            sock::listen(&fd, backlog)?;
+            Ok(Listener::Unix(UnixListener::from(fd), Some(path.clone())))
+        }
+    }
+}
+
+/// A socket file left by a server that died without cleaning up would make bind fail with
+/// EADDRINUSE. Remove it only if nothing answers on it (as Unicorn does); a live server's
+/// socket is left alone and bind reports the conflict.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if UnixStream::connect(path).is_err() {
+                std::fs::remove_file(path)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Sockets passed by systemd socket activation (sd_listen_fds(3)): `LISTEN_PID` must be our
+/// pid, and `LISTEN_FDS` sockets start at fd 3. The variables are removed so that programs the
+/// app starts do not take the sockets for theirs.
+fn inherited() -> Result<Option<Vec<Listener>>, Error> {
+    let (Ok(pid), Ok(count)) = (std::env::var("LISTEN_PID"), std::env::var("LISTEN_FDS")) else {
+        return Ok(None);
+    };
+    if pid.trim() != std::process::id().to_string() {
+        return Ok(None);
+    }
+    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        sys::remove_env(name);
+    }
+    let count: i32 = count.trim().parse().map_err(|_| {
+        Error::new(ErrorKind::Listen, format!("LISTEN_FDS: invalid value '{count}': accepts a number of sockets"))
+    })?;
+    let mut out = Vec::new();
+    for fd in 3..3 + count {
+        let owned: OwnedFd = sys::adopt_fd(fd)
+            .map_err(|e| Error::io(ErrorKind::Listen, format!("LISTEN_FDS: fd {fd}"), e))?;
+        if !sys::is_stream_socket(owned.as_fd()) || !sys::is_listening(owned.as_fd()) {
+            return Err(Error::new(
+                ErrorKind::Listen,
+                format!("LISTEN_FDS: fd {fd} is not a listening stream socket"),
+            ));
+        }
+        sys::set_cloexec(&owned).map_err(|e| Error::io(ErrorKind::Listen, "LISTEN_FDS", e))?;
+        let listener = match sys::socket_family(owned.as_fd()) {
+            Some(libc::AF_UNIX) => Listener::Unix(UnixListener::from(owned), None),
+            _ => Listener::Tcp(TcpListener::from(owned)),
+        };
+        match &listener {
+            Listener::Tcp(l) => l.set_nonblocking(true),
+            Listener::Unix(l, _) => l.set_nonblocking(true),
+        }
+        .map_err(|e| Error::io(ErrorKind::Listen, format!("LISTEN_FDS: fd {fd}"), e))?;
+        out.push(listener);
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_tcp_with_ephemeral_port_and_accepts() {
+        let l = bind(&BindAddr::Tcp("127.0.0.1:0".parse().unwrap()), 16).unwrap();
+        let addr = l.local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        assert_eq!(l.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.write_all(b"x").unwrap(); // TCP_DEFER_ACCEPT waits for data
+        let mut conn = loop {
+            match l.accept() {
+                Ok(c) => break c,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let mut b = [0u8; 1];
+        conn.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"x");
+    }
+
+    #[test]
+    fn binds_unix_and_replaces_a_stale_socket_file() {
+        let path = std::env::temp_dir().join(format!("runicorn-test-{}.sock", std::process::id()));
+        let addr = BindAddr::Unix(path.clone());
+        let first = bind(&addr, 16).unwrap();
+        drop(first); // leaves the file behind, as a crashed server would
+        assert!(path.exists());
+        let l = bind(&addr, 16).unwrap();
+        assert_eq!(l.describe(), format!("unix:{}", path.display()));
+        assert!(UnixStream::connect(&path).is_ok());
+        // A live socket is not removed: binding again fails.
+        assert!(bind(&addr, 16).is_err());
+        l.remove_socket_file();
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,579 @@
+//! The master: forks the workers and supervises them; never serves a request and never
+//! starts a thread (fork is only sound with one).
+//!
+//! [`Master::run`] is the whole story: reap, drain signals, act, check timeouts, keep the
+//! worker count, wait. The decisions ("how many to spawn, which to stop") are the pure
+//! function [`plan`], tested without fork.
+
+use std::io::Write as _;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Config, MAX_WORKERS};
+use crate::error::{EXIT_CRASH_LOOP, EXIT_OK, WORKER_BOOT_ERROR};
+use crate::handler::App;
+use crate::listener::Listener;
+use crate::scoreboard::{Scoreboard, WorkerState};
+use crate::signals::{MasterSignal, MasterSignals};
+use crate::sys::{self, Forked};
+use crate::worker::{self, WorkerContext};
+
+/// Consecutive workers that die before they are ready, after which the master gives up and
+/// exits with `EXIT_CRASH_LOOP`.
+pub const CRASH_LOOP_LIMIT: u32 = 10;
+/// The first pause before respawning after a boot failure; it doubles with each consecutive
+/// failure, up to [`CRASH_BACKOFF_MAX`].
+pub const CRASH_BACKOFF_START: Duration = Duration::from_millis(50);
+/// The longest pause between respawns in a crash loop.
+pub const CRASH_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+const SIGNALS: Token = Token(0);
+
+/// A worker as the master tracks it.
+#[derive(Debug)]
+struct Worker {
+    slot: usize,
+    pid: Pid,
+    generation: u64,
+    /// Write end of the worker's control pipe.
+    control: OwnedFd,
+    spawned_at: Instant,
+    ready: bool,
+    stop_sent: bool,
+    /// Why we sent SIGKILL, if we did (so its death is not blamed on the OOM killer).
+    killed: Option<&'static str>,
+}
+
+/// What the master is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Stopping: no more spawning; exit with `code` once every worker is reaped, and kill
+    /// those still alive at `deadline`.
+    Stopping { deadline: Instant, code: i32 },
+}
+
+/// A worker as [`plan`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerView {
+    /// Its slot.
+    pub slot: usize,
+    /// The generation it was spawned in (HUP starts a new one).
+    pub generation: u64,
+    /// It has booted and accepts connections.
+    pub ready: bool,
+    /// It was already asked to stop.
+    pub stopping: bool,
+}
+
+/// What to do to reach the wanted pool.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// How many workers to spawn.
+    pub spawn: usize,
+    /// Slots of the workers to stop gracefully.
+    pub stop: Vec<usize>,
+}
+
+/// Decides how to move from `workers` to `target` workers of `generation`.
+///
+/// Workers of the current generation are topped up to `target`, or the newest extras
+/// stopped. Workers of older generations (before a HUP) keep serving until enough new ones
+/// are ready to replace them, then are stopped one for each new ready worker: there is never
+/// a moment with fewer than `target` workers able to serve.
+pub fn plan(workers: &[WorkerView], target: usize, generation: u64) -> Plan {
+    let live = |w: &&WorkerView| !w.stopping;
+    let mut current: Vec<&WorkerView> =
+        workers.iter().filter(live).filter(|w| w.generation == generation).collect();
+    let old: Vec<&WorkerView> =
+        workers.iter().filter(live).filter(|w| w.generation != generation).collect();
+    let mut out = Plan::default();
+    if current.len() < target {
+        out.spawn = target - current.len();
+    } else if current.len() > target {
+        current.sort_by_key(|w| std::cmp::Reverse(w.slot));
+        out.stop.extend(current.iter().take(current.len() - target).map(|w| w.slot));
+    }
+    let ready_current = current.iter().filter(|w| w.ready).count().min(target);
+    let keep_old = target - ready_current;
+    if old.len() > keep_old {
+        out.stop.extend(old.iter().take(old.len() - keep_old).map(|w| w.slot));
+    }
+    out
+}
+
+/// The lowest slot not used by a live worker.
+fn free_slot(used: impl Iterator<Item = usize>, capacity: usize) -> Option<usize> {
+    let mut taken = vec![false; capacity];
+    for s in used {
+        taken[s] = true;
+    }
+    taken.iter().position(|t| !t)
+}
+
+/// The master process.
+pub struct Master<'c, A: App> {
+    config: &'c Config,
+    app: A,
+    listeners: Vec<Listener>,
+    scoreboard: Scoreboard,
+    poll: Option<Poll>,
+    signals: Option<MasterSignals>,
+    workers: Vec<Worker>,
+    target: usize,
+    generation: u64,
+    phase: Phase,
+    boot_failures: u32,
+    last_boot_failure: String,
+    respawn_after: Option<Instant>,
+    rng: u64,
+}
+
+impl<'c, A: App> Master<'c, A> {
+    /// A master over bound `listeners` serving `app` (already built: it is shared with the
+    /// workers copy-on-write).
+    pub fn new(config: &'c Config, app: A, listeners: Vec<Listener>) -> std::io::Result<Self> {
+        let poll = Poll::new()?;
+        let signals = MasterSignals::install(poll.registry(), SIGNALS)?;
+        let scoreboard = Scoreboard::new(2 * MAX_WORKERS)?;
+        Ok(Master {
+            config,
+            app,
+            listeners,
+            scoreboard,
+            poll: Some(poll),
+            signals: Some(signals),
+            workers: Vec::new(),
+            target: config.workers,
+            generation: 0,
+            phase: Phase::Running,
+            boot_failures: 0,
+            last_boot_failure: String::new(),
+            respawn_after: None,
+            rng: sys::monotonic_ns() ^ (u64::from(std::process::id()) << 32) | 1,
+        })
+    }
+
+    /// Runs until stopped; returns the exit code.
+    pub fn run(&mut self) -> i32 {
+        loop {
+            self.reap();
+            self.handle_signals();
+            if let Phase::Stopping { code, .. } = self.phase {
+                if self.workers.is_empty() {
+                    return code;
+                }
+            }
+            self.check_timeouts();
+            self.notice_ready();
+            self.keep_worker_count();
+            self.wait();
+        }
+    }
+
+    /// Closes what the master leaves behind at exit: Unix socket files.
+    pub fn cleanup(&self) {
+        for l in &self.listeners {
+            l.remove_socket_file();
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    error!(error = %e, "waitpid failed");
+                    return;
+                }
+                Ok(s) => s,
+            };
+            let Some(pid) = status.pid() else { continue };
+            let Some(i) = self.workers.iter().position(|w| w.pid == pid) else {
+                // A process the app started and did not wait for; not ours to report.
+                continue;
+            };
+            let w = self.workers.swap_remove(i);
+            let slot = self.scoreboard.slot(w.slot);
+            let view = slot.view();
+            let ready = w.ready || !matches!(view.state, WorkerState::Booting | WorkerState::Free);
+            slot.free();
+            self.report_exit(&w, status, view.requests, ready);
+        }
+    }
+
+    /// Logs how a worker ended, and counts a death before ready as a boot failure.
+    fn report_exit(&mut self, w: &Worker, status: WaitStatus, requests: u64, ready: bool) {
+        let (slot, pid) = (w.slot, w.pid.as_raw());
+        let expected = w.stop_sent || matches!(self.phase, Phase::Stopping { .. });
+        match status {
+            WaitStatus::Exited(_, 0) => {
+                info!(worker = slot, pid, code = 0, requests, "worker exited");
+            }
+            WaitStatus::Exited(_, code) => {
+                let reason = if code == WORKER_BOOT_ERROR { "after_fork failed" } else { "error" };
+                error!(worker = slot, pid, code, requests, reason, "worker exited");
+            }
+            WaitStatus::Signaled(_, sig, core) => {
+                let signal = sig.as_str();
+                match w.killed {
+                    Some(reason) => info!(worker = slot, pid, signal, requests, reason, "worker killed"),
+                    None if sig == Signal::SIGKILL => error!(
+                        worker = slot, pid, signal, requests,
+                        reason = "perhaps out of memory", "worker killed"
+                    ),
+                    None => error!(worker = slot, pid, signal, core_dumped = core, requests, "worker killed"),
+                }
+            }
+            other => debug!(worker = slot, pid, status = ?other, "worker ended"),
+        }
+        if !ready && !expected && w.killed != Some("quick stop") {
+            self.boot_failures += 1;
+            self.last_boot_failure = match status {
+                WaitStatus::Exited(_, c) => format!("exit code {c}"),
+                WaitStatus::Signaled(_, s, _) => format!("signal {}", s.as_str()),
+                _ => "unknown".into(),
+            };
+            let backoff = CRASH_BACKOFF_START
+                .saturating_mul(1 << (self.boot_failures - 1).min(16))
+                .min(CRASH_BACKOFF_MAX);
+            self.respawn_after = Some(Instant::now() + backoff);
+            warn!(
+                worker = slot, pid, failures = self.boot_failures, limit = CRASH_LOOP_LIMIT,
+                backoff_ms = backoff.as_millis() as u64, "worker died before it was ready"
+            );
+            if self.boot_failures >= CRASH_LOOP_LIMIT && self.phase == Phase::Running {
+                error!(
+                    failures = self.boot_failures,
+                    last = self.last_boot_failure.as_str(),
+                    code = EXIT_CRASH_LOOP,
+                    "crash loop: workers keep dying before they are ready; stopping"
+                );
+                self.begin_stop(EXIT_CRASH_LOOP);
+            }
+        }
+    }
+
+    fn handle_signals(&mut self) {
+        let Some(signals) = self.signals.as_mut() else { return };
+        for sig in signals.drain() {
+            match sig {
+                MasterSignal::Term => self.on_term(),
+                MasterSignal::Int => self.on_int(),
+                MasterSignal::Hup => self.on_hup(),
+                MasterSignal::Usr1 => self.on_usr1(),
+                MasterSignal::Winch => self.on_winch(),
+                MasterSignal::Ttin => self.on_ttin(),
+                MasterSignal::Ttou => self.on_ttou(),
+                MasterSignal::Chld => {}
+            }
+        }
+    }
+
+    fn on_term(&mut self) {
+        if self.phase == Phase::Running {
+            info!(workers = self.workers.len(), graceful_timeout_s = self.config.graceful_timeout.as_secs(), "graceful stop");
+            self.begin_stop(EXIT_OK);
+        }
+    }
+
+    fn on_int(&mut self) {
+        info!(workers = self.workers.len(), "quick stop");
+        for l in &self.listeners {
+            let _ = l.stop_listening();
+        }
+        self.phase = Phase::Stopping { deadline: Instant::now(), code: EXIT_OK };
+        self.kill_all("quick stop");
+    }
+
+    fn on_hup(&mut self) {
+        if self.phase == Phase::Running {
+            self.generation += 1;
+            info!(workers = self.target, generation = self.generation, "replacing every worker");
+        }
+    }
+
+    fn on_usr1(&mut self) {
+        let files = sys::reopen_append_logs();
+        info!(files, "reopened log files");
+        for w in &self.workers {
+            let _ = kill(w.pid, Signal::SIGUSR1);
+        }
+    }
+
+    fn on_winch(&mut self) {
+        if self.phase == Phase::Running {
+            self.target = 0;
+            info!(workers = 0, "stopping every worker; the master keeps the listeners");
+        }
+    }
+
+    fn on_ttin(&mut self) {
+        if self.phase == Phase::Running && self.target < MAX_WORKERS {
+            self.target += 1;
+            info!(workers = self.target, "one worker more");
+        }
+    }
+
+    fn on_ttou(&mut self) {
+        if self.phase == Phase::Running && self.target > 1 {
+            self.target -= 1;
+            info!(workers = self.target, "one worker fewer");
+        }
+    }
+
+    /// Graceful stop: stop listening at once (new connections are refused), let each
+    /// worker finish its request, and kill what is left at the graceful timeout.
+    fn begin_stop(&mut self, code: i32) {
+        for l in &self.listeners {
+            if let Err(e) = l.stop_listening() {
+                warn!(addr = l.describe(), error = %e, "could not stop listening");
+            }
+        }
+        for i in 0..self.workers.len() {
+            self.stop_worker(i);
+        }
+        let deadline = Instant::now() + self.config.graceful_timeout;
+        self.phase = Phase::Stopping { deadline, code };
+    }
+
+    /// Asks a worker to stop after its current request: the scoreboard flag is seen by a
+    /// busy worker, the pipe byte wakes an idle one.
+    fn stop_worker(&mut self, i: usize) {
+        let w = &mut self.workers[i];
+        if w.stop_sent {
+            return;
+        }
+        w.stop_sent = true;
+        self.scoreboard.slot(w.slot).request_stop();
+        let _ = nix::unistd::write(w.control.as_fd(), b"s");
+    }
+
+    fn kill_all(&mut self, reason: &'static str) {
+        for w in &mut self.workers {
+            if w.killed.is_none() {
+                w.killed = Some(reason);
+                let _ = kill(w.pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    fn check_timeouts(&mut self) {
+        if let Phase::Stopping { deadline, .. } = self.phase {
+            if Instant::now() >= deadline && self.workers.iter().any(|w| w.killed.is_none()) {
+                warn!(workers = self.workers.len(), "graceful timeout: killing the workers still running");
+                self.kill_all("graceful timeout");
+            }
+        }
+        let Some(timeout) = self.config.timeout else { return };
+        let now_ns = sys::monotonic_ns();
+        for w in &mut self.workers {
+            if w.killed.is_some() {
+                continue;
+            }
+            let slot = self.scoreboard.slot(w.slot);
+            let view = slot.view();
+            if let Some(since) = view.busy_since_ns {
+                let elapsed = Duration::from_nanos(now_ns.saturating_sub(since));
+                if elapsed > timeout {
+                    let req = slot.current_request();
+                    error!(
+                        worker = w.slot, pid = w.pid.as_raw(),
+                        elapsed_s = format!("{:.1}", elapsed.as_secs_f64()),
+                        method = req.method.as_str(), path = req.path.as_str(),
+                        request_id = req.request_id.as_str(),
+                        "worker timeout: killing it"
+                    );
+                    w.killed = Some("timeout");
+                    let _ = kill(w.pid, Signal::SIGKILL);
+                }
+            } else if !w.ready && view.state == WorkerState::Booting && w.spawned_at.elapsed() > timeout {
+                error!(worker = w.slot, pid = w.pid.as_raw(), elapsed_s = w.spawned_at.elapsed().as_secs(), "worker boot timeout: killing it");
+                w.killed = Some("boot timeout");
+                let _ = kill(w.pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    fn notice_ready(&mut self) {
+        for w in &mut self.workers {
+            if !w.ready && !matches!(self.scoreboard.slot(w.slot).view().state, WorkerState::Booting | WorkerState::Free) {
+                w.ready = true;
+                self.boot_failures = 0;
+            }
+        }
+    }
+
+    fn keep_worker_count(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let views: Vec<WorkerView> = self
+            .workers
+            .iter()
+            .map(|w| WorkerView { slot: w.slot, generation: w.generation, ready: w.ready, stopping: w.stop_sent || w.killed.is_some() })
+            .collect();
+        let plan = plan(&views, self.target, self.generation);
+        for slot in plan.stop {
+            if let Some(i) = self.workers.iter().position(|w| w.slot == slot) {
+                debug!(worker = slot, pid = self.workers[i].pid.as_raw(), "stopping worker");
+                self.stop_worker(i);
+            }
+        }
+        if self.respawn_after.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        for _ in 0..plan.spawn {
+            let used = self.workers.iter().map(|w| w.slot);
+            let Some(slot) = free_slot(used, self.scoreboard.capacity()) else {
+                warn!(capacity = self.scoreboard.capacity(), "no free worker slot");
+                return;
+            };
+            self.spawn(slot);
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64: enough to spread max-requests across workers.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn spawn(&mut self, slot: usize) {
+        let (read, write) = match nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, "cannot create a control pipe");
+                self.respawn_after = Some(Instant::now() + CRASH_BACKOFF_MAX);
+                return;
+            }
+        };
+        let max_requests = match self.config.max_requests {
+            0 => 0,
+            n => n + self.next_random() % (self.config.max_requests_jitter + 1),
+        };
+        self.scoreboard.slot(slot).reset();
+        match sys::fork() {
+            Ok(Forked::Parent(pid)) => {
+                drop(read);
+                debug!(worker = slot, pid = pid.as_raw(), "worker spawned");
+                self.workers.push(Worker {
+                    slot,
+                    pid,
+                    generation: self.generation,
+                    control: write,
+                    spawned_at: Instant::now(),
+                    ready: false,
+                    stop_sent: false,
+                    killed: None,
+                });
+            }
+            Ok(Forked::Child) => {
+                // Child side: drop what belongs to the master (the other workers' control
+                // pipes, our own write end, the master's poll and signal pipe), then become
+                // the worker. The inherited epoll fd is closed, never used: its instance is
+                // shared with the master.
+                drop(write);
+                self.workers.clear();
+                drop(self.poll.take());
+                let ctx = WorkerContext {
+                    slot_index: slot,
+                    slot: self.scoreboard.slot(slot),
+                    listeners: std::mem::take(&mut self.listeners),
+                    control: read,
+                    master_signals: self.signals.take(),
+                    master_pid: nix::unistd::getppid(),
+                    max_requests,
+                    config: self.config,
+                };
+                let code = worker::run(ctx, &mut self.app);
+                let _ = std::io::stdout().flush();
+                std::process::exit(code);
+            }
+            Err(e) => {
+                error!(error = %e, "fork failed");
+                self.scoreboard.slot(slot).free();
+                self.respawn_after = Some(Instant::now() + CRASH_BACKOFF_MAX);
+            }
+        }
+    }
+
+    /// Waits for a signal or the next tick. The tick is short while something is changing
+    /// (workers booting, a stop in progress), so readiness and deadlines are noticed
+    /// promptly, and one second otherwise, enough for timeouts counted in seconds.
+    fn wait(&mut self) {
+        let busy_tick = !matches!(self.phase, Phase::Running)
+            || self.respawn_after.is_some_and(|t| Instant::now() < t)
+            || self.workers.iter().any(|w| !w.ready || w.stop_sent);
+        let mut timeout = if busy_tick { Duration::from_millis(50) } else { Duration::from_secs(1) };
+        if let Some(t) = self.respawn_after {
+            timeout = timeout.min(t.saturating_duration_since(Instant::now()));
+        }
+        let Some(poll) = self.poll.as_mut() else { return };
+        let mut events = Events::with_capacity(4);
+        match poll.poll(&mut events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => error!(error = %e, "poll failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(slot: usize, generation: u64, ready: bool) -> WorkerView {
+        WorkerView { slot, generation, ready, stopping: false }
+    }
+
+    #[test]
+    fn tops_up_to_target() {
+        assert_eq!(plan(&[], 3, 0), Plan { spawn: 3, stop: vec![] });
+        assert_eq!(plan(&[w(0, 0, true)], 3, 0), Plan { spawn: 2, stop: vec![] });
+        assert_eq!(plan(&[w(0, 0, true), w(1, 0, false), w(2, 0, true)], 3, 0), Plan::default());
+    }
+
+    #[test]
+    fn stops_the_newest_extras() {
+        let ws = [w(0, 0, true), w(1, 0, true), w(2, 0, true)];
+        assert_eq!(plan(&ws, 2, 0), Plan { spawn: 0, stop: vec![2] });
+        assert_eq!(plan(&ws, 0, 0), Plan { spawn: 0, stop: vec![2, 1, 0] });
+    }
+
+    #[test]
+    fn stopping_workers_do_not_count() {
+        let ws = [w(0, 0, true), WorkerView { stopping: true, ..w(1, 0, true) }];
+        assert_eq!(plan(&ws, 2, 0), Plan { spawn: 1, stop: vec![] });
+    }
+
+    #[test]
+    fn hup_keeps_old_workers_until_new_ones_are_ready() {
+        let old = [w(0, 0, true), w(1, 0, true)];
+        // Right after HUP: spawn two new ones, stop nothing.
+        assert_eq!(plan(&old, 2, 1), Plan { spawn: 2, stop: vec![] });
+        // One new worker ready: one old one may go.
+        let ws = [old[0], old[1], w(2, 1, true), w(3, 1, false)];
+        assert_eq!(plan(&ws, 2, 1), Plan { spawn: 0, stop: vec![0] });
+        // Both ready: both old ones go.
+        let ws = [old[0], old[1], w(2, 1, true), w(3, 1, true)];
+        assert_eq!(plan(&ws, 2, 1), Plan { spawn: 0, stop: vec![0, 1] });
+    }
+
+    #[test]
+    fn free_slots_are_reused_lowest_first() {
+        assert_eq!(free_slot([0, 2].into_iter(), 4), Some(1));
+        assert_eq!(free_slot([0, 1].into_iter(), 2), None);
+    }
+}

@@ -1,0 +1,121 @@
+//! The entry points an app binary calls: [`run`] (parse settings, serve, exit) and
+//! [`serve`] (the same, returning errors).
+
+use std::io::Write as _;
+
+use tracing::{error, info};
+
+use crate::config::{self, Command, Config};
+use crate::error::{EXIT_CONFIG, EXIT_OK, Error, ErrorKind};
+use crate::handler::App;
+use crate::listener;
+use crate::master::Master;
+use crate::sys;
+
+/// Runs an app binary: reads the settings from the command line and the environment,
+/// builds the app with `build` (once, in the master, before the workers are forked), serves
+/// until stopped, and exits the process with the right code.
+///
+/// Every binary built on runicorn thus accepts the same flags and environment variables as
+/// `runicorn` itself; `--help` lists them. Exit codes: 0 after a stop, 1 when the server
+/// could not start, 2 for a bad setting, 3 for a crash loop.
+pub fn run<A: App>(build: impl FnOnce() -> A) -> ! {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .as_deref()
+        .and_then(|p| std::path::Path::new(p).file_name()?.to_str().map(str::to_string))
+        .unwrap_or_else(|| "runicorn".to_string());
+    let args: Vec<String> = args.collect();
+    let command = config::parse(&program, &args, &|k| std::env::var(k).ok());
+    let config = match command {
+        Ok(Command::Serve(c)) => c,
+        Ok(Command::Help(text)) => {
+            print!("{text}");
+            exit(EXIT_OK)
+        }
+        Ok(Command::Version) => {
+            println!("{program} (runicorn {})", env!("CARGO_PKG_VERSION"));
+            exit(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            exit(EXIT_CONFIG)
+        }
+    };
+    crate::log::init(config.log_level);
+    match serve(&config, build) {
+        Ok(code) => exit(code),
+        Err(e) => {
+            error!(error = %e, "cannot start");
+            exit(e.exit_code())
+        }
+    }
+}
+
+fn exit(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+/// Serves with `config` until stopped; returns the exit code (0 after TERM/QUIT/INT, 3 for
+/// a crash loop). `Err` when the server could not start.
+pub fn serve<A: App>(config: &Config, build: impl FnOnce() -> A) -> Result<i32, Error> {
+    if config.check_config {
+        let _app = build();
+        info!(workers = config.workers, binds = config.binds.len(), "configuration ok");
+        return Ok(EXIT_OK);
+    }
+    let listeners = listener::open(&config.binds, config.bind_fallback.as_ref(), config.backlog)?;
+    for l in &listeners {
+        info!(addr = l.describe(), "listening");
+    }
+    let app = build();
+    // fork(2) is only sound in a single-threaded process: an app that started a thread
+    // while being built (a runtime, a pool) must start it in `after_fork` instead.
+    if let Some(n) = sys::thread_count().filter(|&n| n != 1) {
+        return Err(Error::new(
+            ErrorKind::App,
+            format!("the master has {n} threads after building the app; start threads in after_fork, not before"),
+        ));
+    }
+    let pid_file = config.pid_file.as_deref().map(PidFile::write).transpose()?;
+    let mut master = Master::new(config, app, listeners)
+        .map_err(|e| Error::io(ErrorKind::System, "cannot set up the master", e))?;
+    info!(pid = std::process::id(), workers = config.workers, "master started");
+    let code = master.run();
+    master.cleanup();
+    drop(pid_file);
+    info!(code, "master exiting");
+    Ok(code)
+}
+
+/// The pid file: written atomically (a temporary file renamed over the path, so a reader
+/// never sees it half-written) and removed on exit if it still holds our pid.
+struct PidFile {
+    path: std::path::PathBuf,
+}
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> Result<PidFile, Error> {
+        let pid = std::process::id();
+        let tmp = path.with_extension(format!("tmp.{pid}"));
+        let fail = |e| Error::io(ErrorKind::System, format!("cannot write pid file {}", path.display()), e);
+        std::fs::write(&tmp, format!("{pid}\n")).map_err(fail)?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(e)
+        })?;
+        Ok(PidFile { path: path.to_path_buf() })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let ours = std::fs::read_to_string(&self.path)
+            .is_ok_and(|s| s.trim() == std::process::id().to_string());
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! The only module with `unsafe`: fork with signals masked, the shared mapping, socket options
+//! the standard library does not expose, and a few process calls.
+//!
+//! Everything here is a thin, documented wrapper; policy lives in the callers. Each wrapper
+//! says which side of a fork it is meant for.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+pub use nix::unistd::Pid;
+
+/// Which side of a fork we are on.
+pub enum Forked {
+    /// In the parent, with the child's pid. Signals are unmasked again.
+    Parent(Pid),
+    /// In the child. All signals are still masked: the caller sets up its own handling and
+    /// then calls [`unmask_signals`].
+    Child,
+}
+
+/// Forks with every signal masked.
+///
+/// Why masked: between fork and the moment the child has replaced the master's signal
+/// handling with its own, a signal (a TERM sent to the whole process group, say) would run the
+/// master's handler in the child and wake the master's poll through the shared self-pipe.
+/// With the mask, such a signal stays pending and reaches the child's own handlers.
+///
+/// Only sound while the calling process has one thread (fork(2): the child gets only the
+/// calling thread; a lock held by another thread would stay locked forever). The master never
+/// starts a thread, and a test checks it.
+pub fn fork() -> io::Result<Forked> {
+    let all = SigSet::all();
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old))?;
+    // SAFETY: the master is single-threaded (see above), so the child's copy of the address
+    // space has no lock held by a thread that no longer exists.
+    let res = unsafe { nix::unistd::fork() };
+    match res {
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)?;
+            Ok(Forked::Parent(child))
+        }
+        Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
+        Err(e) => {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            Err(e.into())
+        }
+    }
+}
+
+/// Unblocks every signal (the child side of [`fork`], once its handlers are in place).
+pub fn unmask_signals() -> io::Result<()> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    Ok(())
+}
+
+/// Sets the default disposition for `sig`.
+pub fn default_signal(sig: Signal) -> io::Result<()> {
+    set_disposition(sig, nix::sys::signal::SigHandler::SigDfl)
+}
+
+/// Ignores `sig`.
+pub fn ignore_signal(sig: Signal) -> io::Result<()> {
+    set_disposition(sig, nix::sys::signal::SigHandler::SigIgn)
+}
+
+fn set_disposition(sig: Signal, handler: nix::sys::signal::SigHandler) -> io::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, sigaction};
+    let action = SigAction::new(handler, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_DFL and SIG_IGN run no code of ours in signal context.
+    unsafe { sigaction(sig, &action) }?;
+    Ok(())
+}
+
+/// Asks the kernel to send `sig` to this process when its parent dies (prctl(2),
+/// PR_SET_PDEATHSIG), then checks that the parent is still `parent`, closing the race where it
+/// died before the call.
+pub fn die_with_parent(sig: Signal, parent: Pid) -> io::Result<bool> {
+    nix::sys::prctl::set_pdeathsig(sig)?;
+    Ok(nix::unistd::getppid() == parent)
+}
+
+/// Sets the process name shown by `ps -o comm` and `top` (prctl(2), PR_SET_NAME; at most 15
+/// bytes are kept).
+pub fn set_process_name(name: &str) {
+    if let Ok(c) = std::ffi::CString::new(name) {
+        let _ = nix::sys::prctl::set_name(&c);
+    }
+}
+
+/// A `MAP_SHARED | MAP_ANONYMOUS` mapping, made in the master before the first fork so that
+/// every worker sees the same pages. Zero-filled by the kernel; pages are only backed by memory
+/// once touched.
+pub struct SharedMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl SharedMap {
+    /// Maps `len` bytes, zeroed.
+    pub fn new(len: usize) -> io::Result<SharedMap> {
+        use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
+        let size = std::num::NonZeroUsize::new(len).ok_or(io::ErrorKind::InvalidInput)?;
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks aliases nothing.
+        let ptr = unsafe {
+            mmap_anonymous(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+            )
+        }?;
+        Ok(SharedMap { ptr: ptr.cast(), len })
+    }
+
+    /// The start of the mapping (page-aligned).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len came from mmap and nothing borrows the mapping past the owner.
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Nanoseconds on CLOCK_MONOTONIC. The same clock in every process of the machine, so a
+/// worker's "busy since" is comparable with the master's "now".
+pub fn monotonic_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available on Linux");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: the pointer and length describe a live c_int for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// TCP_DEFER_ACCEPT (tcp(7)): the kernel wakes `accept` only once the client has sent data,
+/// so a worker is not woken for a connection that sends nothing (as Unicorn does).
+pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: i32) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs)
+}
+
+/// SO_REUSEADDR: a restarted server can bind while old connections sit in TIME_WAIT.
+pub fn set_reuse_addr(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+}
+
+/// IPV6_V6ONLY off: one `[::]` listener serves IPv4 clients too (as v4-mapped addresses).
+pub fn set_dual_stack(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)
+}
+
+/// SO_RCVTIMEO / SO_SNDTIMEO on a blocking socket (socket(7)): a read or write that makes no
+/// progress for `timeout` fails with EAGAIN. `None` waits forever.
+pub fn set_io_timeouts(fd: BorrowedFd<'_>, read: Option<Duration>) -> io::Result<()> {
+    let tv = match read {
+        Some(d) => libc::timeval {
+            tv_sec: d.as_secs() as libc::time_t,
+            tv_usec: d.subsec_micros() as libc::suseconds_t,
+        },
+        None => libc::timeval { tv_sec: 0, tv_usec: 0 },
+    };
+    // SAFETY: the pointer and length describe a live timeval for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// `shutdown(fd, SHUT_RDWR)` on a listening socket. On Linux this stops the socket listening
+/// for every process that shares it (new connections are refused at once), which closing our
+/// own descriptor would not do while workers still hold theirs.
+pub fn stop_listening(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall on a descriptor we borrow.
+    let rc = unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Takes ownership of an inherited descriptor (systemd's `LISTEN_FDS`), after checking that
+/// it is open. The caller must be the only owner of `fd` from now on.
+pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    nix::fcntl::fcntl(
+        // SAFETY: only used for the duration of this fcntl; ownership is taken below.
+        unsafe { BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )?;
+    // SAFETY: the descriptor is open (checked above) and LISTEN_FDS hands it to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets FD_CLOEXEC, so that an inherited descriptor does not leak into programs the app runs.
+pub fn set_cloexec(fd: impl AsFd) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    Ok(())
+}
+
+/// The socket type of `fd` (SOCK_STREAM for listeners we can use).
+pub fn is_stream_socket(fd: BorrowedFd<'_>) -> bool {
+    matches!(
+        nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::SockType),
+        Ok(nix::sys::socket::SockType::Stream)
+    )
+}
+
+/// Does `fd` listen (SO_ACCEPTCONN)?
+pub fn is_listening(fd: BorrowedFd<'_>) -> bool {
+    matches!(nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::AcceptConn), Ok(true))
+}
+
+/// The address family of a socket (AF_INET, AF_INET6, AF_UNIX), from getsockname(2).
+pub fn socket_family(fd: BorrowedFd<'_>) -> Option<i32> {
+    use nix::sys::socket::SockaddrLike;
+    let addr: nix::sys::socket::SockaddrStorage =
+        nix::sys::socket::getsockname(fd.as_raw_fd()).ok()?;
+    addr.family().map(|f| f as i32)
+}
+
+/// Reopens stdout and stderr by path when they are regular files opened for appending, as
+/// after `runicorn >> app.log 2>&1` (SIGUSR1: log rotation, as Unicorn's `reopen_logs`).
+/// Terminals, pipes and sockets are left alone. Returns how many were reopened.
+pub fn reopen_append_logs() -> usize {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let mut reopened = 0;
+    for fd in [1, 2] {
+        // SAFETY: fds 1 and 2 stay open for the life of the process; only borrowed here.
+        let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let Ok(flags) = fcntl(bfd, FcntlArg::F_GETFL) else { continue };
+        if !OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND) {
+            continue;
+        }
+        let Ok(meta) = nix::sys::stat::fstat(bfd) else { continue };
+        if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
+            continue;
+        }
+        let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else { continue };
+        // After logrotate moved the file away and it was removed, the link reads
+        // "PATH (deleted)": the file to reopen is PATH.
+        let link = link.to_string_lossy();
+        let path = link.strip_suffix(" (deleted)").unwrap_or(&link);
+        if let Ok(f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+            reopened += usize::from(dup_onto(&f, fd));
+        }
+    }
+    reopened
+}
+
+fn dup_onto(f: &std::fs::File, target: RawFd) -> bool {
+    // SAFETY: dup2 atomically replaces `target` (one of our standard streams) with a copy of
+    // an open descriptor we own; no Rust object owns `target` exclusively.
+    unsafe { libc::dup2(f.as_raw_fd(), target) == target }
+}
+
+/// The number of threads of this process, from /proc/self/status (for the single-thread
+/// check before fork).
+pub fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// An array of `T` in a [`SharedMap`]: every process forked after it was made sees the same
+/// elements.
+///
+/// Scope: only for plain data made of atomics (the scoreboard). `T` must hold no pointer,
+/// no heap allocation and nothing whose `Drop` matters: its bytes are shared by processes
+/// with separate heaps, and elements are never dropped.
+pub struct SharedArray<T> {
+    map: SharedMap,
+    len: usize,
+    _marker: std::marker::PhantomData<T>,
+}
+
+impl<T: Default + Sync> SharedArray<T> {
+    /// A shared array of `len` elements, each `T::default()`.
+    pub fn new(len: usize) -> io::Result<SharedArray<T>> {
+        let bytes = std::mem::size_of::<T>().checked_mul(len).ok_or(io::ErrorKind::InvalidInput)?;
+        let map = SharedMap::new(bytes.max(1))?;
+        assert!(std::mem::align_of::<T>() <= 4096, "mmap gives page alignment");
+        let base = map.as_ptr().cast::<T>();
+        for i in 0..len {
+            // SAFETY: `base` is page-aligned (so aligned for T), the mapping holds `len`
+            // elements, and nothing else refers to it yet.
+            unsafe { base.add(i).write(T::default()) };
+        }
+        Ok(SharedArray { map, len, _marker: std::marker::PhantomData })
+    }
+}
+
+impl<T> std::ops::Deref for SharedArray<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: initialised in `new`; elements are only accessed through shared references
+        // and `T: Sync` (atomics), which is what concurrent access from several processes
+        // needs as well.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<T>(), self.len) }
+    }
+}
+
+/// Removes an environment variable. Only called by the master at startup, before any thread
+/// exists (std::env::remove_var is unsound while another thread reads the environment).
+pub fn remove_env(name: &str) {
+    // SAFETY: single-threaded at this point (see above).
+    unsafe { std::env::remove_var(name) };
+}
