@@ -52,7 +52,7 @@
 //! let req = http::Request::post("/upload").body(RequestBody::empty()).unwrap();
 //! let resp = app.call(req);
 //! assert_eq!(resp.status(), 200);
-//! assert_eq!(resp.body().len_hint(), Some(23));
+//! assert_eq!(resp.body().len_hint(), Some(22)); // "request 1 had 0 bytes\n"
 //! // In a binary: runicorn::run(|| Counter { served: 0, worker: None })
 //! ```
 //!
