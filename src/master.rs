@@ -281,18 +281,18 @@ impl<'c, A: App> Master<'c, A> {
 
     fn on_term(&mut self) {
         if self.phase == Phase::Running {
-            info!(workers = self.workers.len(), graceful_timeout_s = self.config.graceful_timeout.as_secs(), "graceful stop");
             self.begin_stop(EXIT_OK);
+            info!(workers = self.workers.len(), graceful_timeout_s = self.config.graceful_timeout.as_secs(), "graceful stop");
         }
     }
 
     fn on_int(&mut self) {
-        info!(workers = self.workers.len(), "quick stop");
         for l in &self.listeners {
             let _ = l.stop_listening();
         }
         self.phase = Phase::Stopping { deadline: Instant::now(), code: EXIT_OK };
         self.kill_all("quick stop");
+        info!(workers = self.workers.len(), "quick stop");
     }
 
     fn on_hup(&mut self) {

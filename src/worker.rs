@@ -354,6 +354,7 @@ impl<'a, A: App> Worker<'a, A> {
         let version = request.version();
         let path = request.uri().path().to_string();
         self.ctx.slot.set_request(method.as_str().as_bytes(), path.as_bytes(), request_id.as_bytes());
+        debug!(worker = self.ctx.slot_index, pid = self.pid, method = %method, path, request_id, "request started");
 
         let buffered_end = (head_len as u64 + content_length).min(self.buf.len() as u64) as usize;
         let mut state = BodyState {

@@ -1,0 +1,20 @@
+//! Integration tests: each spawns the real `runicorn` binary (or an example app) with a
+//! listening socket handed over through `LISTEN_FDS`, and talks to it with raw bytes and real
+//! signals. No test forks the test process; every server runs in its own process group,
+//! killed on drop.
+
+/// Spawning servers, reading their logs, sending requests.
+mod support;
+
+/// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
+mod pool;
+/// TERM to the process group with requests in flight; INT.
+mod shutdown;
+/// Timeouts, panics, aborts, max-requests, crash loops.
+mod faults;
+/// HTTP behaviour seen by clients: framing, HEAD, errors, Date, Connection: close.
+mod http;
+/// Settings on the command line and in the environment; listeners (PORT, Unix sockets).
+mod settings;
+/// Operator docs that must follow the code.
+mod docs;

@@ -1,0 +1,119 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn worker_count_follows_web_concurrency_and_the_flag_wins() {
+    let s = Spawn::new(&[]).env("WEB_CONCURRENCY", "3").start();
+    s.wait_log(&["worker ready"], 3);
+    assert_eq!(s.workers().len(), 3);
+    assert_eq!(s.get("/").status, 200);
+
+    let s = Spawn::new(&["--workers", "2"]).env("WEB_CONCURRENCY", "3").start();
+    s.wait_log(&["worker ready"], 2);
+    assert_eq!(s.workers().len(), 2);
+    assert_eq!(s.count_log(&["worker ready"]), 2);
+}
+
+#[test]
+fn ttin_and_ttou_change_the_count() {
+    let s = Server::start(&["--workers", "3"]);
+    s.wait_log(&["worker ready"], 3);
+    s.signal(libc::SIGTTIN);
+    s.wait_log(&["worker ready"], 4);
+    assert_eq!(s.workers().len(), 4);
+    s.signal(libc::SIGTTOU);
+    s.wait_log(&["worker exited"], 1);
+    assert_eq!(s.workers().len(), 3);
+    // Never below one.
+    s.signal(libc::SIGTTOU);
+    s.wait_log(&["worker exited"], 2);
+    s.signal(libc::SIGTTOU);
+    s.wait_log(&["one worker fewer", "workers=1"], 1);
+    s.signal(libc::SIGTTOU);
+    s.signal(libc::SIGTTIN);
+    s.wait_log(&["one worker more", "workers=2"], 1);
+    assert_eq!(s.count_log(&["workers=0"]), 0, "TTOU went below one worker");
+    assert_eq!(s.get("/").status, 200);
+}
+
+#[test]
+fn winch_stops_every_worker_and_ttin_brings_one_back() {
+    let s = Server::start(&["--workers", "2"]);
+    s.wait_log(&["worker ready"], 2);
+    s.signal(libc::SIGWINCH);
+    s.wait_log(&["worker exited"], 2);
+    assert!(s.workers().is_empty());
+    assert!(alive(s.pid), "the master stays");
+    s.signal(libc::SIGTTIN);
+    s.wait_log(&["worker ready"], 3);
+    assert_eq!(s.workers().len(), 1);
+    assert_eq!(s.get("/").status, 200);
+}
+
+#[test]
+fn hup_replaces_every_worker_while_requests_keep_succeeding() {
+    let s = Server::start(&["--workers", "3"]);
+    s.wait_log(&["worker ready"], 3);
+    let old = s.workers();
+    assert_eq!(old.len(), 3);
+
+    let addr = s.addr.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let until = Instant::now() + DEADLINE;
+                for _ in 0..5000 {
+                    if stop.load(Ordering::Relaxed) || Instant::now() > until {
+                        break;
+                    }
+                    let r = request(addr, "GET /sleep?ms=2 HTTP/1.1\r\nHost: t\r\n\r\n");
+                    if r.status == 200 { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    s.signal(libc::SIGHUP);
+    s.wait_log(&["worker exited"], 3);
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let new = s.workers();
+    assert_eq!(new.len(), 3);
+    assert!(new.iter().all(|p| !old.contains(p)), "old {old:?} new {new:?}");
+    assert!(alive(s.pid), "the master keeps its pid");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during HUP");
+    assert!(ok.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn the_master_has_one_thread() {
+    let s = Server::start(&["--workers", "2"]);
+    s.wait_log(&["worker ready"], 2);
+    assert_eq!(s.get("/").status, 200);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid)).unwrap();
+    let threads = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+    assert_eq!(threads.split_whitespace().nth(1), Some("1"), "{threads}");
+}
+
+#[test]
+fn workers_exit_when_the_master_is_killed() {
+    let mut s = Server::start(&["--workers", "2"]);
+    s.wait_log(&["worker ready"], 2);
+    let workers = s.workers();
+    assert_eq!(workers.len(), 2);
+    s.signal(libc::SIGKILL);
+    s.wait_exit();
+    let deadline = Instant::now() + DEADLINE;
+    while workers.iter().any(|&p| alive(p)) {
+        assert!(Instant::now() < deadline, "workers outlived the master: {workers:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
