@@ -88,11 +88,16 @@ fn a_head_that_never_completes_gets_408() {
     assert_eq!(s.get("/").status, 200);
 }
 
-#[test]
-fn the_echo_example_reads_bodies_and_sees_the_raw_head() {
+/// `examples/echo.rs`, which `cargo test` builds along with the other examples.
+fn echo_bin() -> String {
     let echo = std::path::Path::new(BIN).with_file_name("examples").join("echo");
     assert!(echo.exists(), "{} is built by `cargo test` with the other examples", echo.display());
-    let echo = echo.to_str().unwrap().to_string();
+    echo.to_str().unwrap().to_string()
+}
+
+#[test]
+fn the_echo_example_reads_bodies_and_sees_the_raw_head() {
+    let echo = echo_bin();
     let s = Spawn::new(&["--workers", "1"]).bin(&echo).start();
     s.wait_log(&["worker ready"], 1);
     let r = request(
@@ -116,8 +121,7 @@ fn the_echo_example_reads_bodies_and_sees_the_raw_head() {
 #[test]
 fn expect_100_continue_is_answered_when_the_app_reads_the_body() {
     use std::io::{Read, Write};
-    let echo = std::path::Path::new(BIN).with_file_name("examples").join("echo");
-    let echo = echo.to_str().unwrap().to_string();
+    let echo = echo_bin();
     let s = Spawn::new(&["--workers", "1"]).bin(&echo).start();
     s.wait_log(&["worker ready"], 1);
     let mut c = std::net::TcpStream::connect(s.addr.unwrap()).unwrap();
