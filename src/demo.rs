@@ -31,7 +31,10 @@ impl Demo {
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
     let mut r = Response::new(body.into().into());
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, "text/plain".parse().expect("static value"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "text/plain".parse().expect("static value"),
+    );
     r
 }
 
@@ -54,7 +57,8 @@ impl App for Demo {
     fn call(&mut self, req: Request<'_>) -> Response {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
-            r.headers_mut().insert(header::ALLOW, "GET, HEAD".parse().expect("static value"));
+            r.headers_mut()
+                .insert(header::ALLOW, "GET, HEAD".parse().expect("static value"));
             return r;
         }
         let query = req.uri().query();
@@ -71,7 +75,9 @@ impl App for Demo {
                 let mut x = 0u64;
                 while Instant::now() < until {
                     for i in 0..1000u64 {
-                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(i),
+                        );
                     }
                 }
                 text(StatusCode::OK, format!("worked {ms} ms ({})\n", x % 10))
@@ -85,7 +91,10 @@ impl App for Demo {
                 }
                 self.retained.push(block);
                 let total: usize = self.retained.iter().map(Vec::len).sum();
-                text(StatusCode::OK, format!("allocated {mb} MiB, {} MiB in all\n", total >> 20))
+                text(
+                    StatusCode::OK,
+                    format!("allocated {mb} MiB, {} MiB in all\n", total >> 20),
+                )
             }
             "/panic" => panic!("the /panic route panics on purpose"),
             "/abort" => std::process::abort(),
@@ -100,7 +109,10 @@ mod tests {
     use crate::handler::RequestBody;
 
     fn get(app: &mut Demo, uri: &str) -> (u16, String) {
-        let req = http::Request::builder().uri(uri).body(RequestBody::empty()).unwrap();
+        let req = http::Request::builder()
+            .uri(uri)
+            .body(RequestBody::empty())
+            .unwrap();
         let resp = app.call(req);
         let body = match resp.body().len_hint() {
             Some(_) => format!("{:?}", resp.body()),

@@ -52,12 +52,20 @@ pub struct Error {
 impl Error {
     /// An error of `kind` with `context` (e.g. the address or the setting involved).
     pub fn new(kind: ErrorKind, context: impl Into<String>) -> Error {
-        Error { kind, context: context.into(), source: None }
+        Error {
+            kind,
+            context: context.into(),
+            source: None,
+        }
     }
 
     /// An error of `kind` caused by an I/O error.
     pub fn io(kind: ErrorKind, context: impl Into<String>, source: io::Error) -> Error {
-        Error { kind, context: context.into(), source: Some(source) }
+        Error {
+            kind,
+            context: context.into(),
+            source: Some(source),
+        }
     }
 
     /// The kind of this error.

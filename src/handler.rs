@@ -122,19 +122,29 @@ impl<'a> RequestBody<'a> {
         if state.remaining == 0 {
             return RequestBody { inner: None };
         }
-        RequestBody { inner: Some(BodyInner { buffered, conn, state }) }
+        RequestBody {
+            inner: Some(BodyInner {
+                buffered,
+                conn,
+                state,
+            }),
+        }
     }
 }
 
 impl std::fmt::Debug for RequestBody<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestBody").field("remaining", &self.remaining()).finish()
+        f.debug_struct("RequestBody")
+            .field("remaining", &self.remaining())
+            .finish()
     }
 }
 
 impl Read for RequestBody<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(inner) = self.inner.as_mut() else { return Ok(0) };
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(0);
+        };
         let want = (inner.state.remaining.min(buf.len() as u64)) as usize;
         if want == 0 {
             return Ok(0);
@@ -199,19 +209,25 @@ pub(crate) enum BodyKind {
 impl Body {
     /// No body (`Content-Length: 0`).
     pub fn empty() -> Body {
-        Body { kind: BodyKind::Bytes(Cow::Borrowed(b"")) }
+        Body {
+            kind: BodyKind::Bytes(Cow::Borrowed(b"")),
+        }
     }
 
     /// A body streamed from a reader, of unknown length: sent with chunked transfer coding to
     /// HTTP/1.1 clients and delimited by closing the connection for HTTP/1.0 clients. If the
     /// app sets `Content-Length` itself, exactly that many bytes are sent, unchunked.
     pub fn reader(r: impl Read + 'static) -> Body {
-        Body { kind: BodyKind::Reader(Box::new(r)) }
+        Body {
+            kind: BodyKind::Reader(Box::new(r)),
+        }
     }
 
     /// A file, sent with `Content-Length` from its size (by sendfile(2) where possible).
     pub fn file(f: File) -> Body {
-        Body { kind: BodyKind::File(f) }
+        Body {
+            kind: BodyKind::File(f),
+        }
     }
 
     /// The body length if known without reading it.
@@ -242,25 +258,33 @@ impl std::fmt::Debug for Body {
 
 impl From<&'static str> for Body {
     fn from(s: &'static str) -> Body {
-        Body { kind: BodyKind::Bytes(Cow::Borrowed(s.as_bytes())) }
+        Body {
+            kind: BodyKind::Bytes(Cow::Borrowed(s.as_bytes())),
+        }
     }
 }
 
 impl From<&'static [u8]> for Body {
     fn from(s: &'static [u8]) -> Body {
-        Body { kind: BodyKind::Bytes(Cow::Borrowed(s)) }
+        Body {
+            kind: BodyKind::Bytes(Cow::Borrowed(s)),
+        }
     }
 }
 
 impl From<String> for Body {
     fn from(s: String) -> Body {
-        Body { kind: BodyKind::Bytes(Cow::Owned(s.into_bytes())) }
+        Body {
+            kind: BodyKind::Bytes(Cow::Owned(s.into_bytes())),
+        }
     }
 }
 
 impl From<Vec<u8>> for Body {
     fn from(v: Vec<u8>) -> Body {
-        Body { kind: BodyKind::Bytes(Cow::Owned(v)) }
+        Body {
+            kind: BodyKind::Bytes(Cow::Owned(v)),
+        }
     }
 }
 
@@ -301,8 +325,14 @@ mod tests {
 
     #[test]
     fn body_reads_buffered_then_socket_and_stops_at_length() {
-        let mut conn = Fake { input: io::Cursor::new(b"lo world, and more".to_vec()), output: vec![] };
-        let mut state = BodyState { remaining: 11, ..Default::default() };
+        let mut conn = Fake {
+            input: io::Cursor::new(b"lo world, and more".to_vec()),
+            output: vec![],
+        };
+        let mut state = BodyState {
+            remaining: 11,
+            ..Default::default()
+        };
         let mut body = RequestBody::new(b"hel", &mut conn, &mut state);
         assert_eq!(body.read_to_vec().unwrap(), b"hello world");
         assert_eq!(body.remaining(), 0);
@@ -311,8 +341,15 @@ mod tests {
 
     #[test]
     fn continue_is_sent_only_when_the_app_reads() {
-        let mut conn = Fake { input: io::Cursor::new(b"abc".to_vec()), output: vec![] };
-        let mut state = BodyState { remaining: 3, send_continue: true, failed: false };
+        let mut conn = Fake {
+            input: io::Cursor::new(b"abc".to_vec()),
+            output: vec![],
+        };
+        let mut state = BodyState {
+            remaining: 3,
+            send_continue: true,
+            failed: false,
+        };
         {
             let _unread = RequestBody::new(b"", &mut conn, &mut state);
         }
@@ -324,8 +361,14 @@ mod tests {
 
     #[test]
     fn early_close_is_an_error() {
-        let mut conn = Fake { input: io::Cursor::new(b"ab".to_vec()), output: vec![] };
-        let mut state = BodyState { remaining: 5, ..Default::default() };
+        let mut conn = Fake {
+            input: io::Cursor::new(b"ab".to_vec()),
+            output: vec![],
+        };
+        let mut state = BodyState {
+            remaining: 5,
+            ..Default::default()
+        };
         let mut body = RequestBody::new(b"", &mut conn, &mut state);
         let err = body.read_to_vec().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);

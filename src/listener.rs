@@ -54,8 +54,14 @@ impl Listener {
     /// Where it listens, for logs: `127.0.0.1:8080`, `[::]:5000`, `unix:/run/app.sock`.
     pub fn describe(&self) -> String {
         match self {
-            Listener::Tcp(l) => l.local_addr().map_or_else(|_| "tcp:?".into(), |a| a.to_string()),
-            Listener::Unix(l, _) => match l.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)) {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| "tcp:?".into(), |a| a.to_string()),
+            Listener::Unix(l, _) => match l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            {
                 Some(p) => format!("unix:{}", p.display()),
                 None => "unix:?".into(),
             },
@@ -185,7 +191,10 @@ fn listen_error(addr: &BindAddr, e: io::Error) -> Error {
 }
 
 fn no_ipv6(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+    )
 }
 
 /// Binds and listens on one address.
@@ -194,7 +203,11 @@ pub fn bind(addr: &BindAddr, backlog: i32) -> io::Result<Listener> {
     let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
     match addr {
         BindAddr::Tcp(sa) => {
-            let family = if sa.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
+            let family = if sa.is_ipv6() {
+                AddressFamily::Inet6
+            } else {
+                AddressFamily::Inet
+            };
             let fd = sock::socket(family, SockType::Stream, flags, None)?;
             sys::set_reuse_addr(fd.as_fd())?;
             if sa.is_ipv6() && sa.ip().is_unspecified() {
@@ -246,7 +259,10 @@ fn inherited() -> Result<Option<Vec<Listener>>, Error> {
         sys::remove_env(name);
     }
     let count: i32 = count.trim().parse().map_err(|_| {
-        Error::new(ErrorKind::Listen, format!("LISTEN_FDS: invalid value '{count}': accepts a number of sockets"))
+        Error::new(
+            ErrorKind::Listen,
+            format!("LISTEN_FDS: invalid value '{count}': accepts a number of sockets"),
+        )
     })?;
     let mut out = Vec::new();
     for fd in 3..3 + count {

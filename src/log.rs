@@ -26,7 +26,9 @@ pub fn push_pair(out: &mut String, key: &str, value: &str) {
 
 fn push_value(out: &mut String, value: &str) {
     let plain = !value.is_empty()
-        && value.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
     if plain {
         out.push_str(value);
         return;
@@ -87,14 +89,20 @@ impl Visit for LineVisitor {
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        push_pair(&mut self.fields, field.name(), if value { "true" } else { "false" });
+        push_pair(
+            &mut self.fields,
+            field.name(),
+            if value { "true" } else { "false" },
+        );
     }
 }
 
-
 /// Renders one event as a logfmt line (without the newline).
 pub fn render(level: &Level, event: &Event<'_>) -> String {
-    let mut v = LineVisitor { msg: String::new(), fields: String::new() };
+    let mut v = LineVisitor {
+        msg: String::new(),
+        fields: String::new(),
+    };
     event.record(&mut v);
     let mut line = String::with_capacity(64 + v.fields.len());
     push_pair(&mut line, "at", level_name(level));
@@ -152,7 +160,11 @@ mod tests {
     #[test]
     fn client_bytes_cannot_forge_keys_or_lines() {
         let mut s = String::new();
-        push_pair(&mut s, "request_id", "x\" status=200\nat=error msg=\"forged\u{1b}[31m");
+        push_pair(
+            &mut s,
+            "request_id",
+            "x\" status=200\nat=error msg=\"forged\u{1b}[31m",
+        );
         assert_eq!(
             s,
             r#"request_id="x\" status=200\nat=error msg=\"forged\u{001b}[31m""#
@@ -166,7 +178,10 @@ mod tests {
         struct Capture(Arc<Mutex<Vec<String>>>);
         impl<S: Subscriber> Layer<S> for Capture {
             fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
-                self.0.lock().unwrap().push(render(event.metadata().level(), event));
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(render(event.metadata().level(), event));
             }
         }
         use tracing_subscriber::layer::SubscriberExt;
@@ -174,7 +189,11 @@ mod tests {
         let sub = tracing_subscriber::registry().with(Capture(lines.clone()));
         tracing::subscriber::with_default(sub, || {
             tracing::info!(worker = 0, pid = 4242, "worker ready");
-            tracing::warn!(reason = "perhaps out of memory", signal = "SIGKILL", "worker killed");
+            tracing::warn!(
+                reason = "perhaps out of memory",
+                signal = "SIGKILL",
+                "worker killed"
+            );
         });
         let lines = lines.lock().unwrap();
         assert_eq!(lines[0], r#"at=info msg="worker ready" worker=0 pid=4242"#);

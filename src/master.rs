@@ -58,7 +58,10 @@ enum Phase {
     Running,
     /// Stopping: no more spawning; exit with `code` once every worker is reaped, and kill
     /// those still alive at `deadline`.
-    Stopping { deadline: Instant, code: i32 },
+    Stopping {
+        deadline: Instant,
+        code: i32,
+    },
 }
 
 /// A worker as [`plan`] sees it.
@@ -91,21 +94,29 @@ pub struct Plan {
 /// a moment with fewer than `target` workers able to serve.
 pub fn plan(workers: &[WorkerView], target: usize, generation: u64) -> Plan {
     let live = |w: &&WorkerView| !w.stopping;
-    let mut current: Vec<&WorkerView> =
-        workers.iter().filter(live).filter(|w| w.generation == generation).collect();
-    let old: Vec<&WorkerView> =
-        workers.iter().filter(live).filter(|w| w.generation != generation).collect();
+    let mut current: Vec<&WorkerView> = workers
+        .iter()
+        .filter(live)
+        .filter(|w| w.generation == generation)
+        .collect();
+    let old: Vec<&WorkerView> = workers
+        .iter()
+        .filter(live)
+        .filter(|w| w.generation != generation)
+        .collect();
     let mut out = Plan::default();
     if current.len() < target {
         out.spawn = target - current.len();
     } else if current.len() > target {
         current.sort_by_key(|w| std::cmp::Reverse(w.slot));
-        out.stop.extend(current.iter().take(current.len() - target).map(|w| w.slot));
+        out.stop
+            .extend(current.iter().take(current.len() - target).map(|w| w.slot));
     }
     let ready_current = current.iter().filter(|w| w.ready).count().min(target);
     let keep_old = target - ready_current;
     if old.len() > keep_old {
-        out.stop.extend(old.iter().take(old.len() - keep_old).map(|w| w.slot));
+        out.stop
+            .extend(old.iter().take(old.len() - keep_old).map(|w| w.slot));
     }
     out
 }
@@ -167,10 +178,10 @@ impl<'c, A: App> Master<'c, A> {
         loop {
             self.reap();
             self.handle_signals();
-            if let Phase::Stopping { code, .. } = self.phase {
-                if self.workers.is_empty() {
-                    return code;
-                }
+            if let Phase::Stopping { code, .. } = self.phase
+                && self.workers.is_empty()
+            {
+                return code;
             }
             self.check_timeouts();
             self.notice_ready();
@@ -220,18 +231,36 @@ impl<'c, A: App> Master<'c, A> {
                 info!(worker = slot, pid, code = 0, requests, "worker exited");
             }
             WaitStatus::Exited(_, code) => {
-                let reason = if code == WORKER_BOOT_ERROR { "after_fork failed" } else { "error" };
+                let reason = if code == WORKER_BOOT_ERROR {
+                    "after_fork failed"
+                } else {
+                    "error"
+                };
                 error!(worker = slot, pid, code, requests, reason, "worker exited");
             }
             WaitStatus::Signaled(_, sig, core) => {
                 let signal = sig.as_str();
                 match w.killed {
-                    Some(reason) => info!(worker = slot, pid, signal, requests, reason, "worker killed"),
-                    None if sig == Signal::SIGKILL => error!(
-                        worker = slot, pid, signal, requests,
-                        reason = "perhaps out of memory", "worker killed"
+                    Some(reason) => info!(
+                        worker = slot,
+                        pid, signal, requests, reason, "worker killed"
                     ),
-                    None => error!(worker = slot, pid, signal, core_dumped = core, requests, "worker killed"),
+                    None if sig == Signal::SIGKILL => error!(
+                        worker = slot,
+                        pid,
+                        signal,
+                        requests,
+                        reason = "perhaps out of memory",
+                        "worker killed"
+                    ),
+                    None => error!(
+                        worker = slot,
+                        pid,
+                        signal,
+                        core_dumped = core,
+                        requests,
+                        "worker killed"
+                    ),
                 }
             }
             other => debug!(worker = slot, pid, status = ?other, "worker ended"),
@@ -248,8 +277,12 @@ impl<'c, A: App> Master<'c, A> {
                 .min(CRASH_BACKOFF_MAX);
             self.respawn_after = Some(Instant::now() + backoff);
             warn!(
-                worker = slot, pid, failures = self.boot_failures, limit = CRASH_LOOP_LIMIT,
-                backoff_ms = backoff.as_millis() as u64, "worker died before it was ready"
+                worker = slot,
+                pid,
+                failures = self.boot_failures,
+                limit = CRASH_LOOP_LIMIT,
+                backoff_ms = backoff.as_millis() as u64,
+                "worker died before it was ready"
             );
             if self.boot_failures >= CRASH_LOOP_LIMIT && self.phase == Phase::Running {
                 error!(
@@ -264,7 +297,9 @@ impl<'c, A: App> Master<'c, A> {
     }
 
     fn handle_signals(&mut self) {
-        let Some(signals) = self.signals.as_mut() else { return };
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
         for sig in signals.drain() {
             match sig {
                 MasterSignal::Term => self.on_term(),
@@ -282,7 +317,11 @@ impl<'c, A: App> Master<'c, A> {
     fn on_term(&mut self) {
         if self.phase == Phase::Running {
             self.begin_stop(EXIT_OK);
-            info!(workers = self.workers.len(), graceful_timeout_s = self.config.graceful_timeout.as_secs(), "graceful stop");
+            info!(
+                workers = self.workers.len(),
+                graceful_timeout_s = self.config.graceful_timeout.as_secs(),
+                "graceful stop"
+            );
         }
     }
 
@@ -290,7 +329,10 @@ impl<'c, A: App> Master<'c, A> {
         for l in &self.listeners {
             let _ = l.stop_listening();
         }
-        self.phase = Phase::Stopping { deadline: Instant::now(), code: EXIT_OK };
+        self.phase = Phase::Stopping {
+            deadline: Instant::now(),
+            code: EXIT_OK,
+        };
         self.kill_all("quick stop");
         info!(workers = self.workers.len(), "quick stop");
     }
@@ -298,7 +340,11 @@ impl<'c, A: App> Master<'c, A> {
     fn on_hup(&mut self) {
         if self.phase == Phase::Running {
             self.generation += 1;
-            info!(workers = self.target, generation = self.generation, "replacing every worker");
+            info!(
+                workers = self.target,
+                generation = self.generation,
+                "replacing every worker"
+            );
         }
     }
 
@@ -313,7 +359,10 @@ impl<'c, A: App> Master<'c, A> {
     fn on_winch(&mut self) {
         if self.phase == Phase::Running {
             self.target = 0;
-            info!(workers = 0, "stopping every worker; the master keeps the listeners");
+            info!(
+                workers = 0,
+                "stopping every worker; the master keeps the listeners"
+            );
         }
     }
 
@@ -368,13 +417,19 @@ impl<'c, A: App> Master<'c, A> {
     }
 
     fn check_timeouts(&mut self) {
-        if let Phase::Stopping { deadline, .. } = self.phase {
-            if Instant::now() >= deadline && self.workers.iter().any(|w| w.killed.is_none()) {
-                warn!(workers = self.workers.len(), "graceful timeout: killing the workers still running");
-                self.kill_all("graceful timeout");
-            }
+        if let Phase::Stopping { deadline, .. } = self.phase
+            && Instant::now() >= deadline
+            && self.workers.iter().any(|w| w.killed.is_none())
+        {
+            warn!(
+                workers = self.workers.len(),
+                "graceful timeout: killing the workers still running"
+            );
+            self.kill_all("graceful timeout");
         }
-        let Some(timeout) = self.config.timeout else { return };
+        let Some(timeout) = self.config.timeout else {
+            return;
+        };
         let now_ns = sys::monotonic_ns();
         for w in &mut self.workers {
             if w.killed.is_some() {
@@ -387,17 +442,27 @@ impl<'c, A: App> Master<'c, A> {
                 if elapsed > timeout {
                     let req = slot.current_request();
                     error!(
-                        worker = w.slot, pid = w.pid.as_raw(),
+                        worker = w.slot,
+                        pid = w.pid.as_raw(),
                         elapsed_s = format!("{:.1}", elapsed.as_secs_f64()),
-                        method = req.method.as_str(), path = req.path.as_str(),
+                        method = req.method.as_str(),
+                        path = req.path.as_str(),
                         request_id = req.request_id.as_str(),
                         "worker timeout: killing it"
                     );
                     w.killed = Some("timeout");
                     let _ = kill(w.pid, Signal::SIGKILL);
                 }
-            } else if !w.ready && view.state == WorkerState::Booting && w.spawned_at.elapsed() > timeout {
-                error!(worker = w.slot, pid = w.pid.as_raw(), elapsed_s = w.spawned_at.elapsed().as_secs(), "worker boot timeout: killing it");
+            } else if !w.ready
+                && view.state == WorkerState::Booting
+                && w.spawned_at.elapsed() > timeout
+            {
+                error!(
+                    worker = w.slot,
+                    pid = w.pid.as_raw(),
+                    elapsed_s = w.spawned_at.elapsed().as_secs(),
+                    "worker boot timeout: killing it"
+                );
                 w.killed = Some("boot timeout");
                 let _ = kill(w.pid, Signal::SIGKILL);
             }
@@ -406,7 +471,12 @@ impl<'c, A: App> Master<'c, A> {
 
     fn notice_ready(&mut self) {
         for w in &mut self.workers {
-            if !w.ready && !matches!(self.scoreboard.slot(w.slot).view().state, WorkerState::Booting | WorkerState::Free) {
+            if !w.ready
+                && !matches!(
+                    self.scoreboard.slot(w.slot).view().state,
+                    WorkerState::Booting | WorkerState::Free
+                )
+            {
                 w.ready = true;
                 self.boot_failures = 0;
             }
@@ -420,12 +490,21 @@ impl<'c, A: App> Master<'c, A> {
         let views: Vec<WorkerView> = self
             .workers
             .iter()
-            .map(|w| WorkerView { slot: w.slot, generation: w.generation, ready: w.ready, stopping: w.stop_sent || w.killed.is_some() })
+            .map(|w| WorkerView {
+                slot: w.slot,
+                generation: w.generation,
+                ready: w.ready,
+                stopping: w.stop_sent || w.killed.is_some(),
+            })
             .collect();
         let plan = plan(&views, self.target, self.generation);
         for slot in plan.stop {
             if let Some(i) = self.workers.iter().position(|w| w.slot == slot) {
-                debug!(worker = slot, pid = self.workers[i].pid.as_raw(), "stopping worker");
+                debug!(
+                    worker = slot,
+                    pid = self.workers[i].pid.as_raw(),
+                    "stopping worker"
+                );
                 self.stop_worker(i);
             }
         }
@@ -516,11 +595,17 @@ impl<'c, A: App> Master<'c, A> {
         let busy_tick = !matches!(self.phase, Phase::Running)
             || self.respawn_after.is_some_and(|t| Instant::now() < t)
             || self.workers.iter().any(|w| !w.ready || w.stop_sent);
-        let mut timeout = if busy_tick { Duration::from_millis(50) } else { Duration::from_secs(1) };
+        let mut timeout = if busy_tick {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_secs(1)
+        };
         if let Some(t) = self.respawn_after {
             timeout = timeout.min(t.saturating_duration_since(Instant::now()));
         }
-        let Some(poll) = self.poll.as_mut() else { return };
+        let Some(poll) = self.poll.as_mut() else {
+            return;
+        };
         let mut events = Events::with_capacity(4);
         match poll.poll(&mut events, Some(timeout)) {
             Ok(()) => {}
@@ -535,40 +620,102 @@ mod tests {
     use super::*;
 
     fn w(slot: usize, generation: u64, ready: bool) -> WorkerView {
-        WorkerView { slot, generation, ready, stopping: false }
+        WorkerView {
+            slot,
+            generation,
+            ready,
+            stopping: false,
+        }
     }
 
     #[test]
     fn tops_up_to_target() {
-        assert_eq!(plan(&[], 3, 0), Plan { spawn: 3, stop: vec![] });
-        assert_eq!(plan(&[w(0, 0, true)], 3, 0), Plan { spawn: 2, stop: vec![] });
-        assert_eq!(plan(&[w(0, 0, true), w(1, 0, false), w(2, 0, true)], 3, 0), Plan::default());
+        assert_eq!(
+            plan(&[], 3, 0),
+            Plan {
+                spawn: 3,
+                stop: vec![]
+            }
+        );
+        assert_eq!(
+            plan(&[w(0, 0, true)], 3, 0),
+            Plan {
+                spawn: 2,
+                stop: vec![]
+            }
+        );
+        assert_eq!(
+            plan(&[w(0, 0, true), w(1, 0, false), w(2, 0, true)], 3, 0),
+            Plan::default()
+        );
     }
 
     #[test]
     fn stops_the_newest_extras() {
         let ws = [w(0, 0, true), w(1, 0, true), w(2, 0, true)];
-        assert_eq!(plan(&ws, 2, 0), Plan { spawn: 0, stop: vec![2] });
-        assert_eq!(plan(&ws, 0, 0), Plan { spawn: 0, stop: vec![2, 1, 0] });
+        assert_eq!(
+            plan(&ws, 2, 0),
+            Plan {
+                spawn: 0,
+                stop: vec![2]
+            }
+        );
+        assert_eq!(
+            plan(&ws, 0, 0),
+            Plan {
+                spawn: 0,
+                stop: vec![2, 1, 0]
+            }
+        );
     }
 
     #[test]
     fn stopping_workers_do_not_count() {
-        let ws = [w(0, 0, true), WorkerView { stopping: true, ..w(1, 0, true) }];
-        assert_eq!(plan(&ws, 2, 0), Plan { spawn: 1, stop: vec![] });
+        let ws = [
+            w(0, 0, true),
+            WorkerView {
+                stopping: true,
+                ..w(1, 0, true)
+            },
+        ];
+        assert_eq!(
+            plan(&ws, 2, 0),
+            Plan {
+                spawn: 1,
+                stop: vec![]
+            }
+        );
     }
 
     #[test]
     fn hup_keeps_old_workers_until_new_ones_are_ready() {
         let old = [w(0, 0, true), w(1, 0, true)];
         // Right after HUP: spawn two new ones, stop nothing.
-        assert_eq!(plan(&old, 2, 1), Plan { spawn: 2, stop: vec![] });
+        assert_eq!(
+            plan(&old, 2, 1),
+            Plan {
+                spawn: 2,
+                stop: vec![]
+            }
+        );
         // One new worker ready: one old one may go.
         let ws = [old[0], old[1], w(2, 1, true), w(3, 1, false)];
-        assert_eq!(plan(&ws, 2, 1), Plan { spawn: 0, stop: vec![0] });
+        assert_eq!(
+            plan(&ws, 2, 1),
+            Plan {
+                spawn: 0,
+                stop: vec![0]
+            }
+        );
         // Both ready: both old ones go.
         let ws = [old[0], old[1], w(2, 1, true), w(3, 1, true)];
-        assert_eq!(plan(&ws, 2, 1), Plan { spawn: 0, stop: vec![0, 1] });
+        assert_eq!(
+            plan(&ws, 2, 1),
+            Plan {
+                spawn: 0,
+                stop: vec![0, 1]
+            }
+        );
     }
 
     #[test]

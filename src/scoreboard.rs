@@ -88,7 +88,8 @@ impl Slot {
         self.requests.store(0, Ordering::Relaxed);
         self.busy_since_ns.store(0, Ordering::Relaxed);
         self.stop.store(0, Ordering::Relaxed);
-        self.state.store(WorkerState::Booting as u8, Ordering::Release);
+        self.state
+            .store(WorkerState::Booting as u8, Ordering::Release);
     }
 
     /// Frees the slot (master side, after reaping its worker).
@@ -119,7 +120,8 @@ impl Slot {
     pub fn set_state(&self, state: WorkerState) {
         if state == WorkerState::Busy {
             self.write_text(b"", b"", b"");
-            self.busy_since_ns.store(sys::monotonic_ns(), Ordering::Relaxed);
+            self.busy_since_ns
+                .store(sys::monotonic_ns(), Ordering::Relaxed);
         }
         self.state.store(state as u8, Ordering::Release);
     }
@@ -222,7 +224,9 @@ pub struct Scoreboard {
 impl Scoreboard {
     /// A scoreboard with `capacity` free slots.
     pub fn new(capacity: usize) -> std::io::Result<Scoreboard> {
-        Ok(Scoreboard { slots: SharedArray::new(capacity)? })
+        Ok(Scoreboard {
+            slots: SharedArray::new(capacity)?,
+        })
     }
 
     /// The slot at `index`.
@@ -264,7 +268,11 @@ mod tests {
         assert!(v.busy_since_ns.unwrap() > 0);
         assert_eq!(
             slot.current_request(),
-            CurrentRequest { method: "POST".into(), path: "/upload".into(), request_id: "rid-1".into() }
+            CurrentRequest {
+                method: "POST".into(),
+                path: "/upload".into(),
+                request_id: "rid-1".into()
+            }
         );
         slot.count_request();
         slot.set_state(WorkerState::Idle);

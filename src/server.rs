@@ -24,7 +24,12 @@ pub fn run<A: App>(build: impl FnOnce() -> A) -> ! {
     let program = args
         .next()
         .as_deref()
-        .and_then(|p| std::path::Path::new(p).file_name()?.to_str().map(str::to_string))
+        .and_then(|p| {
+            std::path::Path::new(p)
+                .file_name()?
+                .to_str()
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "runicorn".to_string());
     let args: Vec<String> = args.collect();
     let command = config::parse(&program, &args, &|k| std::env::var(k).ok());
@@ -63,7 +68,11 @@ fn exit(code: i32) -> ! {
 pub fn serve<A: App>(config: &Config, build: impl FnOnce() -> A) -> Result<i32, Error> {
     if config.check_config {
         let _app = build();
-        info!(workers = config.workers, binds = config.binds.len(), "configuration ok");
+        info!(
+            workers = config.workers,
+            binds = config.binds.len(),
+            "configuration ok"
+        );
         return Ok(EXIT_OK);
     }
     let listeners = listener::open(&config.binds, config.bind_fallback.as_ref(), config.backlog)?;
@@ -76,13 +85,19 @@ pub fn serve<A: App>(config: &Config, build: impl FnOnce() -> A) -> Result<i32, 
     if let Some(n) = sys::thread_count().filter(|&n| n != 1) {
         return Err(Error::new(
             ErrorKind::App,
-            format!("the master has {n} threads after building the app; start threads in after_fork, not before"),
+            format!(
+                "the master has {n} threads after building the app; start threads in after_fork, not before"
+            ),
         ));
     }
     let pid_file = config.pid_file.as_deref().map(PidFile::write).transpose()?;
     let mut master = Master::new(config, app, listeners)
         .map_err(|e| Error::io(ErrorKind::System, "cannot set up the master", e))?;
-    info!(pid = std::process::id(), workers = config.workers, "master started");
+    info!(
+        pid = std::process::id(),
+        workers = config.workers,
+        "master started"
+    );
     let code = master.run();
     master.cleanup();
     drop(pid_file);
@@ -100,13 +115,21 @@ impl PidFile {
     fn write(path: &std::path::Path) -> Result<PidFile, Error> {
         let pid = std::process::id();
         let tmp = path.with_extension(format!("tmp.{pid}"));
-        let fail = |e| Error::io(ErrorKind::System, format!("cannot write pid file {}", path.display()), e);
+        let fail = |e| {
+            Error::io(
+                ErrorKind::System,
+                format!("cannot write pid file {}", path.display()),
+                e,
+            )
+        };
         std::fs::write(&tmp, format!("{pid}\n")).map_err(fail)?;
         std::fs::rename(&tmp, path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             fail(e)
         })?;
-        Ok(PidFile { path: path.to_path_buf() })
+        Ok(PidFile {
+            path: path.to_path_buf(),
+        })
     }
 }
 

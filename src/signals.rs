@@ -43,8 +43,9 @@ pub enum WorkerSignal {
     Reopen,
 }
 
-const MASTER_SIGNALS: &[i32] =
-    &[SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGUSR1, SIGWINCH, SIGTTIN, SIGTTOU, SIGCHLD];
+const MASTER_SIGNALS: &[i32] = &[
+    SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGUSR1, SIGWINCH, SIGTTIN, SIGTTOU, SIGCHLD,
+];
 
 /// The master's signal receiver.
 pub struct MasterSignals {
@@ -103,8 +104,13 @@ impl WorkerSignals {
         drop(master);
         sys::default_signal(Signal::SIGINT)?;
         sys::default_signal(Signal::SIGCHLD)?;
-        for sig in [Signal::SIGHUP, Signal::SIGWINCH, Signal::SIGTTIN, Signal::SIGTTOU, Signal::SIGUSR2]
-        {
+        for sig in [
+            Signal::SIGHUP,
+            Signal::SIGWINCH,
+            Signal::SIGTTIN,
+            Signal::SIGTTOU,
+            Signal::SIGUSR2,
+        ] {
             sys::ignore_signal(sig)?;
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -114,7 +120,11 @@ impl WorkerSignals {
         signal_hook::flag::register(SIGUSR1, reopen.clone())?;
         let mut signals = Signals::new([SIGTERM, SIGQUIT, SIGUSR1])?;
         registry.register(&mut signals, token, Interest::READABLE)?;
-        Ok(WorkerSignals { signals, stop, reopen })
+        Ok(WorkerSignals {
+            signals,
+            stop,
+            reopen,
+        })
     }
 
     /// Empties the wake-up pipe (after the poll reported it readable).

@@ -115,7 +115,10 @@ impl SharedMap {
                 MapFlags::MAP_SHARED,
             )
         }?;
-        Ok(SharedMap { ptr: ptr.cast(), len })
+        Ok(SharedMap {
+            ptr: ptr.cast(),
+            len,
+        })
     }
 
     /// The start of the mapping (page-aligned).
@@ -150,7 +153,11 @@ fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::
             std::mem::size_of::<i32>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// TCP_DEFER_ACCEPT (tcp(7)): the kernel wakes `accept` only once the client has sent data,
@@ -177,7 +184,10 @@ pub fn set_io_timeouts(fd: BorrowedFd<'_>, read: Option<Duration>) -> io::Result
             tv_sec: d.as_secs() as libc::time_t,
             tv_usec: d.subsec_micros() as libc::suseconds_t,
         },
-        None => libc::timeval { tv_sec: 0, tv_usec: 0 },
+        None => libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
     };
     // SAFETY: the pointer and length describe a live timeval for the duration of the call.
     let rc = unsafe {
@@ -189,7 +199,11 @@ pub fn set_io_timeouts(fd: BorrowedFd<'_>, read: Option<Duration>) -> io::Result
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// `shutdown(fd, SHUT_RDWR)` on a listening socket. On Linux this stops the socket listening
@@ -198,7 +212,11 @@ pub fn set_io_timeouts(fd: BorrowedFd<'_>, read: Option<Duration>) -> io::Result
 pub fn stop_listening(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: plain syscall on a descriptor we borrow.
     let rc = unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Takes ownership of an inherited descriptor (systemd's `LISTEN_FDS`), after checking that
@@ -231,7 +249,10 @@ pub fn is_stream_socket(fd: BorrowedFd<'_>) -> bool {
 
 /// Does `fd` listen (SO_ACCEPTCONN)?
 pub fn is_listening(fd: BorrowedFd<'_>) -> bool {
-    matches!(nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::AcceptConn), Ok(true))
+    matches!(
+        nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::AcceptConn),
+        Ok(true)
+    )
 }
 
 /// The address family of a socket (AF_INET, AF_INET6, AF_UNIX), from getsockname(2).
@@ -251,20 +272,30 @@ pub fn reopen_append_logs() -> usize {
     for fd in [1, 2] {
         // SAFETY: fds 1 and 2 stay open for the life of the process; only borrowed here.
         let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let Ok(flags) = fcntl(bfd, FcntlArg::F_GETFL) else { continue };
+        let Ok(flags) = fcntl(bfd, FcntlArg::F_GETFL) else {
+            continue;
+        };
         if !OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND) {
             continue;
         }
-        let Ok(meta) = nix::sys::stat::fstat(bfd) else { continue };
+        let Ok(meta) = nix::sys::stat::fstat(bfd) else {
+            continue;
+        };
         if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
             continue;
         }
-        let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else { continue };
+        let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+            continue;
+        };
         // After logrotate moved the file away and it was removed, the link reads
         // "PATH (deleted)": the file to reopen is PATH.
         let link = link.to_string_lossy();
         let path = link.strip_suffix(" (deleted)").unwrap_or(&link);
-        if let Ok(f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
             reopened += usize::from(dup_onto(&f, fd));
         }
     }
@@ -302,16 +333,25 @@ pub struct SharedArray<T> {
 impl<T: Default + Sync> SharedArray<T> {
     /// A shared array of `len` elements, each `T::default()`.
     pub fn new(len: usize) -> io::Result<SharedArray<T>> {
-        let bytes = std::mem::size_of::<T>().checked_mul(len).ok_or(io::ErrorKind::InvalidInput)?;
+        let bytes = std::mem::size_of::<T>()
+            .checked_mul(len)
+            .ok_or(io::ErrorKind::InvalidInput)?;
         let map = SharedMap::new(bytes.max(1))?;
-        assert!(std::mem::align_of::<T>() <= 4096, "mmap gives page alignment");
+        assert!(
+            std::mem::align_of::<T>() <= 4096,
+            "mmap gives page alignment"
+        );
         let base = map.as_ptr().cast::<T>();
         for i in 0..len {
             // SAFETY: `base` is page-aligned (so aligned for T), the mapping holds `len`
             // elements, and nothing else refers to it yet.
             unsafe { base.add(i).write(T::default()) };
         }
-        Ok(SharedArray { map, len, _marker: std::marker::PhantomData })
+        Ok(SharedArray {
+            map,
+            len,
+            _marker: std::marker::PhantomData,
+        })
     }
 }
 

@@ -80,14 +80,18 @@ fn install_panic_hook() {
 }
 
 fn take_panic() -> String {
-    LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "unknown panic".into())
+    LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Runs a worker to its end and returns its exit code. Child side of fork, with signals
 /// still masked.
 pub fn run<A: App>(ctx: WorkerContext<'_>, app: &mut A) -> i32 {
     install_panic_hook();
-    match catch_unwind(AssertUnwindSafe(|| Worker::boot(ctx, app).map(|w| w.serve_forever()))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        Worker::boot(ctx, app).map(|w| w.serve_forever())
+    })) {
         Ok(Ok(code)) => code,
         Ok(Err(code)) => code,
         Err(_) => {
@@ -135,15 +139,23 @@ impl<'a, A: App> Worker<'a, A> {
         sys::unmask_signals().map_err(|e| setup("signal mask", e))?;
         ctx.slot.set_pid(pid as i32);
 
-        let info = WorkerInfo { slot: ctx.slot_index, pid };
+        let info = WorkerInfo {
+            slot: ctx.slot_index,
+            pid,
+        };
         if let Err(e) = app.after_fork(&info) {
             error!(worker = ctx.slot_index, pid, error = %e, "after_fork failed");
             return Err(WORKER_BOOT_ERROR);
         }
 
-        let control_fd = ctx.control.try_clone().map_err(|e| setup("control pipe", e))?;
+        let control_fd = ctx
+            .control
+            .try_clone()
+            .map_err(|e| setup("control pipe", e))?;
         let mut control = mio::unix::pipe::Receiver::from(control_fd);
-        control.set_nonblocking(true).map_err(|e| setup("control pipe", e))?;
+        control
+            .set_nonblocking(true)
+            .map_err(|e| setup("control pipe", e))?;
         poll.registry()
             .register(&mut control, CONTROL, Interest::READABLE)
             .map_err(|e| setup("control pipe", e))?;
@@ -181,29 +193,35 @@ impl<'a, A: App> Worker<'a, A> {
             self.check_stop();
             if let Some(reason) = self.stopping {
                 self.ctx.slot.set_state(WorkerState::Stopping);
-                info!(worker = self.ctx.slot_index, pid = self.pid, reason, requests = self.served, "worker exiting");
+                info!(
+                    worker = self.ctx.slot_index,
+                    pid = self.pid,
+                    reason,
+                    requests = self.served,
+                    "worker exiting"
+                );
                 return 0;
             }
-            for i in 0..ready.len() {
-                while ready[i] && self.stopping.is_none() {
+            for (i, ready) in ready.iter_mut().enumerate() {
+                while *ready && self.stopping.is_none() {
                     match self.ctx.listeners[i].accept() {
                         Ok(conn) => {
                             self.serve(conn);
                             self.check_stop();
                         }
                         Err(e) => match e.raw_os_error() {
-                            Some(libc::EAGAIN) => ready[i] = false,
+                            Some(libc::EAGAIN) => *ready = false,
                             Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO) => {}
                             Some(libc::EINVAL) => {
                                 // The master stopped the listener (graceful stop).
-                                ready[i] = false;
+                                *ready = false;
                                 self.stopping = Some("listeners closed");
                             }
                             _ => {
                                 // EMFILE, ENFILE, ENOBUFS: out of resources; try again shortly
                                 // rather than spin.
                                 warn!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "accept failed");
-                                ready[i] = false;
+                                *ready = false;
                                 retry_soon = true;
                             }
                         },
@@ -264,7 +282,12 @@ impl<'a, A: App> Worker<'a, A> {
                 }
                 WorkerSignal::Reopen => {
                     let n = sys::reopen_append_logs();
-                    info!(worker = self.ctx.slot_index, pid = self.pid, files = n, "reopened log files");
+                    info!(
+                        worker = self.ctx.slot_index,
+                        pid = self.pid,
+                        files = n,
+                        "reopened log files"
+                    );
                 }
             }
         }
@@ -285,7 +308,13 @@ impl<'a, A: App> Worker<'a, A> {
             Ok(Some(parsed)) => self.respond(&mut conn, parsed, started),
             Ok(None) => None,
             Err(err) => {
-                debug!(worker = self.ctx.slot_index, pid = self.pid, reason = err.name(), status = err.status().as_u16(), "request refused");
+                debug!(
+                    worker = self.ctx.slot_index,
+                    pid = self.pid,
+                    reason = err.name(),
+                    status = err.status().as_u16(),
+                    "request refused"
+                );
                 self.write_error(&mut conn, err.status());
                 None
             }
@@ -344,7 +373,12 @@ impl<'a, A: App> Worker<'a, A> {
     /// Calls the app and writes its response. Returns the body bytes the client may still be
     /// sending (for the lingering close), or `None` when the connection is broken.
     fn respond(&mut self, conn: &mut Conn, parsed: Parsed, started: Instant) -> Option<u64> {
-        let Parsed { request, head_len, content_length, expect_continue } = parsed;
+        let Parsed {
+            request,
+            head_len,
+            content_length,
+            expect_continue,
+        } = parsed;
         let request_id = request
             .headers()
             .get("x-request-id")
@@ -353,7 +387,11 @@ impl<'a, A: App> Worker<'a, A> {
         let method = request.method().clone();
         let version = request.version();
         let path = request.uri().path().to_string();
-        self.ctx.slot.set_request(method.as_str().as_bytes(), path.as_bytes(), request_id.as_bytes());
+        self.ctx.slot.set_request(
+            method.as_str().as_bytes(),
+            path.as_bytes(),
+            request_id.as_bytes(),
+        );
         debug!(worker = self.ctx.slot_index, pid = self.pid, method = %method, path, request_id, "request started");
 
         let buffered_end = (head_len as u64 + content_length).min(self.buf.len() as u64) as usize;
@@ -362,10 +400,11 @@ impl<'a, A: App> Worker<'a, A> {
             send_continue: expect_continue,
             failed: false,
         };
-        let mut request = request.map(|()| {
-            RequestBody::new(&self.buf[head_len..buffered_end], &mut *conn, &mut state)
-        });
-        request.extensions_mut().insert(RequestId(request_id.clone()));
+        let mut request = request
+            .map(|()| RequestBody::new(&self.buf[head_len..buffered_end], &mut *conn, &mut state));
+        request
+            .extensions_mut()
+            .insert(RequestId(request_id.clone()));
 
         let app = &mut *self.app;
         let response = match catch_unwind(AssertUnwindSafe(|| app.call(request))) {
@@ -413,7 +452,13 @@ impl<'a, A: App> Worker<'a, A> {
         let len = body.len_hint().or(app_length);
         let framing = h1::framing_for(parts.status, version, len);
         self.head.clear();
-        h1::encode_head(&mut self.head, parts.status, &parts.headers, self.date.now(), framing);
+        h1::encode_head(
+            &mut self.head,
+            parts.status,
+            &parts.headers,
+            self.date.now(),
+            framing,
+        );
         // RFC 9110 section 9.3.2: the response to HEAD carries the fields GET would, no body.
         let send_body = *method != Method::HEAD && framing != Framing::NoBody;
         let result = match (body.kind, send_body) {
@@ -427,9 +472,9 @@ impl<'a, A: App> Worker<'a, A> {
                 let limit = len.unwrap_or(u64::MAX);
                 io::copy(&mut (&mut f).take(limit), conn)
             }),
-            (BodyKind::Reader(r), true) => {
-                conn.write_all(&self.head).and_then(|()| self.stream(conn, r, framing))
-            }
+            (BodyKind::Reader(r), true) => conn
+                .write_all(&self.head)
+                .and_then(|()| self.stream(conn, r, framing)),
         };
         match result {
             Ok(n) => Some(n),
@@ -441,7 +486,12 @@ impl<'a, A: App> Worker<'a, A> {
     }
 
     /// Streams a reader's bytes, chunked or raw.
-    fn stream(&mut self, conn: &mut Conn, mut r: Box<dyn Read>, framing: Framing) -> io::Result<u64> {
+    fn stream(
+        &mut self,
+        conn: &mut Conn,
+        mut r: Box<dyn Read>,
+        framing: Framing,
+    ) -> io::Result<u64> {
         let mut sent = 0u64;
         let mut left = match framing {
             Framing::Length(n) => n,
@@ -455,7 +505,12 @@ impl<'a, A: App> Worker<'a, A> {
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
-                    error!(worker = self.ctx.slot_index, pid = self.pid, panic = take_panic(), "app panicked while streaming a body");
+                    error!(
+                        worker = self.ctx.slot_index,
+                        pid = self.pid,
+                        panic = take_panic(),
+                        "app panicked while streaming a body"
+                    );
                     return Err(io::Error::other("body reader panicked"));
                 }
             };
@@ -467,7 +522,11 @@ impl<'a, A: App> Worker<'a, A> {
                 let size = h1::chunk_header(n, &mut size);
                 write_all_vectored(
                     conn,
-                    &mut [IoSlice::new(size), IoSlice::new(&self.chunk[..n]), IoSlice::new(b"\r\n")],
+                    &mut [
+                        IoSlice::new(size),
+                        IoSlice::new(&self.chunk[..n]),
+                        IoSlice::new(b"\r\n"),
+                    ],
                 )?;
             } else {
                 conn.write_all(&self.chunk[..n])?;
@@ -492,8 +551,10 @@ fn plain(status: StatusCode) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
     let mut r = Response::new(format!("{reason}\n").into());
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(::http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert(
+        ::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
     r
 }
 

@@ -125,7 +125,12 @@ impl Config {
             pid_file: None,
             header_timeout: Duration::from_secs(10),
             check_config: false,
-            limits: Limits { request_line: 8190, fields: 100, field_size: 8190, body: 0 },
+            limits: Limits {
+                request_line: 8190,
+                fields: 100,
+                field_size: 8190,
+                body: 0,
+            },
         }
     }
 }
@@ -179,22 +184,25 @@ pub fn parse(
     let mut config = Config::defaults();
     for setting in SETTINGS {
         let env_name = setting.env_var();
-        let (values, source) = if let Some((_, v)) = given.iter().find(|(s, _)| s.name == setting.name)
-        {
-            (v.clone(), Source::Flag)
-        } else if let Some((name, v)) = std::iter::once(env_name.as_str())
-            .chain(setting.env_aliases.iter().copied())
-            .find_map(|name| env(name).filter(|v| !v.is_empty()).map(|v| (name, v)))
-        {
-            let values = if setting.repeatable {
-                v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+        let (values, source) =
+            if let Some((_, v)) = given.iter().find(|(s, _)| s.name == setting.name) {
+                (v.clone(), Source::Flag)
+            } else if let Some((name, v)) = std::iter::once(env_name.as_str())
+                .chain(setting.env_aliases.iter().copied())
+                .find_map(|name| env(name).filter(|v| !v.is_empty()).map(|v| (name, v)))
+            {
+                let values = if setting.repeatable {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                } else {
+                    vec![v]
+                };
+                (values, Source::Env(name))
             } else {
-                vec![v]
+                (vec![setting.default.text(env)?], Source::Default)
             };
-            (values, Source::Env(name))
-        } else {
-            (vec![setting.default.text(env)?], Source::Default)
-        };
         if setting.name == "bind" && matches!(source, Source::Default) {
             // The platform default `[::]:$PORT` falls back to IPv4 on a machine without IPv6.
             if let Some(port) = env("PORT").and_then(|p| p.parse::<u16>().ok()) {
@@ -216,7 +224,9 @@ pub fn parse(
         }
     }
     if config.binds.is_empty() {
-        return Err(ConfigError("bind: no address to listen on: accepts HOST:PORT, [V6]:PORT or unix:PATH".into()));
+        return Err(ConfigError(
+            "bind: no address to listen on: accepts HOST:PORT, [V6]:PORT or unix:PATH".into(),
+        ));
     }
     Ok(Command::Serve(Box::new(config)))
 }
@@ -246,7 +256,11 @@ pub fn help_text(program: &str) -> String {
         }
         let mut envs = vec![s.env_var()];
         envs.extend(s.env_aliases.iter().map(|e| e.to_string()));
-        out.push_str(&format!("        [env: {}] [default: {}]\n", envs.join(", "), s.default_doc));
+        out.push_str(&format!(
+            "        [env: {}] [default: {}]\n",
+            envs.join(", "),
+            s.default_doc
+        ));
     }
     out.push_str("  -h, --help\n        Print this help and exit.\n  -V, --version\n        Print the version and exit.\n");
     out
@@ -299,7 +313,12 @@ pub fn settings_markdown() -> String {
         ));
     }
     for s in SETTINGS {
-        out.push_str(&format!("\n## {}\n\n{}\n\nAccepts: {}.\n", s.name.replace('_', "-"), s.doc, s.accepts));
+        out.push_str(&format!(
+            "\n## {}\n\n{}\n\nAccepts: {}.\n",
+            s.name.replace('_', "-"),
+            s.doc,
+            s.accepts
+        ));
     }
     out
 }

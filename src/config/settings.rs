@@ -55,7 +55,13 @@ impl Default {
 impl Setting {
     /// `RUNICORN_FOO_BAR` for `--foo-bar`.
     pub fn env_var(&self) -> String {
-        format!("RUNICORN_{}", self.flag.trim_start_matches('-').replace('-', "_").to_uppercase())
+        format!(
+            "RUNICORN_{}",
+            self.flag
+                .trim_start_matches('-')
+                .replace('-', "_")
+                .to_uppercase()
+        )
     }
 }
 
@@ -67,7 +73,9 @@ fn whole(v: &str) -> Option<u64> {
 }
 
 fn secs(v: &str) -> Option<Duration> {
-    whole(v).filter(|&n| n <= 365 * 86_400).map(Duration::from_secs)
+    whole(v)
+        .filter(|&n| n <= 365 * 86_400)
+        .map(Duration::from_secs)
 }
 
 fn switch(v: &str) -> Option<bool> {
@@ -111,7 +119,9 @@ fn default_bind(env: Env<'_>) -> Result<String, ConfigError> {
 /// The CPUs this process may run on (affinity and cgroup quota, as the standard library
 /// reads them).
 pub fn available_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn default_workers(_: Env<'_>) -> Result<String, ConfigError> {
@@ -119,7 +129,11 @@ fn default_workers(_: Env<'_>) -> Result<String, ConfigError> {
 }
 
 fn apply_workers(c: &mut Config, v: &str) -> Option<()> {
-    let n = if v == "auto" { available_cpus() } else { whole(v)? as usize };
+    let n = if v == "auto" {
+        available_cpus()
+    } else {
+        whole(v)? as usize
+    };
     c.workers = Some(n).filter(|n| (1..=MAX_WORKERS).contains(n))?;
     Some(())
 }

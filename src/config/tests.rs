@@ -3,7 +3,12 @@
 use super::*;
 
 fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-    move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    move |k| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    }
 }
 
 fn config(args: &[&str], env: &'static [(&'static str, &'static str)]) -> Result<Config, String> {
@@ -18,7 +23,10 @@ fn config(args: &[&str], env: &'static [(&'static str, &'static str)]) -> Result
 #[test]
 fn defaults_without_platform() {
     let c = config(&[], &[]).unwrap();
-    assert_eq!(c.binds, vec![BindAddr::Tcp("127.0.0.1:8080".parse().unwrap())]);
+    assert_eq!(
+        c.binds,
+        vec![BindAddr::Tcp("127.0.0.1:8080".parse().unwrap())]
+    );
     assert_eq!(c.bind_fallback, None);
     assert_eq!(c.workers, settings::available_cpus());
     assert_eq!(c.timeout, Some(Duration::from_secs(30)));
@@ -27,20 +35,35 @@ fn defaults_without_platform() {
     assert_eq!(c.keepalive, 0);
     assert_eq!(c.metrics_interval, Some(Duration::from_secs(20)));
     assert!(!c.access_log);
-    assert_eq!(c.limits, Limits { request_line: 8190, fields: 100, field_size: 8190, body: 104_857_600 });
+    assert_eq!(
+        c.limits,
+        Limits {
+            request_line: 8190,
+            fields: 100,
+            field_size: 8190,
+            body: 104_857_600
+        }
+    );
 }
 
 #[test]
 fn port_and_web_concurrency() {
     let c = config(&[], &[("PORT", "5000"), ("WEB_CONCURRENCY", "3")]).unwrap();
     assert_eq!(c.binds, vec![BindAddr::Tcp("[::]:5000".parse().unwrap())]);
-    assert_eq!(c.bind_fallback, Some(BindAddr::Tcp("0.0.0.0:5000".parse().unwrap())));
+    assert_eq!(
+        c.bind_fallback,
+        Some(BindAddr::Tcp("0.0.0.0:5000".parse().unwrap()))
+    );
     assert_eq!(c.workers, 3);
 }
 
 #[test]
 fn flag_beats_env_beats_default() {
-    let env = &[("WEB_CONCURRENCY", "3"), ("RUNICORN_WORKERS", "4"), ("RUNICORN_TIMEOUT", "7")];
+    let env = &[
+        ("WEB_CONCURRENCY", "3"),
+        ("RUNICORN_WORKERS", "4"),
+        ("RUNICORN_TIMEOUT", "7"),
+    ];
     let c = config(&["--workers", "5"], env).unwrap();
     assert_eq!(c.workers, 5);
     assert_eq!(c.timeout, Some(Duration::from_secs(7)));
@@ -52,11 +75,25 @@ fn flag_beats_env_beats_default() {
 
 #[test]
 fn binds_repeat_and_split() {
-    let c = config(&["--bind", "127.0.0.1:1", "--bind", "[::1]:2", "--bind", "unix:/tmp/s"], &[])
-        .unwrap();
+    let c = config(
+        &[
+            "--bind",
+            "127.0.0.1:1",
+            "--bind",
+            "[::1]:2",
+            "--bind",
+            "unix:/tmp/s",
+        ],
+        &[],
+    )
+    .unwrap();
     assert_eq!(c.binds.len(), 3);
     assert_eq!(c.binds[2], BindAddr::Unix("/tmp/s".into()));
-    let c = config(&[], &[("RUNICORN_BIND", "localhost:3, 0.0.0.0:4"), ("PORT", "9")]).unwrap();
+    let c = config(
+        &[],
+        &[("RUNICORN_BIND", "localhost:3, 0.0.0.0:4"), ("PORT", "9")],
+    )
+    .unwrap();
     assert_eq!(c.binds.len(), 2);
     assert_eq!(c.bind_fallback, None, "an explicit bind has no fallback");
     assert_eq!(c.binds[0].to_string(), "127.0.0.1:3");
@@ -65,26 +102,66 @@ fn binds_repeat_and_split() {
 #[test]
 fn switches() {
     assert!(config(&["--access-log"], &[]).unwrap().access_log);
-    assert!(config(&[], &[("RUNICORN_ACCESS_LOG", "yes")]).unwrap().access_log);
-    assert!(!config(&[], &[("RUNICORN_ACCESS_LOG", "0")]).unwrap().access_log);
+    assert!(
+        config(&[], &[("RUNICORN_ACCESS_LOG", "yes")])
+            .unwrap()
+            .access_log
+    );
+    assert!(
+        !config(&[], &[("RUNICORN_ACCESS_LOG", "0")])
+            .unwrap()
+            .access_log
+    );
 }
 
 #[test]
 fn bad_values_name_the_setting_and_what_it_accepts() {
-    let cases: &[(&[&str], &'static [(&'static str, &'static str)], &str)] = &[
-        (&["--workers", "zero"], &[], "workers (--workers): invalid value 'zero': accepts a whole number from 1 to 1024"),
-        (&[], &[("WEB_CONCURRENCY", "0")], "workers (WEB_CONCURRENCY): invalid value '0'"),
-        (&["--timeout", "-1"], &[], "timeout (--timeout): invalid value '-1': accepts a whole number of seconds"),
-        (&["--bind", "nowhere"], &[], "bind (--bind): invalid value 'nowhere': accepts HOST:PORT"),
-        (&[], &[("PORT", "http")], "bind (PORT): invalid value 'http'"),
-        (&["--log-level", "loud"], &[], "log_level (--log-level): invalid value 'loud': accepts trace, debug"),
-        (&["--keepalive", "5"], &[], "keepalive (--keepalive): invalid value '5': accepts 0"),
+    type Env = &'static [(&'static str, &'static str)];
+    let cases: &[(&[&str], Env, &str)] = &[
+        (
+            &["--workers", "zero"],
+            &[],
+            "workers (--workers): invalid value 'zero': accepts a whole number from 1 to 1024",
+        ),
+        (
+            &[],
+            &[("WEB_CONCURRENCY", "0")],
+            "workers (WEB_CONCURRENCY): invalid value '0'",
+        ),
+        (
+            &["--timeout", "-1"],
+            &[],
+            "timeout (--timeout): invalid value '-1': accepts a whole number of seconds",
+        ),
+        (
+            &["--bind", "nowhere"],
+            &[],
+            "bind (--bind): invalid value 'nowhere': accepts HOST:PORT",
+        ),
+        (
+            &[],
+            &[("PORT", "http")],
+            "bind (PORT): invalid value 'http'",
+        ),
+        (
+            &["--log-level", "loud"],
+            &[],
+            "log_level (--log-level): invalid value 'loud': accepts trace, debug",
+        ),
+        (
+            &["--keepalive", "5"],
+            &[],
+            "keepalive (--keepalive): invalid value '5': accepts 0",
+        ),
         (&["--nope"], &[], "unknown argument '--nope'"),
         (&["--timeout"], &[], "timeout: --timeout needs a value"),
     ];
     for (args, env, want) in cases {
         let err = config(args, env).unwrap_err();
-        assert!(err.starts_with(want), "{args:?} {env:?}: got {err:?}, want {want:?}");
+        assert!(
+            err.starts_with(want),
+            "{args:?} {env:?}: got {err:?}, want {want:?}"
+        );
         assert!(!err.contains('\n'), "one line: {err:?}");
     }
 }
@@ -96,7 +173,11 @@ fn help_lists_every_setting() {
     };
     for s in SETTINGS {
         assert!(text.contains(s.flag), "{} missing from --help", s.flag);
-        assert!(text.contains(&s.env_var()), "{} missing from --help", s.env_var());
+        assert!(
+            text.contains(&s.env_var()),
+            "{} missing from --help",
+            s.env_var()
+        );
     }
     assert!(text.contains("WEB_CONCURRENCY"));
     assert!(text.starts_with("myapp:"));

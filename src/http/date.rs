@@ -62,14 +62,20 @@ pub struct DateCache {
 
 impl Default for DateCache {
     fn default() -> Self {
-        DateCache { secs: 0, text: imf_fixdate(0) }
+        DateCache {
+            secs: 0,
+            text: imf_fixdate(0),
+        }
     }
 }
 
 impl DateCache {
     /// The current date as IMF-fixdate bytes.
     pub fn now(&mut self) -> &[u8; DATE_LEN] {
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         if secs != self.secs {
             self.secs = secs;
             self.text = imf_fixdate(secs);
@@ -90,7 +96,10 @@ mod tests {
         // A leap day and the end of a century-leap year.
         assert_eq!(&imf_fixdate(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
         assert_eq!(&imf_fixdate(978_307_199), b"Sun, 31 Dec 2000 23:59:59 GMT");
-        assert_eq!(&imf_fixdate(1_795_824_000), b"Sat, 28 Nov 2026 00:00:00 GMT");
+        assert_eq!(
+            &imf_fixdate(1_795_824_000),
+            b"Sat, 28 Nov 2026 00:00:00 GMT"
+        );
     }
 
     #[test]

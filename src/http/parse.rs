@@ -54,7 +54,9 @@ impl RawHead {
     /// The field lines as `(name, value)`, in order, names in their original case, values
     /// without surrounding whitespace.
     pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.fields.iter().map(|(n, v)| (&self.bytes[n.clone()], &self.bytes[v.clone()]))
+        self.fields
+            .iter()
+            .map(|(n, v)| (&self.bytes[n.clone()], &self.bytes[v.clone()]))
     }
 }
 
@@ -81,12 +83,23 @@ fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
 fn check_request_line(buf: &[u8], limits: &Limits) -> Result<(), Error> {
     // RFC 9112 section 2.2: a server SHOULD ignore at least one empty line received before
     // the request-line. httparse does; skip them here too so they do not count.
-    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
     let line = &buf[start..];
     match line.iter().position(|&b| b == b'\n') {
         Some(end) => {
-            let len = if end > 0 && line[end - 1] == b'\r' { end - 1 } else { end };
-            if len > limits.request_line { Err(Error::RequestLineTooLong) } else { Ok(()) }
+            let len = if end > 0 && line[end - 1] == b'\r' {
+                end - 1
+            } else {
+                end
+            };
+            if len > limits.request_line {
+                Err(Error::RequestLineTooLong)
+            } else {
+                Ok(())
+            }
         }
         None if line.len() > limits.request_line + 1 => Err(Error::RequestLineTooLong),
         None => Ok(()),
@@ -162,7 +175,11 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> 
     let target_range = offset(buf, path.as_bytes());
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| Error::Malformed)?;
     let uri = Uri::try_from(path.as_bytes()).map_err(|_| Error::Malformed)?;
-    let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+    let version = if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
 
     let raw = RawHead {
         bytes: buf[..head_len].into(),
@@ -176,7 +193,12 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> 
     *request.version_mut() = version;
     *request.headers_mut() = map;
     request.extensions_mut().insert(raw);
-    Ok(Some(Parsed { request, head_len, content_length, expect_continue }))
+    Ok(Some(Parsed {
+        request,
+        head_len,
+        content_length,
+        expect_continue,
+    }))
 }
 
 /// RFC 9112 section 6.3: `Content-Length = 1*DIGIT`.
@@ -195,14 +217,20 @@ fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
 /// garbage where the version should be (400).
 fn version_error(buf: &[u8]) -> Error {
     let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let line = buf[..line_end].strip_suffix(b"\r").unwrap_or(&buf[..line_end]);
+    let line = buf[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..line_end]);
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
     let well_formed = version.len() == 8
         && version.starts_with(b"HTTP/")
         && version[5].is_ascii_digit()
         && version[6] == b'.'
         && version[7].is_ascii_digit();
-    if well_formed { Error::UnsupportedVersion } else { Error::Malformed }
+    if well_formed {
+        Error::UnsupportedVersion
+    } else {
+        Error::Malformed
+    }
 }
 
 #[cfg(test)]

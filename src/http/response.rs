@@ -119,11 +119,20 @@ mod tests {
     fn head(status: u16, headers: &[(&str, &str)], framing: Framing) -> String {
         let mut map = HeaderMap::new();
         for (n, v) in headers {
-            map.append(header::HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
+            map.append(
+                header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         let mut out = Vec::new();
         let status = StatusCode::from_u16(status).unwrap();
-        encode_head(&mut out, status, &map, b"Thu, 01 Jan 1970 00:00:00 GMT", framing);
+        encode_head(
+            &mut out,
+            status,
+            &map,
+            b"Thu, 01 Jan 1970 00:00:00 GMT",
+            framing,
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -140,7 +149,11 @@ mod tests {
     fn replaces_framing_fields_the_app_set() {
         let h = head(
             404,
-            &[("connection", "keep-alive"), ("content-length", "99"), ("date", "x")],
+            &[
+                ("connection", "keep-alive"),
+                ("content-length", "99"),
+                ("date", "x"),
+            ],
             Framing::Chunked,
         );
         assert_eq!(
@@ -153,14 +166,17 @@ mod tests {
     #[test]
     fn framing_rules() {
         let ok = StatusCode::OK;
-        assert_eq!(framing_for(ok, Version::HTTP_11, Some(0)), Framing::Length(0));
+        assert_eq!(
+            framing_for(ok, Version::HTTP_11, Some(0)),
+            Framing::Length(0)
+        );
         assert_eq!(framing_for(ok, Version::HTTP_11, None), Framing::Chunked);
         assert_eq!(framing_for(ok, Version::HTTP_10, None), Framing::Close);
         for s in [204, 304, 100] {
             let s = StatusCode::from_u16(s).unwrap();
             assert_eq!(framing_for(s, Version::HTTP_11, Some(5)), Framing::NoBody);
         }
-        assert_eq!(head(204, &[], Framing::NoBody).contains("Content-Length"), false);
+        assert!(!head(204, &[], Framing::NoBody).contains("Content-Length"));
     }
 
     #[test]

@@ -6,10 +6,20 @@ fn a_worker_stuck_past_the_timeout_is_killed_and_the_log_names_the_request() {
     s.wait_log(&["worker ready"], 1);
     let stuck = s.workers()[0];
     let addr = s.addr.unwrap();
-    let r = request(addr, "GET /sleep?ms=60000 HTTP/1.1\r\nHost: t\r\nX-Request-Id: stuck-42\r\n\r\n");
+    let r = request(
+        addr,
+        "GET /sleep?ms=60000 HTTP/1.1\r\nHost: t\r\nX-Request-Id: stuck-42\r\n\r\n",
+    );
     assert_eq!(r.status, 0, "the stuck request gets no response: {r:?}");
     let line = &s.wait_log(&["worker timeout"], 1)[0];
-    for part in ["worker=0", &format!("pid={stuck}"), "method=GET", "path=/sleep", "request_id=stuck-42", "elapsed_s="] {
+    for part in [
+        "worker=0",
+        &format!("pid={stuck}"),
+        "method=GET",
+        "path=/sleep",
+        "request_id=stuck-42",
+        "elapsed_s=",
+    ] {
         assert!(line.contains(part), "{part} missing from {line}");
     }
     s.wait_log(&["worker killed", "signal=SIGKILL", "reason=timeout"], 1);
@@ -71,7 +81,14 @@ fn max_requests_recycles_the_worker() {
     for _ in 0..3 {
         assert_eq!(s.get("/").status, 200);
     }
-    s.wait_log(&["worker exiting", "reason=\"max requests reached\"", "requests=3"], 1);
+    s.wait_log(
+        &[
+            "worker exiting",
+            "reason=\"max requests reached\"",
+            "requests=3",
+        ],
+        1,
+    );
     s.wait_log(&["worker exited", "code=0"], 1);
     s.wait_log(&["worker ready"], 2);
     assert_eq!(s.get("/").status, 200);
@@ -94,7 +111,9 @@ fn a_term_to_one_worker_stops_it_and_the_master_replaces_it() {
 
 #[test]
 fn a_crash_loop_stops_the_master_with_exit_code_3() {
-    let mut s = Spawn::new(&["--workers", "2"]).env("RUNICORN_DEMO_FAIL_BOOT", "1").start();
+    let mut s = Spawn::new(&["--workers", "2"])
+        .env("RUNICORN_DEMO_FAIL_BOOT", "1")
+        .start();
     let status = s.wait_exit();
     assert_eq!(status.code(), Some(3), "{status:?}");
     let line = &s.wait_log(&["crash loop"], 1)[0];

@@ -41,7 +41,10 @@ fn http10_clients_are_served() {
 fn unknown_routes_are_404_and_other_methods_405() {
     let s = server();
     assert_eq!(s.get("/nope").status, 404);
-    let r = request(s.addr.unwrap(), "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    let r = request(
+        s.addr.unwrap(),
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+    );
     assert_eq!(r.status, 405);
 }
 
@@ -65,7 +68,14 @@ fn malformed_heads_get_400_and_a_closed_connection_and_the_worker_goes_on() {
 
 #[test]
 fn limits_and_unsupported_framing_get_their_statuses() {
-    let s = Server::start(&["--workers", "1", "--limit-request-line", "100", "--limit-request-body", "10"]);
+    let s = Server::start(&[
+        "--workers",
+        "1",
+        "--limit-request-line",
+        "100",
+        "--limit-request-body",
+        "10",
+    ]);
     s.wait_log(&["worker ready"], 1);
     let addr = s.addr.unwrap();
     let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(200));
@@ -76,7 +86,10 @@ fn limits_and_unsupported_framing_get_their_statuses() {
     assert_eq!(request(addr, chunked).status, 501);
     assert_eq!(request(addr, "GET / HTTP/2.0\r\n\r\n").status, 505);
     let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
-    assert_eq!(request(addr, &format!("GET / HTTP/1.1\r\nHost: t\r\n{many}\r\n")).status, 431);
+    assert_eq!(
+        request(addr, &format!("GET / HTTP/1.1\r\nHost: t\r\n{many}\r\n")).status,
+        431
+    );
 }
 
 #[test]
@@ -90,8 +103,14 @@ fn a_head_that_never_completes_gets_408() {
 
 /// `examples/echo.rs`, which `cargo test` builds along with the other examples.
 fn echo_bin() -> String {
-    let echo = std::path::Path::new(BIN).with_file_name("examples").join("echo");
-    assert!(echo.exists(), "{} is built by `cargo test` with the other examples", echo.display());
+    let echo = std::path::Path::new(BIN)
+        .with_file_name("examples")
+        .join("echo");
+    assert!(
+        echo.exists(),
+        "{} is built by `cargo test` with the other examples",
+        echo.display()
+    );
     echo.to_str().unwrap().to_string()
 }
 
@@ -106,7 +125,10 @@ fn the_echo_example_reads_bodies_and_sees_the_raw_head() {
     );
     assert_eq!(r.status, 200, "{r:?}");
     // Compared without white space, so the JSON layout does not matter.
-    let body: String = String::from_utf8(r.body).unwrap().split_whitespace().collect();
+    let body: String = String::from_utf8(r.body)
+        .unwrap()
+        .split_whitespace()
+        .collect();
     for part in [
         r#""method":"PUT""#,
         r#""path":"/up""#,
@@ -126,7 +148,8 @@ fn expect_100_continue_is_answered_when_the_app_reads_the_body() {
     s.wait_log(&["worker ready"], 1);
     let mut c = std::net::TcpStream::connect(s.addr.unwrap()).unwrap();
     c.set_read_timeout(Some(DEADLINE)).unwrap();
-    c.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n").unwrap();
+    c.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        .unwrap();
     let mut interim = [0u8; 25];
     c.read_exact(&mut interim).unwrap();
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");

@@ -6,15 +6,15 @@
 /// Spawning servers, reading their logs, sending requests.
 mod support;
 
-/// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
-mod pool;
-/// TERM to the process group with requests in flight; INT.
-mod shutdown;
+/// Operator docs that must follow the code.
+mod docs;
 /// Timeouts, panics, aborts, max-requests, crash loops.
 mod faults;
 /// HTTP behaviour seen by clients: framing, HEAD, errors, Date, Connection: close.
 mod http;
+/// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
+mod pool;
 /// Settings on the command line and in the environment; listeners (PORT, Unix sockets).
 mod settings;
-/// Operator docs that must follow the code.
-mod docs;
+/// TERM to the process group with requests in flight; INT.
+mod shutdown;

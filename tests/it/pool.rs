@@ -11,7 +11,9 @@ fn worker_count_follows_web_concurrency_and_the_flag_wins() {
     assert_eq!(s.workers().len(), 3);
     assert_eq!(s.get("/").status, 200);
 
-    let s = Spawn::new(&["--workers", "2"]).env("WEB_CONCURRENCY", "3").start();
+    let s = Spawn::new(&["--workers", "2"])
+        .env("WEB_CONCURRENCY", "3")
+        .start();
     s.wait_log(&["worker ready"], 2);
     assert_eq!(s.workers().len(), 2);
     assert_eq!(s.count_log(&["worker ready"]), 2);
@@ -87,9 +89,16 @@ fn hup_replaces_every_worker_while_requests_keep_succeeding() {
     }
     let new = s.workers();
     assert_eq!(new.len(), 3);
-    assert!(new.iter().all(|p| !old.contains(p)), "old {old:?} new {new:?}");
+    assert!(
+        new.iter().all(|p| !old.contains(p)),
+        "old {old:?} new {new:?}"
+    );
     assert!(alive(s.pid), "the master keeps its pid");
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during HUP");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during HUP"
+    );
     assert!(ok.load(Ordering::Relaxed) > 0);
 }
 
@@ -113,7 +122,10 @@ fn workers_exit_when_the_master_is_killed() {
     s.wait_exit();
     let deadline = Instant::now() + DEADLINE;
     while workers.iter().any(|&p| alive(p)) {
-        assert!(Instant::now() < deadline, "workers outlived the master: {workers:?}");
+        assert!(
+            Instant::now() < deadline,
+            "workers outlived the master: {workers:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

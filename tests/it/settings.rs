@@ -24,7 +24,11 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
 fn a_bad_value_exits_2_with_one_line_naming_the_setting() {
     for (args, env, setting) in [
         (&["--workers", "many"][..], &[][..], "workers (--workers)"),
-        (&[], &[("WEB_CONCURRENCY", "-3")][..], "workers (WEB_CONCURRENCY)"),
+        (
+            &[],
+            &[("WEB_CONCURRENCY", "-3")][..],
+            "workers (WEB_CONCURRENCY)",
+        ),
         (&["--timeout", "soon"], &[], "timeout (--timeout)"),
         (&[], &[("PORT", "eighty")], "bind (PORT)"),
         (&["--bind", "example.com"], &[], "bind (--bind)"),
@@ -42,7 +46,8 @@ fn a_bad_value_exits_2_with_one_line_naming_the_setting() {
 fn help_lists_every_setting_and_version_prints() {
     let (code, out, _) = run(&["--help"], &[]);
     assert_eq!(code, Some(0));
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/settings.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/settings.md")).unwrap();
     let flags: Vec<&str> = doc
         .split('`')
         .filter(|s| s.starts_with("--"))
@@ -76,18 +81,31 @@ fn an_address_in_use_is_a_startup_error() {
     let addr = taken.local_addr().unwrap().to_string();
     let (code, _, err) = run(&["--bind", &addr, "--workers", "1"], &[]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("cannot listen on") && err.contains(&addr), "{err}");
+    assert!(
+        err.contains("cannot listen on") && err.contains(&addr),
+        "{err}"
+    );
 }
 
 #[test]
 fn port_is_honoured() {
     // The one test that needs a port number in the environment: pick a free one.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let s = Spawn::new(&["--workers", "1"]).no_listen_fd().env("PORT", &port.to_string()).start();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = Spawn::new(&["--workers", "1"])
+        .no_listen_fd()
+        .env("PORT", &port.to_string())
+        .start();
     s.wait_log(&["worker ready"], 1);
     let line = &s.wait_log(&["listening"], 1)[0];
     assert!(line.contains(&format!(":{port}")), "{line}");
-    let r = request(format!("127.0.0.1:{port}").parse().unwrap(), "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = request(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        "GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
     assert_eq!(r.status, 200);
 }
 
@@ -97,14 +115,29 @@ fn serves_on_several_binds_including_a_unix_socket_and_removes_it_on_exit() {
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("app.sock");
     let bind_unix = format!("unix:{}", sock.display());
-    let mut s = Spawn::new(&["--workers", "1", "--bind", &bind_unix, "--bind", "127.0.0.1:0", "--bind", "[::1]:0"])
-        .no_listen_fd()
-        .start();
+    let mut s = Spawn::new(&[
+        "--workers",
+        "1",
+        "--bind",
+        &bind_unix,
+        "--bind",
+        "127.0.0.1:0",
+        "--bind",
+        "[::1]:0",
+    ])
+    .no_listen_fd()
+    .start();
     s.wait_log(&["worker ready"], 1);
     let listening = s.wait_log(&["listening"], 2);
-    let tcp = listening.iter().find(|l| l.contains("addr=127.0.0.1:")).expect("tcp listener");
+    let tcp = listening
+        .iter()
+        .find(|l| l.contains("addr=127.0.0.1:"))
+        .expect("tcp listener");
     let addr = tcp.rsplit("addr=").next().unwrap().trim().parse().unwrap();
-    assert_eq!(request(addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+    assert_eq!(
+        request(addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        200
+    );
 
     let mut c = UnixStream::connect(&sock).unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -115,7 +148,10 @@ fn serves_on_several_binds_including_a_unix_socket_and_removes_it_on_exit() {
     // IPv6 loopback, where the machine has it.
     if let Some(v6) = s.logs().iter().find(|l| l.contains("addr=[::1]:")) {
         let addr = v6.rsplit("addr=").next().unwrap().trim().parse().unwrap();
-        assert_eq!(request(addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+        assert_eq!(
+            request(addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").status,
+            200
+        );
     }
 
     s.signal(libc::SIGTERM);
@@ -129,7 +165,10 @@ fn the_pid_file_is_written_and_removed() {
     let path = std::env::temp_dir().join(format!("runicorn-it-{}.pid", std::process::id()));
     let mut s = Server::start(&["--workers", "1", "--pid", path.to_str().unwrap()]);
     s.wait_log(&["worker ready"], 1);
-    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), s.pid.to_string());
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap().trim(),
+        s.pid.to_string()
+    );
     s.signal(libc::SIGTERM);
     assert_eq!(s.wait_exit().code(), Some(0));
     assert!(!path.exists());

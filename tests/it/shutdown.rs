@@ -9,7 +9,11 @@ fn term_to_the_group_finishes_requests_in_flight_and_refuses_new_ones() {
     s.wait_log(&["worker ready"], 3);
     let addr = s.addr.unwrap();
     let inflight: Vec<_> = (0..3)
-        .map(|_| std::thread::spawn(move || request(addr, "GET /sleep?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")))
+        .map(|_| {
+            std::thread::spawn(move || {
+                request(addr, "GET /sleep?ms=1500 HTTP/1.1\r\nHost: t\r\n\r\n")
+            })
+        })
         .collect();
     s.wait_log(&["request started", "path=/sleep"], 3);
 
@@ -26,7 +30,11 @@ fn term_to_the_group_finishes_requests_in_flight_and_refuses_new_ones() {
     }
     let status = s.wait_exit();
     assert_eq!(status.code(), Some(0), "{status:?}");
-    assert_eq!(s.count_log(&["graceful timeout"]), 0, "stopped by the timeout, not gracefully");
+    assert_eq!(
+        s.count_log(&["graceful timeout"]),
+        0,
+        "stopped by the timeout, not gracefully"
+    );
 }
 
 #[test]
@@ -34,7 +42,8 @@ fn quit_is_graceful_too() {
     let mut s = Server::start(&["--workers", "1", "--log-level", "debug"]);
     s.wait_log(&["worker ready"], 1);
     let addr = s.addr.unwrap();
-    let t = std::thread::spawn(move || request(addr, "GET /sleep?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n"));
+    let t =
+        std::thread::spawn(move || request(addr, "GET /sleep?ms=500 HTTP/1.1\r\nHost: t\r\n\r\n"));
     s.wait_log(&["request started"], 1);
     s.signal(libc::SIGQUIT);
     assert_eq!(t.join().unwrap().status, 200);
@@ -46,26 +55,48 @@ fn int_stops_at_once() {
     let mut s = Server::start(&["--workers", "1", "--log-level", "debug"]);
     s.wait_log(&["worker ready"], 1);
     let addr = s.addr.unwrap();
-    let t = std::thread::spawn(move || request(addr, "GET /sleep?ms=20000 HTTP/1.1\r\nHost: t\r\n\r\n"));
+    let t = std::thread::spawn(move || {
+        request(addr, "GET /sleep?ms=20000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    });
     s.wait_log(&["request started"], 1);
     s.signal(libc::SIGINT);
     let status = s.wait_exit();
     assert_eq!(status.code(), Some(0));
     // The 20 s request was cut, not waited for.
     assert_eq!(t.join().unwrap().status, 0);
-    assert_eq!(s.count_log(&["quick stop"]), 2, "quick stop logged and the worker killed for it");
+    assert_eq!(
+        s.count_log(&["quick stop"]),
+        2,
+        "quick stop logged and the worker killed for it"
+    );
 }
 
 #[test]
 fn graceful_timeout_kills_what_is_left() {
-    let mut s = Server::start(&["--workers", "1", "--graceful-timeout", "1", "--log-level", "debug"]);
+    let mut s = Server::start(&[
+        "--workers",
+        "1",
+        "--graceful-timeout",
+        "1",
+        "--log-level",
+        "debug",
+    ]);
     s.wait_log(&["worker ready"], 1);
     let addr = s.addr.unwrap();
-    let t = std::thread::spawn(move || request(addr, "GET /sleep?ms=20000 HTTP/1.1\r\nHost: t\r\n\r\n"));
+    let t = std::thread::spawn(move || {
+        request(addr, "GET /sleep?ms=20000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    });
     s.wait_log(&["request started"], 1);
     s.signal(libc::SIGTERM);
     assert_eq!(s.wait_exit().code(), Some(0));
     s.wait_log(&["graceful timeout"], 1);
-    s.wait_log(&["worker killed", "signal=SIGKILL", "reason=\"graceful timeout\""], 1);
+    s.wait_log(
+        &[
+            "worker killed",
+            "signal=SIGKILL",
+            "reason=\"graceful timeout\"",
+        ],
+        1,
+    );
     assert_eq!(t.join().unwrap().status, 0);
 }

@@ -61,7 +61,9 @@ impl<'a> Spawn<'a> {
     }
 
     pub fn start(self) -> Server {
-        let listener = self.listen_fd.then(|| TcpListener::bind("127.0.0.1:0").unwrap());
+        let listener = self
+            .listen_fd
+            .then(|| TcpListener::bind("127.0.0.1:0").unwrap());
         let addr = listener.as_ref().map(|l| l.local_addr().unwrap());
         let mut cmd = Command::new("sh");
         // `exec` keeps the shell's pid, so $$ is the server's pid, as systemd's LISTEN_PID.
@@ -71,11 +73,15 @@ impl<'a> Spawn<'a> {
             r#"exec "$0" "$@""#
         };
         cmd.arg("-c").arg(script).arg(self.bin).args(&self.args);
-        cmd.env_remove("WEB_CONCURRENCY").env_remove("PORT").env_remove("RUNICORN_WORKERS");
+        cmd.env_remove("WEB_CONCURRENCY")
+            .env_remove("PORT")
+            .env_remove("RUNICORN_WORKERS");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         cmd.process_group(0);
         if let Some(l) = &listener {
             let fd = l.as_raw_fd();
@@ -106,7 +112,13 @@ impl<'a> Spawn<'a> {
                 sink.changed.notify_all();
             }
         });
-        Server { pid: child.id() as i32, child: Some(child), addr, logs, exited: None }
+        Server {
+            pid: child.id() as i32,
+            child: Some(child),
+            addr,
+            logs,
+            exited: None,
+        }
     }
 }
 
@@ -125,23 +137,37 @@ impl Server {
         let deadline = Instant::now() + DEADLINE;
         let mut lines = self.logs.lines.lock().unwrap();
         loop {
-            let hits: Vec<String> =
-                lines.iter().filter(|l| parts.iter().all(|p| l.contains(p))).cloned().collect();
+            let hits: Vec<String> = lines
+                .iter()
+                .filter(|l| parts.iter().all(|p| l.contains(p)))
+                .cloned()
+                .collect();
             if hits.len() >= n {
                 return hits;
             }
             let now = Instant::now();
             if now >= deadline {
                 drop(lines);
-                panic!("waited for {n} log lines with {parts:?}; log:\n{}", self.logs().join("\n"));
+                panic!(
+                    "waited for {n} log lines with {parts:?}; log:\n{}",
+                    self.logs().join("\n")
+                );
             }
-            lines = self.logs.changed.wait_timeout(lines, deadline - now).unwrap().0;
+            lines = self
+                .logs
+                .changed
+                .wait_timeout(lines, deadline - now)
+                .unwrap()
+                .0;
         }
     }
 
     /// How many log lines contain every one of `parts`, now.
     pub fn count_log(&self, parts: &[&str]) -> usize {
-        self.logs().iter().filter(|l| parts.iter().all(|p| l.contains(p))).count()
+        self.logs()
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
     }
 
     pub fn signal(&self, sig: i32) {
@@ -178,7 +204,10 @@ impl Server {
     }
 
     pub fn get(&self, path: &str) -> Response {
-        request(self.addr.unwrap(), &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"))
+        request(
+            self.addr.unwrap(),
+            &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"),
+        )
     }
 
     pub fn fail(&self, what: &str) -> ! {
@@ -203,10 +232,16 @@ impl Drop for Server {
 pub fn children(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
         // Fields after the command name, which is in parentheses and may hold spaces.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         if fields.len() > 2 && fields[1].parse() == Ok(pid) && fields[0] != "Z" {
             out.push(p);
@@ -218,8 +253,10 @@ pub fn children(pid: i32) -> Vec<i32> {
 
 /// Is `pid` alive (and not a zombie)?
 pub fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+    })
 }
 
 #[derive(Debug)]
@@ -255,9 +292,21 @@ pub fn read_response(mut s: impl Read) -> Response {
 
 pub fn parse_response(bytes: &[u8]) -> Response {
     let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Response { status: 0, head: String::from_utf8_lossy(bytes).into(), body: vec![] };
+        return Response {
+            status: 0,
+            head: String::from_utf8_lossy(bytes).into(),
+            body: vec![],
+        };
     };
     let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Response { status, head, body: bytes[end + 4..].to_vec() }
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Response {
+        status,
+        head,
+        body: bytes[end + 4..].to_vec(),
+    }
 }

@@ -2,7 +2,12 @@
 
 use super::*;
 
-const LIMITS: Limits = Limits { request_line: 64, fields: 4, field_size: 40, body: 1000 };
+const LIMITS: Limits = Limits {
+    request_line: 64,
+    fields: 4,
+    field_size: 40,
+    body: 1000,
+};
 
 fn parse(raw: &str) -> Result<Option<Parsed>, Error> {
     parse_head(raw.as_bytes(), &LIMITS)
@@ -14,7 +19,9 @@ fn status(raw: &str) -> u16 {
 
 #[test]
 fn simple_get() {
-    let p = parse("GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
+    let p = parse("GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(p.request.method(), Method::GET);
     assert_eq!(p.request.uri().path(), "/a");
     assert_eq!(p.request.uri().query(), Some("b=c"));
@@ -43,12 +50,17 @@ fn body_and_leftover() {
 
 #[test]
 fn raw_head_keeps_order_and_case() {
-    let p = parse("get /x%20y HTTP/1.1\r\nB: 1\r\nA:  2 \r\nb: 3\r\n\r\n").unwrap().unwrap();
+    let p = parse("get /x%20y HTTP/1.1\r\nB: 1\r\nA:  2 \r\nb: 3\r\n\r\n")
+        .unwrap()
+        .unwrap();
     let raw = p.request.extensions().get::<RawHead>().unwrap();
     assert_eq!(raw.method(), b"get");
     assert_eq!(raw.target(), b"/x%20y");
     let fields: Vec<_> = raw.fields().collect();
-    assert_eq!(fields, vec![(&b"B"[..], &b"1"[..]), (b"A", b"2"), (b"b", b"3")]);
+    assert_eq!(
+        fields,
+        vec![(&b"B"[..], &b"1"[..]), (b"A", b"2"), (b"b", b"3")]
+    );
 }
 
 #[test]
@@ -72,8 +84,14 @@ fn refusals_map_to_statuses() {
         ("POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400),
         ("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
         ("POST / HTTP/1.1\r\nContent-Length: \r\n\r\n", 400),
-        ("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400),
-        ("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
+        (
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            400,
+        ),
+        (
+            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            400,
+        ),
         ("POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", 413),
         ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
     ];
