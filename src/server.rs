@@ -75,6 +75,7 @@ pub fn serve<A: App>(config: &Config, build: impl FnOnce() -> A) -> Result<i32, 
         );
         return Ok(EXIT_OK);
     }
+    sys::remember_log_paths();
     let listeners = listener::open(&config.binds, config.bind_fallback.as_ref(), config.backlog)?;
     for l in &listeners {
         info!(addr = l.describe(), "listening");

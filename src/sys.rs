@@ -263,40 +263,50 @@ pub fn socket_family(fd: BorrowedFd<'_>) -> Option<i32> {
     addr.family().map(|f| f as i32)
 }
 
-/// Reopens stdout and stderr by path when they are regular files opened for appending, as
-/// after `runicorn >> app.log 2>&1` (SIGUSR1: log rotation, as Unicorn's `reopen_logs`).
-/// Terminals, pipes and sockets are left alone. Returns how many were reopened.
-pub fn reopen_append_logs() -> usize {
+/// The paths stdout and stderr had at startup, when they were regular files opened for
+/// appending (as after `runicorn >> app.log 2>&1`); see [`reopen_append_logs`].
+static LOG_PATHS: std::sync::OnceLock<Vec<(RawFd, std::path::PathBuf)>> =
+    std::sync::OnceLock::new();
+
+/// Records the paths of stdout and stderr, if they are regular files opened with O_APPEND.
+/// Called once by the master at startup, before the workers are forked; the path has to be
+/// taken then, because after logrotate moves the file, /proc shows the new name.
+pub fn remember_log_paths() {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let mut reopened = 0;
+    let mut paths = Vec::new();
     for fd in [1, 2] {
         // SAFETY: fds 1 and 2 stay open for the life of the process; only borrowed here.
         let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
         let Ok(flags) = fcntl(bfd, FcntlArg::F_GETFL) else {
             continue;
         };
-        if !OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND) {
-            continue;
-        }
-        let Ok(meta) = nix::sys::stat::fstat(bfd) else {
+        let Ok(stat) = nix::sys::stat::fstat(bfd) else {
             continue;
         };
-        if meta.st_mode & libc::S_IFMT != libc::S_IFREG {
+        if !OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND)
+            || stat.st_mode & libc::S_IFMT != libc::S_IFREG
+        {
             continue;
         }
-        let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
-            continue;
-        };
-        // After logrotate moved the file away and it was removed, the link reads
-        // "PATH (deleted)": the file to reopen is PATH.
-        let link = link.to_string_lossy();
-        let path = link.strip_suffix(" (deleted)").unwrap_or(&link);
+        if let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+            paths.push((fd, path));
+        }
+    }
+    let _ = LOG_PATHS.set(paths);
+}
+
+/// Reopens stdout and stderr at the paths [`remember_log_paths`] recorded (SIGUSR1: log
+/// rotation, as Unicorn's `reopen_logs`), creating the files again if they were moved away.
+/// Terminals, pipes and sockets are never touched. Returns how many were reopened.
+pub fn reopen_append_logs() -> usize {
+    let mut reopened = 0;
+    for (fd, path) in LOG_PATHS.get().map(Vec::as_slice).unwrap_or_default() {
         if let Ok(f) = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .open(path)
         {
-            reopened += usize::from(dup_onto(&f, fd));
+            reopened += usize::from(dup_onto(&f, *fd));
         }
     }
     reopened

@@ -12,6 +12,8 @@ mod docs;
 mod faults;
 /// HTTP behaviour seen by clients: framing, HEAD, errors, Date, Connection: close.
 mod http;
+/// USR1 log reopening, the access log.
+mod logs;
 /// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
 mod pool;
 /// Settings on the command line and in the environment; listeners (PORT, Unix sockets).
