@@ -306,6 +306,9 @@ impl<'c, A: App> Master<'c, A> {
                 MasterSignal::Int => self.on_int(),
                 MasterSignal::Hup => self.on_hup(),
                 MasterSignal::Usr1 => self.on_usr1(),
+                MasterSignal::Usr2 => {
+                    warn!("USR2 (zero-downtime upgrade) is not supported by this version; ignored")
+                }
                 MasterSignal::Winch => self.on_winch(),
                 MasterSignal::Ttin => self.on_ttin(),
                 MasterSignal::Ttou => self.on_ttou(),
@@ -357,6 +360,13 @@ impl<'c, A: App> Master<'c, A> {
     }
 
     fn on_winch(&mut self) {
+        // A terminal sends WINCH whenever its window is resized: honour it only when the
+        // master is not attached to one, as Unicorn and Gunicorn do (they honour it only
+        // when daemonized).
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            info!("WINCH ignored: stdin is a terminal (a window resize, not an operator)");
+            return;
+        }
         if self.phase == Phase::Running {
             self.target = 0;
             info!(

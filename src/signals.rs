@@ -24,6 +24,9 @@ pub enum MasterSignal {
     Hup,
     /// USR1: reopen log files, forward to workers.
     Usr1,
+    /// USR2: zero-downtime upgrade (not implemented yet: caught so that it does not kill
+    /// the master, whose default action it would be).
+    Usr2,
     /// WINCH: stop every worker, keep the master.
     Winch,
     /// TTIN: one worker more.
@@ -44,7 +47,7 @@ pub enum WorkerSignal {
 }
 
 const MASTER_SIGNALS: &[i32] = &[
-    SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGUSR1, SIGWINCH, SIGTTIN, SIGTTOU, SIGCHLD,
+    SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU, SIGCHLD,
 ];
 
 /// The master's signal receiver.
@@ -70,6 +73,7 @@ impl MasterSignals {
                 SIGINT => Some(MasterSignal::Int),
                 SIGHUP => Some(MasterSignal::Hup),
                 SIGUSR1 => Some(MasterSignal::Usr1),
+                SIGUSR2 => Some(MasterSignal::Usr2),
                 SIGWINCH => Some(MasterSignal::Winch),
                 SIGTTIN => Some(MasterSignal::Ttin),
                 SIGTTOU => Some(MasterSignal::Ttou),

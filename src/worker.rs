@@ -143,9 +143,21 @@ impl<'a, A: App> Worker<'a, A> {
             slot: ctx.slot_index,
             pid,
         };
-        if let Err(e) = app.after_fork(&info) {
-            error!(worker = ctx.slot_index, pid, error = %e, "after_fork failed");
-            return Err(WORKER_BOOT_ERROR);
+        match catch_unwind(AssertUnwindSafe(|| app.after_fork(&info))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                error!(worker = ctx.slot_index, pid, error = %e, "after_fork failed");
+                return Err(WORKER_BOOT_ERROR);
+            }
+            Err(_) => {
+                error!(
+                    worker = ctx.slot_index,
+                    pid,
+                    panic = take_panic(),
+                    "after_fork failed"
+                );
+                return Err(WORKER_BOOT_ERROR);
+            }
         }
 
         let control_fd = ctx
@@ -331,11 +343,24 @@ impl<'a, A: App> Worker<'a, A> {
     /// anything, or the connection failed (nothing to answer).
     fn read_head(&mut self, conn: &mut Conn) -> Result<Option<Parsed>, h1::Error> {
         let timeout = self.ctx.config.header_timeout;
-        let _ = conn.set_read_timeout(Some(timeout));
         let limits = &self.ctx.config.limits;
         let deadline = Instant::now() + timeout;
         self.buf.clear();
+        let mut reads = 0;
         loop {
+            // The whole head must arrive within the timeout, however it is split: each read
+            // may wait only for the time left. The first read (usually the only one) waits
+            // the whole timeout, which is also the body's idle limit per read.
+            if reads == 0 {
+                let _ = conn.set_read_timeout(Some(timeout));
+            } else {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(h1::Error::HeadTimeout);
+                }
+                let _ = conn.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            }
+            reads += 1;
             let len = self.buf.len();
             // Room for the rest of the longest head the limits allow, 4 KiB at a time.
             let room = (len + 4096).min(limits.max_head_len() + 1).max(len + 1);
@@ -362,10 +387,11 @@ impl<'a, A: App> Worker<'a, A> {
             };
             self.buf.truncate(len + n);
             if let Some(parsed) = h1::parse_head(&self.buf, limits)? {
+                if reads > 1 && parsed.content_length > 0 {
+                    // Body reads: the whole header timeout again, as an idle limit per read.
+                    let _ = conn.set_read_timeout(Some(timeout));
+                }
                 return Ok(Some(parsed));
-            }
-            if Instant::now() >= deadline {
-                return Err(h1::Error::HeadTimeout);
             }
         }
     }
@@ -416,19 +442,7 @@ impl<'a, A: App> Worker<'a, A> {
         };
         let status = response.status();
         let sent = self.write_response(conn, &method, version, response);
-        if self.ctx.config.access_log {
-            info!(
-                method = %method,
-                path,
-                status = status.as_u16(),
-                bytes = sent.unwrap_or(0),
-                service_ms = format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-                worker = self.ctx.slot_index,
-                pid = self.pid,
-                request_id,
-                "request"
-            );
-        }
+        self.access_log(method.as_str(), &path, status, sent, started, &request_id);
         match sent {
             Some(_) if !state.failed => Some(state.remaining),
             _ => None,
@@ -540,9 +554,35 @@ impl<'a, A: App> Worker<'a, A> {
         Ok(sent)
     }
 
-    fn write_error(&mut self, conn: &mut Conn, status: StatusCode) {
+    fn write_error(&mut self, conn: &mut Conn, status: StatusCode) -> Option<u64> {
         let response = plain(status);
-        let _ = self.write_response(conn, &Method::GET, Version::HTTP_11, response);
+        self.write_response(conn, &Method::GET, Version::HTTP_11, response)
+    }
+
+    /// One access-log line (`--access-log`); the logfmt writer escapes every value.
+    /// `service_ms` runs from accept, so it includes the time the client took to send.
+    fn access_log(
+        &self,
+        method: &str,
+        path: &str,
+        status: StatusCode,
+        sent: Option<u64>,
+        started: Instant,
+        request_id: &str,
+    ) {
+        if self.ctx.config.access_log {
+            info!(
+                method,
+                path,
+                status = status.as_u16(),
+                bytes = sent.unwrap_or(0),
+                service_ms = format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+                worker = self.ctx.slot_index,
+                pid = self.pid,
+                request_id,
+                "request"
+            );
+        }
     }
 }
 
