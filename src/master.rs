@@ -121,6 +121,15 @@ pub fn plan(workers: &[WorkerView], target: usize, generation: u64) -> Plan {
     out
 }
 
+/// A new worker's request limit: `max` plus `random` reduced to `0..=jitter`, so that
+/// workers started together are not all recycled together. 0 (no limit) stays 0.
+pub fn request_limit(max: u64, jitter: u64, random: u64) -> u64 {
+    match max {
+        0 => 0,
+        n => n.saturating_add(random % jitter.saturating_add(1)),
+    }
+}
+
 /// The lowest slot not used by a live worker.
 fn free_slot(used: impl Iterator<Item = usize>, capacity: usize) -> Option<usize> {
     let mut taken = vec![false; capacity];
@@ -548,10 +557,9 @@ impl<'c, A: App> Master<'c, A> {
                 return;
             }
         };
-        let max_requests = match self.config.max_requests {
-            0 => 0,
-            n => n + self.next_random() % (self.config.max_requests_jitter + 1),
-        };
+        let random = self.next_random();
+        let max_requests =
+            request_limit(self.config.max_requests, self.config.max_requests_jitter, random);
         self.scoreboard.slot(slot).reset();
         match sys::fork() {
             Ok(Forked::Parent(pid)) => {
@@ -726,6 +734,17 @@ mod tests {
                 stop: vec![0, 1]
             }
         );
+    }
+
+    #[test]
+    fn request_limits_spread_within_the_jitter() {
+        assert_eq!(request_limit(0, 50, 12345), 0);
+        assert_eq!(request_limit(100, 0, 12345), 100);
+        let limits: Vec<u64> = (0..1000).map(|r| request_limit(100, 9, r * 7919)).collect();
+        assert!(limits.iter().all(|&l| (100..=109).contains(&l)));
+        assert_eq!(*limits.iter().min().unwrap(), 100);
+        assert_eq!(*limits.iter().max().unwrap(), 109);
+        assert_eq!(request_limit(u64::MAX, u64::MAX, 3), u64::MAX);
     }
 
     #[test]
