@@ -558,8 +558,11 @@ impl<'c, A: App> Master<'c, A> {
             }
         };
         let random = self.next_random();
-        let max_requests =
-            request_limit(self.config.max_requests, self.config.max_requests_jitter, random);
+        let max_requests = request_limit(
+            self.config.max_requests,
+            self.config.max_requests_jitter,
+            random,
+        );
         self.scoreboard.slot(slot).reset();
         match sys::fork() {
             Ok(Forked::Parent(pid)) => {
