@@ -100,6 +100,7 @@ mod http;
 mod listener;
 mod log;
 mod master;
+mod metrics;
 mod scoreboard;
 mod server;
 mod signals;

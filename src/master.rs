@@ -21,6 +21,8 @@ use crate::config::{Config, MAX_WORKERS};
 use crate::error::{EXIT_CRASH_LOOP, EXIT_OK, WORKER_BOOT_ERROR};
 use crate::handler::App;
 use crate::listener::Listener;
+use crate::metrics::sample::{Identity, LiveWorker, Sampler};
+use crate::metrics::tcp::{ListenQueue, decode_listen_queue};
 use crate::scoreboard::{Scoreboard, WorkerState};
 use crate::signals::{MasterSignal, MasterSignals};
 use crate::sys::{self, Forked};
@@ -130,6 +132,19 @@ pub fn request_limit(max: u64, jitter: u64, random: u64) -> u64 {
     }
 }
 
+/// The kernel's accept queue, summed over the TCP listeners (TCP_INFO on a listening socket);
+/// `None` when there is no TCP listener.
+fn listen_queue(listeners: &[Listener]) -> Option<ListenQueue> {
+    listeners
+        .iter()
+        .filter(|l| matches!(l, Listener::Tcp(_)))
+        .filter_map(|l| sys::tcp_info(l.as_fd()).and_then(|b| decode_listen_queue(&b)))
+        .reduce(|a, b| ListenQueue {
+            depth: a.depth + b.depth,
+            limit: a.limit + b.limit,
+        })
+}
+
 /// The lowest slot not used by a live worker.
 fn free_slot(used: impl Iterator<Item = usize>, capacity: usize) -> Option<usize> {
     let mut taken = vec![false; capacity];
@@ -155,6 +170,7 @@ pub struct Master<'c, A: App> {
     last_boot_failure: String,
     respawn_after: Option<Instant>,
     rng: u64,
+    sampler: Option<Sampler>,
 }
 
 impl<'c, A: App> Master<'c, A> {
@@ -179,6 +195,10 @@ impl<'c, A: App> Master<'c, A> {
             last_boot_failure: String::new(),
             respawn_after: None,
             rng: sys::monotonic_ns() ^ (u64::from(std::process::id()) << 32) | 1,
+            sampler: config.metrics_interval.map(|interval| {
+                let id = Identity::from_env(&|k| std::env::var(k).ok(), sys::hostname());
+                Sampler::new(id, interval)
+            }),
         })
     }
 
@@ -195,6 +215,7 @@ impl<'c, A: App> Master<'c, A> {
             self.check_timeouts();
             self.notice_ready();
             self.keep_worker_count();
+            self.sample_metrics();
             self.wait();
         }
     }
@@ -226,6 +247,9 @@ impl<'c, A: App> Master<'c, A> {
             let slot = self.scoreboard.slot(w.slot);
             let view = slot.view();
             let ready = w.ready || !matches!(view.state, WorkerState::Booting | WorkerState::Free);
+            if let Some(sampler) = self.sampler.as_mut() {
+                sampler.on_reap(slot);
+            }
             slot.free();
             self.report_exit(&w, status, view.requests, ready);
         }
@@ -540,6 +564,43 @@ impl<'c, A: App> Master<'c, A> {
         }
     }
 
+    /// Every `--metrics-interval`, prints the metric lines to stdout (one write per line; no
+    /// thread, and only the server's own /proc and cgroup files are read).
+    fn sample_metrics(&mut self) {
+        let Some(sampler) = self.sampler.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if now < sampler.next_deadline() {
+            return;
+        }
+        let workers: Vec<LiveWorker> = self
+            .workers
+            .iter()
+            .map(|w| LiveWorker {
+                slot: w.slot,
+                pid: w.pid.as_raw(),
+                spawned_at: w.spawned_at,
+            })
+            .collect();
+        let backlog = listen_queue(&self.listeners);
+        let lines = sampler.tick(
+            now,
+            std::process::id() as i32,
+            &workers,
+            &self.scoreboard,
+            backlog,
+        );
+        let mut out = std::io::stdout().lock();
+        for mut line in lines {
+            line.push('\n');
+            if out.write_all(line.as_bytes()).is_err() {
+                break;
+            }
+        }
+        let _ = out.flush();
+    }
+
     fn next_random(&mut self) -> u64 {
         // xorshift64: enough to spread max-requests across workers.
         self.rng ^= self.rng << 13;
@@ -623,6 +684,9 @@ impl<'c, A: App> Master<'c, A> {
         };
         if let Some(t) = self.respawn_after {
             timeout = timeout.min(t.saturating_duration_since(Instant::now()));
+        }
+        if let Some(s) = &self.sampler {
+            timeout = timeout.min(s.next_deadline().saturating_duration_since(Instant::now()));
         }
         let Some(poll) = self.poll.as_mut() else {
             return;

@@ -1,14 +1,16 @@
-//! The scoreboard: one slot of atomics per worker in memory shared by the master and every
-//! worker, so that the master knows what each worker is doing without a pipe, a file or a
-//! syscall per request (Apache's scoreboard, Unicorn's raindrops, Pitchfork's shared memory).
+//! The scoreboard: one slot of atomic words per worker in memory shared by the master and
+//! every worker, so that the master knows what each worker is doing, and how its requests
+//! went, without a pipe, a file or a syscall per request (Apache's scoreboard, Unicorn's
+//! raindrops, Pitchfork's shared memory).
 //!
-//! A worker writes only its own slot; the master reads every slot and resets a slot when it
-//! reaps its worker. The request description (method, path, request id) is published under a
-//! sequence lock so that the master never reads a half-written one.
+//! A worker writes only its own slot; the master reads every slot, takes the per-interval
+//! counters (swapping them to zero), and resets a slot before forking a worker into it. The
+//! request description (method, path, request id) is published under a sequence lock so that
+//! the master never reads a half-written one.
 
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-use crate::sys::{self, SharedArray};
+use crate::sys::{self, SharedWords};
 
 /// What a worker is doing, as published in its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +29,7 @@ pub enum WorkerState {
 }
 
 impl WorkerState {
-    fn from_u8(v: u8) -> WorkerState {
+    fn from_word(v: u64) -> WorkerState {
         match v {
             1 => WorkerState::Booting,
             2 => WorkerState::Idle,
@@ -38,23 +40,119 @@ impl WorkerState {
     }
 }
 
+/// Linear sub-buckets per power of two in the latency histograms.
+const SUB_BUCKETS: u64 = 8;
+/// Histogram buckets: values up to 2^36 µs (19 hours) with 8 sub-buckets per octave; larger
+/// values land in the last bucket.
+pub const BUCKETS: usize = (SUB_BUCKETS + (36 - 3) * SUB_BUCKETS) as usize;
+
+/// The histogram bucket of a value in microseconds.
+///
+/// Values below 8 have a bucket each; above, each power of two is split into 8 equal
+/// buckets, so a bucket is at most 1/8 of its lower bound wide. Reporting its midpoint
+/// ([`bucket_value`]) is within 1/16 (6.25 %) of any value in it.
+pub fn bucket_of(us: u64) -> usize {
+    if us < SUB_BUCKETS {
+        return us as usize;
+    }
+    let octave = 63 - u64::from(us.leading_zeros()); // floor(log2), >= 3
+    let sub = (us >> (octave - 3)) & (SUB_BUCKETS - 1);
+    let idx = SUB_BUCKETS + (octave - 3) * SUB_BUCKETS + sub;
+    (idx as usize).min(BUCKETS - 1)
+}
+
+/// The value a bucket stands for: its midpoint, in microseconds.
+pub fn bucket_value(idx: usize) -> u64 {
+    let idx = idx as u64;
+    if idx < SUB_BUCKETS {
+        return idx;
+    }
+    let octave = (idx - SUB_BUCKETS) / SUB_BUCKETS + 3;
+    let sub = (idx - SUB_BUCKETS) % SUB_BUCKETS;
+    let width = 1u64 << (octave - 3);
+    (SUB_BUCKETS + sub) * width + width / 2
+}
+
+/// Counts of values per bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Histogram {
+    /// One count per bucket.
+    pub counts: Vec<u64>,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; BUCKETS],
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one value.
+    #[cfg(test)]
+    pub fn record(&mut self, us: u64) {
+        self.counts[bucket_of(us)] += 1;
+    }
+
+    /// Adds another histogram's counts.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+    }
+
+    /// How many values.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The value at quantile `q` (0..=1), in microseconds: the smallest bucket midpoint
+    /// with at least `ceil(q * count)` values at or below it. `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(bucket_value(i));
+            }
+        }
+        None
+    }
+}
+
+/// Word offsets within a slot.
+const PID: usize = 0;
+const STATE: usize = 1;
+const STOP: usize = 2;
+const SEQ: usize = 3;
+const BUSY_SINCE: usize = 4;
+const REQUESTS: usize = 5;
+const SERVICE_MAX: usize = 6;
+const QUEUE_MAX: usize = 7;
+const QUEUED: usize = 8;
+const STATUS: usize = 9; // five words: 1xx to 5xx
+const TEXT: usize = 16;
 const TEXT_WORDS: usize = 32;
+const SERVICE_HIST: usize = TEXT + TEXT_WORDS;
+const QUEUE_HIST: usize = SERVICE_HIST + BUCKETS;
+/// Words per slot, rounded up to whole cache lines so that workers never share one.
+const SLOT_WORDS: usize = (QUEUE_HIST + BUCKETS).div_ceil(8) * 8;
+
 const TEXT_BYTES: usize = TEXT_WORDS * 8;
 const METHOD_MAX: usize = 15;
 const RID_MAX: usize = 56;
 const PATH_MAX: usize = TEXT_BYTES - 3 - METHOD_MAX - RID_MAX;
 
-/// One worker's slot. Cache-line aligned so that workers never write the same line.
-#[repr(C, align(64))]
-#[derive(Default)]
-pub struct Slot {
-    pid: AtomicI32,
-    state: AtomicU8,
-    stop: AtomicU8,
-    seq: AtomicU32,
-    busy_since_ns: AtomicU64,
-    requests: AtomicU64,
-    text: [AtomicU64; TEXT_WORDS],
+/// One worker's slot: a view into the shared words.
+#[derive(Clone, Copy)]
+pub struct Slot<'a> {
+    w: &'a [AtomicU64],
 }
 
 /// What the worker in a slot is serving, as read by the master.
@@ -68,7 +166,7 @@ pub struct CurrentRequest {
     pub request_id: String,
 }
 
-/// A consistent copy of a slot.
+/// A consistent copy of a slot's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotView {
     /// The worker's pid as it published it (0 if not yet).
@@ -81,38 +179,75 @@ pub struct SlotView {
     pub requests: u64,
 }
 
-impl Slot {
-    /// Resets the slot for a new worker (master side, before fork).
-    pub fn reset(&self) {
-        self.pid.store(0, Ordering::Relaxed);
-        self.requests.store(0, Ordering::Relaxed);
-        self.busy_since_ns.store(0, Ordering::Relaxed);
-        self.stop.store(0, Ordering::Relaxed);
-        self.state
-            .store(WorkerState::Booting as u8, Ordering::Release);
+/// Request counters since they were last taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub status: [u64; 5],
+    /// Service time (accept to response written), microseconds.
+    pub service: Histogram,
+    /// The longest service time, microseconds.
+    pub service_max_us: u64,
+    /// Queue time before the worker took the request (from `X-Request-Start`), microseconds.
+    pub queue: Histogram,
+    /// The longest queue time, microseconds.
+    pub queue_max_us: u64,
+}
+
+impl Counters {
+    /// Responses counted.
+    pub fn requests(&self) -> u64 {
+        self.status.iter().sum()
     }
 
-    /// Frees the slot (master side, after reaping its worker).
+    /// Adds another set of counters.
+    pub fn merge(&mut self, other: &Counters) {
+        for (a, b) in self.status.iter_mut().zip(other.status) {
+            *a += b;
+        }
+        self.service.merge(&other.service);
+        self.queue.merge(&other.queue);
+        self.service_max_us = self.service_max_us.max(other.service_max_us);
+        self.queue_max_us = self.queue_max_us.max(other.queue_max_us);
+    }
+}
+
+impl Slot<'_> {
+    fn word(&self, i: usize) -> &AtomicU64 {
+        &self.w[i]
+    }
+
+    /// Resets the slot for a new worker (master side, before fork).
+    pub fn reset(&self) {
+        for w in self.w {
+            w.store(0, Ordering::Relaxed);
+        }
+        self.word(STATE)
+            .store(WorkerState::Booting as u64, Ordering::Release);
+    }
+
+    /// Frees the slot (master side, after reaping its worker and taking its counters).
     pub fn free(&self) {
-        self.pid.store(0, Ordering::Relaxed);
-        self.state.store(WorkerState::Free as u8, Ordering::Release);
+        self.word(PID).store(0, Ordering::Relaxed);
+        self.word(STATE)
+            .store(WorkerState::Free as u64, Ordering::Release);
     }
 
     /// Asks the worker to stop after its current request (master side). The master also
     /// writes to the worker's control pipe, to wake a worker waiting for connections; this
     /// flag is what a busy worker checks between requests, without a syscall.
     pub fn request_stop(&self) {
-        self.stop.store(1, Ordering::Release);
+        self.word(STOP).store(1, Ordering::Release);
     }
 
     /// Has the master asked this worker to stop? (worker side)
     pub fn stop_requested(&self) -> bool {
-        self.stop.load(Ordering::Acquire) != 0
+        self.word(STOP).load(Ordering::Acquire) != 0
     }
 
     /// Publishes the worker's pid (worker side, at boot).
     pub fn set_pid(&self, pid: i32) {
-        self.pid.store(pid, Ordering::Relaxed);
+        self.word(PID).store(pid as u32 as u64, Ordering::Relaxed);
     }
 
     /// Publishes a new state; entering `Busy` also records the start time and clears the
@@ -120,10 +255,10 @@ impl Slot {
     pub fn set_state(&self, state: WorkerState) {
         if state == WorkerState::Busy {
             self.write_text(b"", b"", b"");
-            self.busy_since_ns
+            self.word(BUSY_SINCE)
                 .store(sys::monotonic_ns(), Ordering::Relaxed);
         }
-        self.state.store(state as u8, Ordering::Release);
+        self.word(STATE).store(state as u64, Ordering::Release);
     }
 
     /// Publishes what the busy worker is serving (worker side, once the head is parsed).
@@ -131,20 +266,55 @@ impl Slot {
         self.write_text(method, path, request_id);
     }
 
-    /// Counts one request served.
-    pub fn count_request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    /// Counts one response (worker side): its status, service time and, when the router
+    /// said when it received the request, its queue time. A handful of atomic adds on the
+    /// worker's own cache lines; no syscall.
+    pub fn count_response(&self, status: u16, service_us: u64, queue_us: Option<u64>) {
+        self.word(REQUESTS).fetch_add(1, Ordering::Relaxed);
+        let class = (usize::from(status / 100)).clamp(1, 5) - 1;
+        self.word(STATUS + class).fetch_add(1, Ordering::Relaxed);
+        self.word(SERVICE_HIST + bucket_of(service_us))
+            .fetch_add(1, Ordering::Relaxed);
+        self.word(SERVICE_MAX)
+            .fetch_max(service_us, Ordering::Relaxed);
+        if let Some(q) = queue_us {
+            self.word(QUEUED).fetch_add(1, Ordering::Relaxed);
+            self.word(QUEUE_HIST + bucket_of(q))
+                .fetch_add(1, Ordering::Relaxed);
+            self.word(QUEUE_MAX).fetch_max(q, Ordering::Relaxed);
+        }
     }
 
-    /// A copy of the slot's counters and state.
+    /// Takes the counters accumulated since the last call (master side): each word is
+    /// swapped to zero, so a response counted concurrently lands in this interval or the
+    /// next, never in none.
+    pub fn take_counters(&self) -> Counters {
+        let take = |i: usize| self.word(i).swap(0, Ordering::Relaxed);
+        let mut c = Counters::default();
+        for (k, s) in c.status.iter_mut().enumerate() {
+            *s = take(STATUS + k);
+        }
+        for (k, n) in c.service.counts.iter_mut().enumerate() {
+            *n = take(SERVICE_HIST + k);
+        }
+        for (k, n) in c.queue.counts.iter_mut().enumerate() {
+            *n = take(QUEUE_HIST + k);
+        }
+        c.service_max_us = take(SERVICE_MAX);
+        c.queue_max_us = take(QUEUE_MAX);
+        take(QUEUED);
+        c
+    }
+
+    /// A copy of the slot's state and total.
     pub fn view(&self) -> SlotView {
-        let state = WorkerState::from_u8(self.state.load(Ordering::Acquire));
+        let state = WorkerState::from_word(self.word(STATE).load(Ordering::Acquire));
         SlotView {
-            pid: self.pid.load(Ordering::Relaxed),
+            pid: self.word(PID).load(Ordering::Relaxed) as u32 as i32,
             state,
             busy_since_ns: (state == WorkerState::Busy)
-                .then(|| self.busy_since_ns.load(Ordering::Relaxed)),
-            requests: self.requests.load(Ordering::Relaxed),
+                .then(|| self.word(BUSY_SINCE).load(Ordering::Relaxed)),
+            requests: self.word(REQUESTS).load(Ordering::Relaxed),
         }
     }
 
@@ -152,18 +322,19 @@ impl Slot {
     pub fn current_request(&self) -> CurrentRequest {
         let mut bytes = [0u8; TEXT_BYTES];
         // A seqlock read: retry while the writer is mid-update. The writer is a single worker
-        // that updates at most once per request, so a few tries always suffice.
+        // that updates at most twice per request, so a few tries always suffice.
         for _ in 0..64 {
-            let before = self.seq.load(Ordering::Acquire);
+            let before = self.word(SEQ).load(Ordering::Acquire);
             if before % 2 == 1 {
                 std::hint::spin_loop();
                 continue;
             }
-            for (i, w) in self.text.iter().enumerate() {
-                bytes[i * 8..i * 8 + 8].copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+            for i in 0..TEXT_WORDS {
+                let word = self.word(TEXT + i).load(Ordering::Relaxed);
+                bytes[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
             }
             fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == before {
+            if self.word(SEQ).load(Ordering::Relaxed) == before {
                 return decode_text(&bytes);
             }
         }
@@ -172,13 +343,15 @@ impl Slot {
 
     fn write_text(&self, method: &[u8], path: &[u8], request_id: &[u8]) {
         let bytes = encode_text(method, path, request_id);
-        self.seq.fetch_add(1, Ordering::Relaxed);
+        self.word(SEQ).fetch_add(1, Ordering::Relaxed);
         fence(Ordering::Release);
-        for (i, w) in self.text.iter().enumerate() {
-            let word = u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or_default());
-            w.store(word, Ordering::Relaxed);
+        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.word(TEXT + i)
+                .store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
-        self.seq.fetch_add(1, Ordering::Release);
+        self.word(SEQ).fetch_add(1, Ordering::Release);
     }
 }
 
@@ -218,25 +391,30 @@ fn decode_text(bytes: &[u8; TEXT_BYTES]) -> CurrentRequest {
 
 /// Every worker's slot, in a shared mapping made before the first fork.
 pub struct Scoreboard {
-    slots: SharedArray<Slot>,
+    words: SharedWords,
+    capacity: usize,
 }
 
 impl Scoreboard {
-    /// A scoreboard with `capacity` free slots.
+    /// A scoreboard with `capacity` free slots. Only the pages of slots in use are backed by
+    /// memory (about 5 KiB a slot).
     pub fn new(capacity: usize) -> std::io::Result<Scoreboard> {
         Ok(Scoreboard {
-            slots: SharedArray::new(capacity)?,
+            words: SharedWords::new(capacity * SLOT_WORDS)?,
+            capacity,
         })
     }
 
     /// The slot at `index`.
-    pub fn slot(&self, index: usize) -> &Slot {
-        &self.slots[index]
+    pub fn slot(&self, index: usize) -> Slot<'_> {
+        Slot {
+            w: &self.words[index * SLOT_WORDS..(index + 1) * SLOT_WORDS],
+        }
     }
 
     /// How many slots there are.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 }
 
@@ -274,10 +452,67 @@ mod tests {
                 request_id: "rid-1".into()
             }
         );
-        slot.count_request();
+        slot.count_response(201, 1500, None);
         slot.set_state(WorkerState::Idle);
         assert_eq!(slot.view().requests, 1);
         assert_eq!(slot.view().busy_since_ns, None);
-        assert_eq!(std::mem::size_of::<Slot>() % 64, 0);
+        assert_eq!(
+            board.slot(1).view().state,
+            WorkerState::Free,
+            "slots do not overlap"
+        );
+    }
+
+    #[test]
+    fn counters_are_taken_once() {
+        let board = Scoreboard::new(2).unwrap();
+        let slot = board.slot(1);
+        slot.reset();
+        slot.count_response(200, 1000, Some(50_000));
+        slot.count_response(404, 3000, None);
+        slot.count_response(503, 2000, None);
+        let c = slot.take_counters();
+        assert_eq!(c.status, [0, 1, 0, 1, 1]);
+        assert_eq!(c.requests(), 3);
+        assert_eq!(c.service.count(), 3);
+        assert_eq!(c.service_max_us, 3000);
+        assert_eq!(c.queue.count(), 1);
+        assert_eq!(c.queue_max_us, 50_000);
+        let again = slot.take_counters();
+        assert_eq!(again.requests(), 0);
+        assert_eq!(again.service_max_us, 0);
+        assert_eq!(slot.view().requests, 3, "the lifetime total is not taken");
+    }
+
+    #[test]
+    fn buckets_cover_values_within_a_sixteenth() {
+        for us in (0..200_000u64).chain([1 << 20, 123_456_789, 1 << 35]) {
+            let b = bucket_of(us);
+            let mid = bucket_value(b) as f64;
+            let err = (mid - us as f64).abs();
+            assert!(
+                err <= (us as f64 / 16.0).max(0.5),
+                "{us} -> bucket {b} value {mid}"
+            );
+        }
+        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+        // Buckets are in increasing order.
+        for b in 1..BUCKETS {
+            assert!(bucket_value(b) > bucket_value(b - 1));
+        }
+    }
+
+    #[test]
+    fn quantiles() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        for ms in 1..=100u64 {
+            h.record(ms * 1000);
+        }
+        let p50 = h.quantile(0.5).unwrap() as f64;
+        let p99 = h.quantile(0.99).unwrap() as f64;
+        assert!((p50 - 50_000.0).abs() <= 50_000.0 / 16.0, "{p50}");
+        assert!((p99 - 99_000.0).abs() <= 99_000.0 / 16.0, "{p99}");
+        assert_eq!(h.quantile(1.0), Some(bucket_value(bucket_of(100_000))));
     }
 }

@@ -328,50 +328,39 @@ pub fn thread_count() -> Option<usize> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// An array of `T` in a [`SharedMap`]: every process forked after it was made sees the same
-/// elements.
-///
-/// Scope: only for plain data made of atomics (the scoreboard). `T` must hold no pointer,
-/// no heap allocation and nothing whose `Drop` matters: its bytes are shared by processes
-/// with separate heaps, and elements are never dropped.
-pub struct SharedArray<T> {
+/// An array of `AtomicU64` in a [`SharedMap`]: every process forked after it was made sees
+/// the same words. The kernel zero-fills the mapping and an all-zero `AtomicU64` is 0, so
+/// nothing is written at creation: pages are only backed by memory once a word on them is
+/// used (an unused scoreboard slot costs no RAM).
+pub struct SharedWords {
     map: SharedMap,
     len: usize,
-    _marker: std::marker::PhantomData<T>,
 }
 
-impl<T: Default + Sync> SharedArray<T> {
-    /// A shared array of `len` elements, each `T::default()`.
-    pub fn new(len: usize) -> io::Result<SharedArray<T>> {
-        let bytes = std::mem::size_of::<T>()
-            .checked_mul(len)
-            .ok_or(io::ErrorKind::InvalidInput)?;
-        let map = SharedMap::new(bytes.max(1))?;
-        assert!(
-            std::mem::align_of::<T>() <= 4096,
-            "mmap gives page alignment"
-        );
-        let base = map.as_ptr().cast::<T>();
-        for i in 0..len {
-            // SAFETY: `base` is page-aligned (so aligned for T), the mapping holds `len`
-            // elements, and nothing else refers to it yet.
-            unsafe { base.add(i).write(T::default()) };
-        }
-        Ok(SharedArray {
-            map,
+impl SharedWords {
+    /// `len` shared words, all 0.
+    pub fn new(len: usize) -> io::Result<SharedWords> {
+        let bytes = len.checked_mul(8).ok_or(io::ErrorKind::InvalidInput)?;
+        Ok(SharedWords {
+            map: SharedMap::new(bytes.max(1))?,
             len,
-            _marker: std::marker::PhantomData,
         })
     }
 }
 
-impl<T> std::ops::Deref for SharedArray<T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        // SAFETY: initialised in `new`; elements are only accessed through shared references
-        // and `T: Sync` (atomics), which is what concurrent access from several processes
-        // needs as well.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr().cast::<T>(), self.len) }
+impl std::ops::Deref for SharedWords {
+    type Target = [std::sync::atomic::AtomicU64];
+    fn deref(&self) -> &[std::sync::atomic::AtomicU64] {
+        // SAFETY: the mapping is page-aligned (so aligned for AtomicU64), holds `len` words,
+        // lives as long as `self`, and zero bytes are a valid AtomicU64. Only shared
+        // references are handed out, and atomics are what concurrent access (from this and
+        // other processes) needs.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().cast::<std::sync::atomic::AtomicU64>(),
+                self.len,
+            )
+        }
     }
 }
 
@@ -380,4 +369,35 @@ impl<T> std::ops::Deref for SharedArray<T> {
 pub fn remove_env(name: &str) {
     // SAFETY: single-threaded at this point (see above).
     unsafe { std::env::remove_var(name) };
+}
+
+/// The raw `struct tcp_info` of a TCP socket (getsockopt(2) TCP_INFO, tcp(7)); decoded by
+/// `metrics::tcp`. On a listening socket the kernel reports the accept queue in it.
+pub fn tcp_info(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; std::mem::size_of::<libc::tcp_info>()];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `buf`, which is that long, and
+    // updates `len` to what it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    buf.truncate(len as usize);
+    Some(buf)
+}
+
+/// This machine's host name (the `dyno` id of metric lines where no platform id exists).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ::http::{HeaderValue, Method, StatusCode, Version};
 use mio::unix::SourceFd;
@@ -41,7 +41,7 @@ pub struct WorkerContext<'a> {
     /// The worker's slot index.
     pub slot_index: usize,
     /// Its slot in the scoreboard.
-    pub slot: &'a Slot,
+    pub slot: Slot<'a>,
     /// The listeners, shared with the master and the other workers.
     pub listeners: Vec<Listener>,
     /// The read end of this worker's control pipe (a byte: stop; EOF: the master is gone).
@@ -316,8 +316,10 @@ impl<'a, A: App> Worker<'a, A> {
         let slot = self.ctx.slot;
         slot.set_state(WorkerState::Busy);
         let started = Instant::now();
-        let outcome = match self.read_head(&mut conn) {
-            Ok(Some(parsed)) => self.respond(&mut conn, parsed, started),
+        let answered = match self.read_head(&mut conn) {
+            Ok(Some(parsed)) => Some(self.respond(&mut conn, parsed, started)),
+            // The client closed (or the connection failed) before sending a request: nothing
+            // to answer, and nothing to count.
             Ok(None) => None,
             Err(err) => {
                 debug!(
@@ -327,15 +329,23 @@ impl<'a, A: App> Worker<'a, A> {
                     status = err.status().as_u16(),
                     "request refused"
                 );
-                self.write_error(&mut conn, err.status());
-                None
+                let sent = self.write_error(&mut conn, err.status());
+                self.access_log("-", "-", err.status(), sent, started, None, "-");
+                Some(Answered {
+                    status: err.status(),
+                    unread: None,
+                    queue_us: None,
+                })
             }
         };
-        if let Some(unread) = outcome {
-            linger(&mut conn, unread);
+        if let Some(a) = answered {
+            let service_us = started.elapsed().as_micros() as u64;
+            if let Some(unread) = a.unread {
+                linger(&mut conn, unread);
+            }
+            self.served += 1;
+            slot.count_response(a.status.as_u16(), service_us, a.queue_us);
         }
-        self.served += 1;
-        slot.count_request();
         slot.set_state(WorkerState::Idle);
     }
 
@@ -396,9 +406,8 @@ impl<'a, A: App> Worker<'a, A> {
         }
     }
 
-    /// Calls the app and writes its response. Returns the body bytes the client may still be
-    /// sending (for the lingering close), or `None` when the connection is broken.
-    fn respond(&mut self, conn: &mut Conn, parsed: Parsed, started: Instant) -> Option<u64> {
+    /// Calls the app and writes its response.
+    fn respond(&mut self, conn: &mut Conn, parsed: Parsed, started: Instant) -> Answered {
         let Parsed {
             request,
             head_len,
@@ -410,6 +419,18 @@ impl<'a, A: App> Worker<'a, A> {
             .get("x-request-id")
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .unwrap_or_else(|| format!("{}-{}", self.pid, self.served));
+        // Queue time: from when the router got the request to when this worker accepted it.
+        let queue_us = request
+            .headers()
+            .get("x-request-start")
+            .and_then(|v| h1::parse_request_start(v.as_bytes()))
+            .map(|start_us| {
+                let now_us = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64);
+                let accepted_us = now_us.saturating_sub(started.elapsed().as_micros() as u64);
+                accepted_us.saturating_sub(start_us)
+            });
         let method = request.method().clone();
         let version = request.version();
         let path = request.uri().path().to_string();
@@ -442,10 +463,23 @@ impl<'a, A: App> Worker<'a, A> {
         };
         let status = response.status();
         let sent = self.write_response(conn, &method, version, response);
-        self.access_log(method.as_str(), &path, status, sent, started, &request_id);
-        match sent {
+        self.access_log(
+            method.as_str(),
+            &path,
+            status,
+            sent,
+            started,
+            queue_us,
+            &request_id,
+        );
+        let unread = match sent {
             Some(_) if !state.failed => Some(state.remaining),
             _ => None,
+        };
+        Answered {
+            status,
+            unread,
+            queue_us,
         }
     }
 
@@ -561,6 +595,7 @@ impl<'a, A: App> Worker<'a, A> {
 
     /// One access-log line (`--access-log`); the logfmt writer escapes every value.
     /// `service_ms` runs from accept, so it includes the time the client took to send.
+    #[allow(clippy::too_many_arguments)]
     fn access_log(
         &self,
         method: &str,
@@ -568,15 +603,19 @@ impl<'a, A: App> Worker<'a, A> {
         status: StatusCode,
         sent: Option<u64>,
         started: Instant,
+        queue_us: Option<u64>,
         request_id: &str,
     ) {
         if self.ctx.config.access_log {
+            let queue_ms =
+                queue_us.map_or_else(|| "-".to_string(), |q| format!("{:.3}", q as f64 / 1000.0));
             info!(
                 method,
                 path,
                 status = status.as_u16(),
                 bytes = sent.unwrap_or(0),
                 service_ms = format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+                queue_ms,
                 worker = self.ctx.slot_index,
                 pid = self.pid,
                 request_id,
@@ -584,6 +623,15 @@ impl<'a, A: App> Worker<'a, A> {
             );
         }
     }
+}
+
+/// What became of a request: for the scoreboard's counters and the lingering close.
+struct Answered {
+    status: StatusCode,
+    /// Body bytes the client may still be sending; `None` when the connection is broken.
+    unread: Option<u64>,
+    /// Time between the router's `X-Request-Start` and our accept, if the header was sent.
+    queue_us: Option<u64>,
 }
 
 /// A short text/plain response with the status's reason phrase as body.

@@ -289,9 +289,10 @@ pub static SETTINGS: &[Setting] = &[
         default_doc: "20",
         default: Default::Text("20"),
         accepts: "a whole number of seconds (0 turns metrics off)",
-        doc: "How often the master samples runtime metrics (Heroku's cadence is 20 s). The \
-              sampler itself arrives with the runtime-metrics work; this version validates \
-              the setting and prints no metric lines yet.",
+        doc: "How often the master prints runtime metric lines to stdout, in Heroku's \
+              log-runtime-metrics format: load, dyno memory, memory per worker and for the \
+              master, and the interval's requests, latency, queue time and backlog (see \
+              docs/metrics.md). Heroku's own cadence is 20 s.",
         repeatable: false,
         apply: |c, v| {
             c.metrics_interval = Some(secs(v)?).filter(|d| !d.is_zero());

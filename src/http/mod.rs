@@ -74,3 +74,66 @@ impl Error {
         }
     }
 }
+
+/// When the router received the request, from `X-Request-Start`, in microseconds since the
+/// Unix epoch.
+///
+/// Heroku's router sends integer milliseconds (`1700000000123`); New Relic's convention and
+/// nginx configurations send `t=` followed by microseconds (`t=1700000000123456`) or by
+/// seconds with a fraction (`t=1700000000.123`). The unit of a plain integer is told by its
+/// size: below 10^11 seconds, below 10^14 milliseconds, else microseconds.
+pub fn parse_request_start(value: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let text = text.strip_prefix("t=").unwrap_or(text);
+    if let Some((secs, frac)) = text.split_once('.') {
+        let secs: u64 = secs.parse().ok()?;
+        let digits = frac.get(..frac.len().min(6))?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let micros: u64 = digits.parse().ok()?;
+        return secs
+            .checked_mul(1_000_000)?
+            .checked_add(micros * 10u64.pow(6 - digits.len() as u32));
+    }
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = text.parse().ok()?;
+    match n {
+        0..100_000_000_000 => n.checked_mul(1_000_000),
+        100_000_000_000..100_000_000_000_000 => n.checked_mul(1_000),
+        _ => Some(n),
+    }
+}
+
+#[cfg(test)]
+mod request_start_tests {
+    use super::parse_request_start as p;
+
+    #[test]
+    fn every_form_the_routers_send() {
+        assert_eq!(p(b"1700000000123"), Some(1_700_000_000_123_000));
+        assert_eq!(p(b"t=1700000000123456"), Some(1_700_000_000_123_456));
+        assert_eq!(p(b"t=1700000000.123"), Some(1_700_000_000_123_000));
+        assert_eq!(p(b"1700000000.5"), Some(1_700_000_000_500_000));
+        assert_eq!(p(b"1700000000"), Some(1_700_000_000_000_000));
+        assert_eq!(p(b" 1700000000123 "), Some(1_700_000_000_123_000));
+    }
+
+    #[test]
+    fn garbage_is_ignored() {
+        for bad in [
+            &b""[..],
+            b"t=",
+            b"soon",
+            b"-5",
+            b"1.x",
+            b"t=1.",
+            b"\xff",
+            b"99999999999999999999999",
+        ] {
+            assert_eq!(p(bad), None, "{bad:?}");
+        }
+    }
+}

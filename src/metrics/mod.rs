@@ -1,0 +1,12 @@
+//! Runtime metrics: pure readers of `/proc` and cgroup text, the load-average arithmetic,
+//! the latency histogram, and the rendering of Heroku `log-runtime-metrics`-style lines.
+//!
+//! Nothing here runs on its own: the master calls the sampler every `--metrics-interval`
+//! seconds. Parsers take text (or bytes) and return plain data, so they are tested on
+//! fixtures; the few functions that read files are thin and say so.
+
+pub mod cgroup;
+pub mod load;
+pub mod proc;
+pub mod sample;
+pub mod tcp;

@@ -1,0 +1,451 @@
+//! The sampler: every `--metrics-interval` seconds the master asks it for the metric lines,
+//! in Heroku's `log-runtime-metrics` vocabulary (DESIGN.md section 4, `docs/metrics.md`).
+//!
+//! Rendering is pure ([`render_load`], [`render_memory`], ...); gathering reads only the
+//! `/proc` and cgroup files of the server's own processes, and the scoreboard's counters
+//! (atomic swaps, no syscall).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::cgroup::{self, CgroupMemory, CgroupVersion};
+use super::load::{LOAD_SAMPLE_SECS, LoadAvg, is_active};
+use super::proc::{self, ProcMemory};
+use super::tcp::ListenQueue;
+use crate::scoreboard::{Counters, Scoreboard, Slot, WorkerState};
+
+/// `source=` and `dyno=` of every line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `$DYNO` (`web.1` on Heroku), else `web.1`.
+    pub source: String,
+    /// `$HEROKU_DYNO_ID` (Heroku's dyno metadata), else the host name.
+    pub dyno: String,
+}
+
+impl Identity {
+    /// From the environment (`env` looks a variable up) and the host name.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>, hostname: String) -> Identity {
+        let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
+        Identity {
+            source: non_empty("DYNO").unwrap_or_else(|| "web.1".into()),
+            dyno: non_empty("HEROKU_DYNO_ID").unwrap_or(hostname),
+        }
+    }
+
+    fn prefix(&self) -> String {
+        let mut s = String::with_capacity(64);
+        crate::log::push_pair(&mut s, "source", &self.source);
+        crate::log::push_pair(&mut s, "dyno", &self.dyno);
+        s
+    }
+}
+
+/// Bytes as Heroku's `MB` (2^20 bytes), two decimals.
+pub fn mb(bytes: u64) -> String {
+    format!("{:.2}MB", bytes as f64 / f64::from(1 << 20))
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.3}ms", us as f64 / 1000.0)
+}
+
+/// Where the dyno-level memory figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryFrom {
+    /// The server's own cgroup (as on a dyno or in a container).
+    Cgroup(CgroupVersion),
+    /// Sums of PSS over the server's processes (the cgroup is shared with other programs).
+    Processes,
+}
+
+/// The dyno-level memory line's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DynoMemory {
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// Page cache, bytes.
+    pub cache_bytes: u64,
+    /// Swap, bytes.
+    pub swap_bytes: u64,
+    /// Pages read in (cgroup v1 only).
+    pub pgpgin_pages: Option<u64>,
+    /// Pages written out (cgroup v1 only).
+    pub pgpgout_pages: Option<u64>,
+    /// The memory limit, bytes, when one is set.
+    pub quota_bytes: Option<u64>,
+    /// Where the figures came from.
+    pub from: MemoryFrom,
+}
+
+impl DynoMemory {
+    /// From the server's cgroup.
+    pub fn from_cgroup(m: &CgroupMemory, version: CgroupVersion) -> DynoMemory {
+        DynoMemory {
+            rss_bytes: m.rss_bytes,
+            cache_bytes: m.cache_bytes,
+            swap_bytes: m.swap_bytes,
+            pgpgin_pages: m.pgpgin_pages,
+            pgpgout_pages: m.pgpgout_pages,
+            quota_bytes: m.quota_bytes,
+            from: MemoryFrom::Cgroup(version),
+        }
+    }
+
+    /// Summed over the server's processes: PSS, so that pages shared copy-on-write between
+    /// the master and the workers count once; SwapPss likewise. No page cache or page
+    /// counters can be attributed to processes, so those are 0 and absent.
+    pub fn from_processes(procs: &[ProcMemory], quota_bytes: Option<u64>) -> DynoMemory {
+        DynoMemory {
+            rss_bytes: procs.iter().map(|p| p.pss_kib * 1024).sum(),
+            cache_bytes: 0,
+            swap_bytes: procs.iter().map(|p| p.swap_pss_kib * 1024).sum(),
+            pgpgin_pages: None,
+            pgpgout_pages: None,
+            quota_bytes,
+            from: MemoryFrom::Processes,
+        }
+    }
+}
+
+/// One worker as sampled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSample {
+    /// Its slot.
+    pub slot: usize,
+    /// Its pid.
+    pub pid: i32,
+    /// Its memory (`None` if it could not be read, e.g. it just exited).
+    pub memory: Option<ProcMemory>,
+    /// Requests served since it started.
+    pub requests: u64,
+    /// Time since it was forked.
+    pub age: Duration,
+}
+
+/// The request line's figures for one interval.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    /// Counters of every worker over the interval.
+    pub counters: Counters,
+    /// The listen queue (summed over TCP listeners), if any was readable.
+    pub backlog: Option<ListenQueue>,
+    /// Workers serving a request at sample time.
+    pub busy: usize,
+    /// Workers waiting for a connection at sample time.
+    pub idle: usize,
+}
+
+/// `sample#load_avg_1m/5m/15m`.
+pub fn render_load(id: &Identity, avg: [f64; 3]) -> String {
+    format!(
+        "{} sample#load_avg_1m={:.2} sample#load_avg_5m={:.2} sample#load_avg_15m={:.2}",
+        id.prefix(),
+        avg[0],
+        avg[1],
+        avg[2]
+    )
+}
+
+/// The dyno-level memory line, Heroku's keys: `memory_total` is RSS + cache + swap.
+pub fn render_memory(id: &Identity, m: &DynoMemory) -> String {
+    let mut s = id.prefix();
+    let total = m.rss_bytes + m.cache_bytes + m.swap_bytes;
+    let _ = write!(
+        s,
+        " sample#memory_total={} sample#memory_rss={} sample#memory_cache={} sample#memory_swap={}",
+        mb(total),
+        mb(m.rss_bytes),
+        mb(m.cache_bytes),
+        mb(m.swap_bytes)
+    );
+    if let Some(p) = m.pgpgin_pages {
+        let _ = write!(s, " sample#memory_pgpgin={p}pages");
+    }
+    if let Some(p) = m.pgpgout_pages {
+        let _ = write!(s, " sample#memory_pgpgout={p}pages");
+    }
+    if let Some(q) = m.quota_bytes {
+        let _ = write!(s, " sample#memory_quota={}", mb(q));
+    }
+    s
+}
+
+fn push_process_memory(s: &mut String, m: &ProcMemory) {
+    let _ = write!(
+        s,
+        " sample#memory_rss={} sample#memory_pss={} sample#memory_uss={} sample#memory_swap={}",
+        mb(m.rss_kib * 1024),
+        mb(m.pss_kib * 1024),
+        mb(m.uss_kib * 1024),
+        mb(m.swap_kib * 1024)
+    );
+}
+
+/// One worker's line.
+pub fn render_worker(id: &Identity, w: &WorkerSample) -> String {
+    let mut s = id.prefix();
+    let _ = write!(s, " worker={} pid={}", w.slot, w.pid);
+    if let Some(m) = &w.memory {
+        push_process_memory(&mut s, m);
+    }
+    let _ = write!(
+        s,
+        " sample#requests={} sample#age={}s",
+        w.requests,
+        w.age.as_secs()
+    );
+    s
+}
+
+/// The master's line.
+pub fn render_master(id: &Identity, pid: i32, memory: &ProcMemory, workers: usize) -> String {
+    let mut s = id.prefix();
+    let _ = write!(s, " process=master pid={pid}");
+    push_process_memory(&mut s, memory);
+    let _ = write!(s, " sample#workers={workers}");
+    s
+}
+
+/// The request line for one interval. Percentiles are omitted when there was nothing to
+/// measure (no request, or no `X-Request-Start` for the queue figures).
+pub fn render_requests(id: &Identity, r: &RequestStats) -> String {
+    let c = &r.counters;
+    let mut s = id.prefix();
+    let _ = write!(s, " count#requests={}", c.requests());
+    for (class, n) in c.status.iter().enumerate() {
+        let _ = write!(s, " count#requests_{}xx={n}", class + 1);
+    }
+    let quantiles = |s: &mut String, name: &str, h: &crate::scoreboard::Histogram, max: u64| {
+        if let (Some(p50), Some(p95), Some(p99)) =
+            (h.quantile(0.5), h.quantile(0.95), h.quantile(0.99))
+        {
+            // A bucket's midpoint may lie above the largest value seen: clamp to it.
+            let (p50, p95, p99) = (p50.min(max), p95.min(max), p99.min(max));
+            let _ = write!(
+                s,
+                " sample#{name}_p50={} sample#{name}_p95={} sample#{name}_p99={} sample#{name}_max={}",
+                ms(p50),
+                ms(p95),
+                ms(p99),
+                ms(max)
+            );
+        }
+    };
+    quantiles(&mut s, "service", &c.service, c.service_max_us);
+    let _ = write!(s, " count#queued_requests={}", c.queue.count());
+    quantiles(&mut s, "queue", &c.queue, c.queue_max_us);
+    if let Some(b) = r.backlog {
+        let _ = write!(
+            s,
+            " sample#backlog={} sample#backlog_limit={}",
+            b.depth, b.limit
+        );
+    }
+    let _ = write!(
+        s,
+        " sample#workers_busy={} sample#workers_idle={}",
+        r.busy, r.idle
+    );
+    s
+}
+
+/// A worker as the master knows it, for one sample.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveWorker {
+    /// Its slot.
+    pub slot: usize,
+    /// Its pid.
+    pub pid: i32,
+    /// When it was forked.
+    pub spawned_at: Instant,
+}
+
+/// The master's sampler: the interval clock, the load average, and the counters of workers
+/// that ended during the interval.
+pub struct Sampler {
+    id: Identity,
+    interval: Duration,
+    next_sample: Instant,
+    next_load: Instant,
+    load: LoadAvg,
+    reaped: Counters,
+    /// The memory cgroup of the server, unless it is the root one (the whole machine).
+    cgroup: Option<(CgroupVersion, PathBuf)>,
+    last_from: Option<MemoryFrom>,
+}
+
+impl Sampler {
+    /// A sampler printing every `interval`, starting one interval from now.
+    pub fn new(id: Identity, interval: Duration) -> Sampler {
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|t| cgroup::parse_proc_cgroup(&t))
+            .filter(|(_, path)| path != "/")
+            .map(|(v, path)| (v, cgroup::memory_dir(v, &path)));
+        let now = Instant::now();
+        Sampler {
+            id,
+            interval,
+            next_sample: now + interval,
+            next_load: now + Duration::from_secs(LOAD_SAMPLE_SECS),
+            load: LoadAvg::default(),
+            reaped: Counters::default(),
+            cgroup,
+            last_from: None,
+        }
+    }
+
+    /// When the sampler next needs the master (a load sample or a print).
+    pub fn next_deadline(&self) -> Instant {
+        self.next_sample.min(self.next_load)
+    }
+
+    /// Keeps the counters of a worker that ended (master side, before freeing its slot).
+    pub fn on_reap(&mut self, slot: Slot<'_>) {
+        self.reaped.merge(&slot.take_counters());
+    }
+
+    /// Does the periodic work due at `now`: a load sample every 5 s, and every interval the
+    /// metric lines, returned for the master to print.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        master_pid: i32,
+        workers: &[LiveWorker],
+        board: &Scoreboard,
+        backlog: Option<ListenQueue>,
+    ) -> Vec<String> {
+        if now >= self.next_load {
+            self.next_load += Duration::from_secs(LOAD_SAMPLE_SECS);
+            if self.next_load <= now {
+                self.next_load = now + Duration::from_secs(LOAD_SAMPLE_SECS);
+            }
+            self.load.sample(self.active_tasks(master_pid, workers));
+        }
+        if now < self.next_sample {
+            return Vec::new();
+        }
+        self.next_sample += self.interval;
+        if self.next_sample <= now {
+            self.next_sample = now + self.interval;
+        }
+
+        let master_mem = proc::read_memory(master_pid);
+        let samples: Vec<WorkerSample> = workers
+            .iter()
+            .map(|w| WorkerSample {
+                slot: w.slot,
+                pid: w.pid,
+                memory: proc::read_memory(w.pid),
+                requests: board.slot(w.slot).view().requests,
+                age: now.saturating_duration_since(w.spawned_at),
+            })
+            .collect();
+        let dyno = self.dyno_memory(master_pid, workers, master_mem.as_ref(), &samples);
+
+        let mut stats = RequestStats {
+            backlog,
+            ..RequestStats::default()
+        };
+        stats.counters = std::mem::take(&mut self.reaped);
+        for w in workers {
+            let slot = board.slot(w.slot);
+            stats.counters.merge(&slot.take_counters());
+            match slot.view().state {
+                WorkerState::Busy => stats.busy += 1,
+                WorkerState::Idle => stats.idle += 1,
+                _ => {}
+            }
+        }
+
+        let mut lines = vec![render_load(&self.id, self.load.averages())];
+        lines.push(render_memory(&self.id, &dyno));
+        if let Some(m) = &master_mem {
+            lines.push(render_master(&self.id, master_pid, m, workers.len()));
+        }
+        lines.extend(samples.iter().map(|w| render_worker(&self.id, w)));
+        lines.push(render_requests(&self.id, &stats));
+        lines
+    }
+
+    /// The server's runnable processes (R or D), as the kernel's load average counts them;
+    /// the master itself is left out: it is always running while it looks.
+    fn active_tasks(&self, master_pid: i32, workers: &[LiveWorker]) -> u64 {
+        let owned = self.owned_cgroup_procs(master_pid, workers);
+        let pids: Vec<i32> = match owned {
+            Some(procs) => procs.into_iter().filter(|&p| p != master_pid).collect(),
+            None => workers.iter().map(|w| w.pid).collect(),
+        };
+        pids.iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+            .filter_map(|t| proc::parse_stat_state(&t))
+            .filter(|&s| is_active(s))
+            .count() as u64
+    }
+
+    /// The pids of the server's cgroup when the server owns it: every process in it is the
+    /// master, a worker, or a child of one of them (as on a dyno or in a container). A
+    /// cgroup shared with other programs (a login session, a CI job) is not the server's.
+    fn owned_cgroup_procs(&self, master_pid: i32, workers: &[LiveWorker]) -> Option<Vec<i32>> {
+        let (_, dir) = self.cgroup.as_ref()?;
+        let procs = cgroup::read_procs(dir)?;
+        let ours = |p: i32| p == master_pid || workers.iter().any(|w| w.pid == p);
+        let owned = procs.iter().all(|&p| {
+            ours(p)
+                || std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|t| parent_pid(&t))
+                    .is_some_and(ours)
+        });
+        owned.then_some(procs)
+    }
+
+    fn dyno_memory(
+        &mut self,
+        master_pid: i32,
+        workers: &[LiveWorker],
+        master: Option<&ProcMemory>,
+        samples: &[WorkerSample],
+    ) -> DynoMemory {
+        let from_cgroup = self
+            .cgroup
+            .as_ref()
+            .and_then(|(v, dir)| cgroup::read(*v, dir).map(|m| (*v, m)));
+        let owned = self.owned_cgroup_procs(master_pid, workers).is_some();
+        let dyno = match from_cgroup {
+            Some((v, m)) if owned => DynoMemory::from_cgroup(&m, v),
+            other => {
+                let procs: Vec<ProcMemory> = master
+                    .into_iter()
+                    .copied()
+                    .chain(samples.iter().filter_map(|w| w.memory))
+                    .collect();
+                DynoMemory::from_processes(&procs, other.and_then(|(_, m)| m.quota_bytes))
+            }
+        };
+        if self.last_from != Some(dyno.from) {
+            self.last_from = Some(dyno.from);
+            match (dyno.from, &self.cgroup) {
+                (MemoryFrom::Cgroup(v), Some((_, dir))) => tracing::info!(
+                    cgroup = %dir.display(), version = ?v,
+                    "metrics: dyno memory from the server's cgroup"
+                ),
+                _ => {
+                    tracing::info!("metrics: dyno memory summed over the server's processes (PSS)")
+                }
+            }
+        }
+        dyno
+    }
+}
+
+/// The parent pid from the text of `/proc/<pid>/stat`.
+fn parent_pid(stat: &str) -> Option<i32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests;
