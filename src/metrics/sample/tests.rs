@@ -127,8 +127,10 @@ fn request_line_with_and_without_traffic() {
          count#requests_3xx=0 count#requests_4xx=0 count#requests_5xx=0 count#queued_requests=0 \
          sample#workers_busy=0 sample#workers_idle=2"
     );
-    let mut c = Counters::default();
-    c.status = [0, 3, 0, 1, 0];
+    let mut c = Counters {
+        status: [0, 3, 0, 1, 0],
+        ..Counters::default()
+    };
     for us in [1000, 2000, 200_000, 3000] {
         c.service.record(us);
     }

@@ -1,0 +1,414 @@
+//! Per-process memory: RSS, PSS, USS and swap of one worker or of the master, in KiB.
+//!
+//! The figures come from `/proc/<pid>/smaps_rollup` (Linux 4.14+), else from the full
+//! `/proc/<pid>/smaps`, else, as a rough last resort, from `/proc/<pid>/status` (proc(5)).
+//! The parsers take the file's text and return plain data, so they are tested on fixtures;
+//! [`read_memory`] is the only function here that touches the file system, and it only reads.
+//! Nothing here logs or decides what to do with a figure: that is the sampler's job.
+
+use std::fs;
+
+/// Where the figures came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemSource {
+    /// `/proc/<pid>/smaps_rollup`: the kernel's own sum over all mappings (Linux 4.14+).
+    SmapsRollup,
+    /// `/proc/<pid>/smaps`: one block per mapping, summed here.
+    Smaps,
+    /// `/proc/<pid>/status`: no PSS, and USS only approximated (see [`parse_status`]).
+    Status,
+}
+
+/// One process's memory, in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcMemory {
+    /// Resident set size: every page mapped and resident, shared ones counted in full.
+    pub rss_kib: u64,
+    /// Proportional set size: each shared page divided by the number of processes mapping it,
+    /// so summing PSS over the server counts copy-on-write pages once.
+    pub pss_kib: u64,
+    /// Unique set size: the pages only this process maps, what it would free on exit.
+    pub uss_kib: u64,
+    /// Swapped-out pages, shared ones counted in full.
+    pub swap_kib: u64,
+    /// Swapped-out pages, shared ones divided as for PSS (`SwapPss`, Linux 4.3+).
+    pub swap_pss_kib: u64,
+    /// Which file the figures were read from.
+    pub source: MemSource,
+}
+
+/// Splits a `Key:   1234 kB` line into its key and its value in KiB.
+///
+/// Lines of another shape give `None`: the mapping headers of smaps
+/// (`7f12a0000000-7f12a0021000 rw-p 00000000 00:00 0  [heap]`, whose first ':' is inside the
+/// device number, so the "key" has spaces in it), `VmFlags: rd wr mr`, `THPeligible: 0`,
+/// status lines without a unit (`Threads: 1`), and garbled ones.
+fn kib_field(line: &str) -> Option<(&str, u64)> {
+    let (key, rest) = line.split_once(':')?;
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return None;
+    }
+    let mut words = rest.split_whitespace();
+    let value = words.next()?.parse::<u64>().ok()?;
+    // proc(5) documents every size in these files as "kB", meaning KiB.
+    match (words.next(), words.next()) {
+        (Some("kB"), None) => Some((key, value)),
+        _ => None,
+    }
+}
+
+/// Sums the `Key: N kB` lines of `/proc/<pid>/smaps_rollup` or of `/proc/<pid>/smaps`.
+///
+/// The same parser serves both files: smaps_rollup holds one set of lines, already summed
+/// by the kernel, and smaps one set per mapping, each after a header line, which is skipped
+/// (proc(5), "/proc/pid/smaps"). USS is `Private_Clean + Private_Dirty + Private_Hugetlb`:
+/// the pages that only this process maps. Keys not used here (`Pss_Anon`, `Referenced`, ...)
+/// are ignored; an unparsable line is skipped rather than failing the whole file.
+///
+/// Returns `None` when no `Rss:` line was seen (empty or unrelated text).
+pub fn parse_smaps(text: &str, source: MemSource) -> Option<ProcMemory> {
+    let mut seen_rss = false;
+    let mut mem = ProcMemory {
+        rss_kib: 0,
+        pss_kib: 0,
+        uss_kib: 0,
+        swap_kib: 0,
+        swap_pss_kib: 0,
+        source,
+    };
+    for (key, kib) in text.lines().filter_map(kib_field) {
+        let total = match key {
+            "Rss" => {
+                seen_rss = true;
+                &mut mem.rss_kib
+            }
+            "Pss" => &mut mem.pss_kib,
+            "Private_Clean" | "Private_Dirty" | "Private_Hugetlb" => &mut mem.uss_kib,
+            "Swap" => &mut mem.swap_kib,
+            "SwapPss" => &mut mem.swap_pss_kib,
+            _ => continue,
+        };
+        // Saturating: a garbled file must not panic the master in a debug build.
+        *total = total.saturating_add(kib);
+    }
+    seen_rss.then_some(mem)
+}
+
+/// Reads the memory of a process from `/proc/<pid>/status`, the last fallback when neither
+/// smaps file can be read (kernels built without `CONFIG_PROC_PAGE_MONITOR`, or hardened
+/// `/proc` mounts).
+///
+/// The figures are coarser than those of [`parse_smaps`] (proc(5), "/proc/pid/status"):
+/// - `rss_kib` is `VmRSS`.
+/// - `pss_kib` is `VmRSS` too: status has no PSS, so shared pages are counted in full.
+/// - `uss_kib` is `RssAnon` (Linux 4.5+), an approximation of the unique memory: private
+///   file-backed pages (written `MAP_PRIVATE` file mappings are anonymous, but clean
+///   private file pages are not) are not counted, and anonymous pages still shared with the
+///   master after fork(2) are. Without `RssAnon` (older kernels) it is `VmRSS`, the only
+///   upper bound at hand.
+/// - `swap_kib` and `swap_pss_kib` are both `VmSwap` (0 if absent, as before Linux 2.6.34).
+///
+/// Returns `None` without `VmRSS`, which is how status reads for a kernel thread or a zombie.
+pub fn parse_status(text: &str) -> Option<ProcMemory> {
+    let (mut rss_kib, mut rss_anon_kib, mut swap_kib) = (None, None, None);
+    for (key, kib) in text.lines().filter_map(kib_field) {
+        match key {
+            "VmRSS" => rss_kib = Some(kib),
+            "RssAnon" => rss_anon_kib = Some(kib),
+            "VmSwap" => swap_kib = Some(kib),
+            _ => {}
+        }
+    }
+    let rss_kib = rss_kib?;
+    let swap_kib = swap_kib.unwrap_or(0);
+    Some(ProcMemory {
+        rss_kib,
+        pss_kib: rss_kib,
+        uss_kib: rss_anon_kib.unwrap_or(rss_kib),
+        swap_kib,
+        swap_pss_kib: swap_kib,
+        source: MemSource::Status,
+    })
+}
+
+/// The state letter (`R`, `S`, `D`, `Z`, `T`, `I`, ...) of a process, from `/proc/<pid>/stat`.
+///
+/// The second field is the command name in parentheses, and it may itself contain spaces
+/// and ')' (a process can name itself `a) R (b` with prctl(2) `PR_SET_NAME`), so the line is
+/// split at the last ')' (proc(5), "/proc/pid/stat", field (3)). Returns `None` when there
+/// is no ')' or no letter after it.
+pub fn parse_stat_state(text: &str) -> Option<char> {
+    let (_, after_comm) = text.rsplit_once(')')?;
+    after_comm
+        .split_whitespace()
+        .next()
+        .and_then(|field| field.chars().next())
+        .filter(char::is_ascii_alphabetic)
+}
+
+/// Reads the memory of process `pid`: smaps_rollup, else smaps, else status.
+///
+/// Thin I/O over the parsers. Any failure (the file is missing on this kernel, access is
+/// denied, the process is gone, or the text does not parse) moves on to the next file;
+/// `None` when none gives figures, e.g. for a process that has exited.
+pub fn read_memory(pid: i32) -> Option<ProcMemory> {
+    let read = |name: &str| fs::read_to_string(format!("/proc/{pid}/{name}")).ok();
+    read("smaps_rollup")
+        .and_then(|text| parse_smaps(&text, MemSource::SmapsRollup))
+        .or_else(|| read("smaps").and_then(|text| parse_smaps(&text, MemSource::Smaps)))
+        .or_else(|| read("status").and_then(|text| parse_status(&text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// From a 6.x kernel, including the newer `Pss_*` breakdown lines that must be ignored.
+    const SMAPS_ROLLUP: &str = "\
+55d4c3a00000-7ffd5a3f1000 ---p 00000000 00:00 0                          [rollup]
+Rss:                5120 kB
+Pss:                1234 kB
+Pss_Dirty:           800 kB
+Pss_Anon:            700 kB
+Pss_File:            500 kB
+Pss_Shmem:            34 kB
+Shared_Clean:       3000 kB
+Shared_Dirty:        200 kB
+Private_Clean:       100 kB
+Private_Dirty:       820 kB
+Referenced:         5000 kB
+Anonymous:           900 kB
+LazyFree:              0 kB
+AnonHugePages:         0 kB
+ShmemPmdMapped:        0 kB
+FilePmdMapped:         0 kB
+Shared_Hugetlb:        0 kB
+Private_Hugetlb:       4 kB
+Swap:                 64 kB
+SwapPss:              16 kB
+Locked:                0 kB
+";
+
+    /// Two mappings, one with a file name containing ':' and "kB", one anonymous.
+    const SMAPS: &str = "\
+55d4c3a00000-55d4c3a21000 r-xp 00000000 08:01 1234                       /srv/app: 5 kB
+Size:                132 kB
+KernelPageSize:        4 kB
+MMUPageSize:           4 kB
+Rss:                 100 kB
+Pss:                  50 kB
+Shared_Clean:        100 kB
+Shared_Dirty:          0 kB
+Private_Clean:         0 kB
+Private_Dirty:         0 kB
+Referenced:          100 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+SwapPss:               0 kB
+Locked:                0 kB
+THPeligible:    0
+ProtectionKey:         0
+VmFlags: rd ex mr mw me dw sd
+7f12a0000000-7f12a0021000 rw-p 00000000 00:00 0                          [heap]
+Size:                132 kB
+Rss:                  40 kB
+Pss:                  30 kB
+Shared_Clean:          0 kB
+Shared_Dirty:         20 kB
+Private_Clean:         4 kB
+Private_Dirty:        16 kB
+Private_Hugetlb:       0 kB
+Swap:                  8 kB
+SwapPss:               2 kB
+THPeligible:    1
+VmFlags: rd wr mr mw me ac sd
+";
+
+    const STATUS: &str = "\
+Name:\tworker[3]
+Umask:\t0022
+State:\tS (sleeping)
+Tgid:\t4242
+Pid:\t4242
+VmPeak:\t  123456 kB
+VmSize:\t  120000 kB
+VmHWM:\t    6000 kB
+VmRSS:\t    5224 kB
+RssAnon:\t    1024 kB
+RssFile:\t    4200 kB
+RssShmem:\t       0 kB
+VmSwap:\t      12 kB
+Threads:\t1
+voluntary_ctxt_switches:\t150
+";
+
+    #[test]
+    fn smaps_rollup_sums_the_named_keys() {
+        let mem = parse_smaps(SMAPS_ROLLUP, MemSource::SmapsRollup);
+        assert_eq!(
+            mem,
+            Some(ProcMemory {
+                rss_kib: 5120,
+                pss_kib: 1234,
+                uss_kib: 100 + 820 + 4,
+                swap_kib: 64,
+                swap_pss_kib: 16,
+                source: MemSource::SmapsRollup,
+            })
+        );
+    }
+
+    #[test]
+    fn smaps_sums_every_mapping_and_skips_headers() {
+        let mem = parse_smaps(SMAPS, MemSource::Smaps);
+        assert_eq!(
+            mem,
+            Some(ProcMemory {
+                rss_kib: 140,
+                pss_kib: 80,
+                uss_kib: 20,
+                swap_kib: 8,
+                swap_pss_kib: 2,
+                source: MemSource::Smaps,
+            })
+        );
+    }
+
+    #[test]
+    fn smaps_without_rss_is_none() {
+        assert_eq!(parse_smaps("", MemSource::Smaps), None);
+        assert_eq!(parse_smaps("\n\n", MemSource::SmapsRollup), None);
+        assert_eq!(
+            parse_smaps("Pss: 10 kB\nSwap: 3 kB\n", MemSource::Smaps),
+            None
+        );
+        // status text is not smaps: its `VmRSS` is not `Rss`.
+        assert_eq!(parse_smaps(STATUS, MemSource::Smaps), None);
+    }
+
+    #[test]
+    fn smaps_with_missing_fields_counts_them_as_zero() {
+        // Before Linux 4.3 there is no SwapPss; Private_Hugetlb arrived in 4.4.
+        let text = "Rss: 10 kB\nPss: 7 kB\nPrivate_Dirty: 3 kB\n";
+        assert_eq!(
+            parse_smaps(text, MemSource::Smaps),
+            Some(ProcMemory {
+                rss_kib: 10,
+                pss_kib: 7,
+                uss_kib: 3,
+                swap_kib: 0,
+                swap_pss_kib: 0,
+                source: MemSource::Smaps,
+            })
+        );
+    }
+
+    #[test]
+    fn smaps_skips_garbled_lines() {
+        let text = "\
+Rss: 10 kB
+Rss: ten kB
+Rss: 5 MB
+Rss: 5
+Rss:
+Pss 4 kB
+ Pss: 4 kB
+Pss: -4 kB
+Pss: 4 kB extra
+Pss: 6 kB
+Swap: 99999999999999999999999 kB
+\u{fffd}\u{0}: 1 kB
+";
+        let mem = parse_smaps(text, MemSource::Smaps);
+        assert_eq!(
+            mem.map(|m| (m.rss_kib, m.pss_kib, m.swap_kib)),
+            Some((10, 6, 0))
+        );
+    }
+
+    #[test]
+    fn smaps_saturates_instead_of_overflowing() {
+        let text = format!("Rss: {} kB\nRss: {} kB\n", u64::MAX, 1);
+        assert_eq!(
+            parse_smaps(&text, MemSource::Smaps).map(|m| m.rss_kib),
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn status_gives_rough_figures() {
+        assert_eq!(
+            parse_status(STATUS),
+            Some(ProcMemory {
+                rss_kib: 5224,
+                pss_kib: 5224,
+                uss_kib: 1024,
+                swap_kib: 12,
+                swap_pss_kib: 12,
+                source: MemSource::Status,
+            })
+        );
+    }
+
+    #[test]
+    fn status_of_an_old_kernel_falls_back() {
+        // No RssAnon (before 4.5) and no VmSwap (before 2.6.34).
+        let mem = parse_status("Name:\tapp\nVmRSS:\t  300 kB\nThreads:\t1\n");
+        assert_eq!(
+            mem.map(|m| (m.rss_kib, m.pss_kib, m.uss_kib, m.swap_kib, m.swap_pss_kib)),
+            Some((300, 300, 300, 0, 0))
+        );
+    }
+
+    #[test]
+    fn status_without_vmrss_is_none() {
+        // A kernel thread: no Vm* lines at all.
+        let kthread = "Name:\tkworker/0:1\nState:\tI (idle)\nThreads:\t1\n";
+        assert_eq!(parse_status(kthread), None);
+        // A zombie has released its mm.
+        assert_eq!(parse_status("Name:\tapp\nState:\tZ (zombie)\n"), None);
+        assert_eq!(parse_status(""), None);
+        assert_eq!(parse_status("VmRSS:\tlots kB\n"), None);
+    }
+
+    #[test]
+    fn stat_state_letter() {
+        let cases: &[(&str, Option<char>)] = &[
+            ("4242 (runicorn) S 1 4242 4242 0 -1 4194560 1234", Some('S')),
+            ("1 (systemd) R 0 1 1 0 -1", Some('R')),
+            ("77 (worker[3]) D 1 77", Some('D')),
+            ("99 (app) Z 1 99", Some('Z')),
+            ("12 (kworker/0:1) I 2 0", Some('I')),
+            // The name may hold spaces and ')': split at the last one.
+            ("5 (a) R (b) T 1 5", Some('T')),
+            ("6 (x y  z) S 1", Some('S')),
+            ("7 ()) R 1", Some('R')),
+            // Garbled or empty.
+            ("", None),
+            ("8 (app", None),
+            ("9 (app)", None),
+            ("9 (app)   ", None),
+            ("10 (app) 1 2 3", None),
+        ];
+        for &(text, want) in cases {
+            assert_eq!(parse_stat_state(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn reads_this_process() {
+        // Runs against the real /proc: the test process has some resident memory.
+        let mem = read_memory(i32::try_from(std::process::id()).expect("pid fits i32"));
+        let mem = mem.expect("the test process has a /proc entry");
+        assert!(mem.rss_kib > 0);
+        assert!(mem.pss_kib <= mem.rss_kib);
+        assert!(mem.uss_kib <= mem.rss_kib);
+    }
+
+    #[test]
+    fn reads_nothing_for_a_missing_process() {
+        // pid_max is at most 2^22 (proc(5), /proc/sys/kernel/pid_max).
+        assert_eq!(read_memory(i32::MAX), None);
+        assert_eq!(read_memory(-1), None);
+    }
+}
