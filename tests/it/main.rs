@@ -14,6 +14,8 @@ mod faults;
 mod http;
 /// USR1 log reopening, the access log.
 mod logs;
+/// Runtime metrics on stdout, parsed with a real logfmt parser; the dyno cgroup.
+mod metrics;
 /// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
 mod pool;
 /// Settings on the command line and in the environment; listeners (PORT, Unix sockets).

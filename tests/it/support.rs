@@ -24,6 +24,7 @@ pub struct Server {
     pub pid: i32,
     pub addr: Option<SocketAddr>,
     logs: Arc<Logs>,
+    out: Arc<Logs>,
     exited: Option<ExitStatus>,
 }
 
@@ -33,6 +34,8 @@ pub struct Spawn<'a> {
     pub env: Vec<(String, String)>,
     /// Hand a fresh 127.0.0.1:0 listener to the server through LISTEN_FDS.
     pub listen_fd: bool,
+    /// Move the server into this cgroup (its `cgroup.procs` file) before it starts.
+    pub cgroup_procs: Option<std::path::PathBuf>,
 }
 
 impl<'a> Spawn<'a> {
@@ -42,6 +45,7 @@ impl<'a> Spawn<'a> {
             args: args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             listen_fd: true,
+            cgroup_procs: None,
         }
     }
 
@@ -52,6 +56,11 @@ impl<'a> Spawn<'a> {
 
     pub fn bin(mut self, bin: &'a str) -> Self {
         self.bin = bin;
+        self
+    }
+
+    pub fn in_cgroup(mut self, procs: std::path::PathBuf) -> Self {
+        self.cgroup_procs = Some(procs);
         self
     }
 
@@ -67,11 +76,15 @@ impl<'a> Spawn<'a> {
         let addr = listener.as_ref().map(|l| l.local_addr().unwrap());
         let mut cmd = Command::new("sh");
         // `exec` keeps the shell's pid, so $$ is the server's pid, as systemd's LISTEN_PID.
-        let script = if listener.is_some() {
+        let mut script = String::new();
+        if let Some(procs) = &self.cgroup_procs {
+            script.push_str(&format!("echo $$ > '{}' && ", procs.display()));
+        }
+        script.push_str(if listener.is_some() {
             r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#
         } else {
             r#"exec "$0" "$@""#
-        };
+        });
         cmd.arg("-c").arg(script).arg(self.bin).args(&self.args);
         cmd.env_remove("WEB_CONCURRENCY")
             .env_remove("PORT")
@@ -80,7 +93,7 @@ impl<'a> Spawn<'a> {
             cmd.env(k, v);
         }
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd.process_group(0);
         if let Some(l) = &listener {
@@ -102,23 +115,61 @@ impl<'a> Spawn<'a> {
         }
         let mut child = cmd.spawn().expect("spawn server");
         drop(listener); // the server holds the socket now
-        let logs = Arc::new(Logs::default());
-        let stderr = child.stderr.take().unwrap();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lines.lock().unwrap().push(line);
-                sink.changed.notify_all();
-            }
-        });
+        let logs = collect(child.stderr.take().unwrap());
+        let out = collect(child.stdout.take().unwrap());
         Server {
             pid: child.id() as i32,
             child: Some(child),
             addr,
             logs,
+            out,
             exited: None,
         }
+    }
+}
+
+/// Collects the lines of a child's pipe in a thread.
+fn collect(pipe: impl Read + Send + 'static) -> Arc<Logs> {
+    let logs = Arc::new(Logs::default());
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            sink.lines.lock().unwrap().push(line);
+            sink.changed.notify_all();
+        }
+    });
+    logs
+}
+
+/// Waits until at least `n` lines of `logs` contain every one of `parts`, then returns them.
+fn wait_lines(
+    logs: &Logs,
+    parts: &[&str],
+    n: usize,
+    what: &str,
+    dump: &dyn Fn() -> String,
+) -> Vec<String> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut lines = logs.lines.lock().unwrap();
+    loop {
+        let hits: Vec<String> = lines
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .cloned()
+            .collect();
+        if hits.len() >= n {
+            return hits;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            drop(lines);
+            panic!(
+                "waited for {n} {what} lines with {parts:?}; log:\n{}",
+                dump()
+            );
+        }
+        lines = logs.changed.wait_timeout(lines, deadline - now).unwrap().0;
     }
 }
 
@@ -132,34 +183,26 @@ impl Server {
         self.logs.lines.lock().unwrap().clone()
     }
 
-    /// Waits until at least `n` log lines contain every one of `parts`; returns them.
+    /// Waits until at least `n` log lines (stderr) contain every one of `parts`.
     pub fn wait_log(&self, parts: &[&str], n: usize) -> Vec<String> {
-        let deadline = Instant::now() + DEADLINE;
-        let mut lines = self.logs.lines.lock().unwrap();
-        loop {
-            let hits: Vec<String> = lines
-                .iter()
-                .filter(|l| parts.iter().all(|p| l.contains(p)))
-                .cloned()
-                .collect();
-            if hits.len() >= n {
-                return hits;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                drop(lines);
-                panic!(
-                    "waited for {n} log lines with {parts:?}; log:\n{}",
-                    self.logs().join("\n")
-                );
-            }
-            lines = self
-                .logs
-                .changed
-                .wait_timeout(lines, deadline - now)
-                .unwrap()
-                .0;
-        }
+        wait_lines(&self.logs, parts, n, "log", &|| self.logs().join("\n"))
+    }
+
+    /// Waits until at least `n` lines of stdout (metrics) contain every one of `parts`.
+    pub fn wait_out(&self, parts: &[&str], n: usize) -> Vec<String> {
+        let dump = || {
+            format!(
+                "{}\n--- stdout ---\n{}",
+                self.logs().join("\n"),
+                self.out_lines().join("\n")
+            )
+        };
+        wait_lines(&self.out, parts, n, "stdout", &dump)
+    }
+
+    /// Every line the server wrote to stdout so far.
+    pub fn out_lines(&self) -> Vec<String> {
+        self.out.lines.lock().unwrap().clone()
     }
 
     /// How many log lines contain every one of `parts`, now.
