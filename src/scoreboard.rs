@@ -397,7 +397,7 @@ pub struct Scoreboard {
 
 impl Scoreboard {
     /// A scoreboard with `capacity` free slots. Only the pages of slots in use are backed by
-    /// memory (about 5 KiB a slot).
+    /// memory (4.6 KiB a slot).
     pub fn new(capacity: usize) -> std::io::Result<Scoreboard> {
         Ok(Scoreboard {
             words: SharedWords::new(capacity * SLOT_WORDS)?,

@@ -86,5 +86,9 @@ fn access_log_lines_escape_what_the_client_sent() {
         "{line}"
     );
     assert!(line.contains("service_ms="), "{line}");
+    assert!(
+        line.contains("queue_ms=-"),
+        "no X-Request-Start, no queue time: {line}"
+    );
     assert_eq!(line.matches("at=info").count(), 1, "{line}");
 }
