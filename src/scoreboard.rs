@@ -73,6 +73,17 @@ pub fn bucket_value(idx: usize) -> u64 {
     (SUB_BUCKETS + sub) * width + width / 2
 }
 
+/// The smallest value of a bucket, in microseconds.
+pub fn bucket_lower_bound(idx: usize) -> u64 {
+    let idx = idx as u64;
+    if idx < SUB_BUCKETS {
+        return idx;
+    }
+    let octave = (idx - SUB_BUCKETS) / SUB_BUCKETS + 3;
+    let sub = (idx - SUB_BUCKETS) % SUB_BUCKETS;
+    (SUB_BUCKETS + sub) << (octave - 3)
+}
+
 /// Counts of values per bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Histogram {
@@ -100,6 +111,15 @@ impl Histogram {
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }
+    }
+
+    /// The lower bound of the highest non-empty bucket (0 when empty): no value recorded
+    /// in it can be smaller.
+    pub fn highest_lower_bound(&self) -> u64 {
+        self.counts
+            .iter()
+            .rposition(|&c| c > 0)
+            .map_or(0, bucket_lower_bound)
     }
 
     /// How many values.
@@ -496,10 +516,31 @@ mod tests {
             );
         }
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
-        // Buckets are in increasing order.
+        // Buckets are in increasing order, and each value is at or above its lower bound.
         for b in 1..BUCKETS {
             assert!(bucket_value(b) > bucket_value(b - 1));
+            assert!(
+                bucket_lower_bound(b) > bucket_lower_bound(b - 1),
+                "bucket {b}"
+            );
+            assert!(bucket_value(b) >= bucket_lower_bound(b), "bucket {b}");
         }
+        for us in (0..100_000u64).step_by(7) {
+            let b = bucket_of(us);
+            assert!(
+                bucket_lower_bound(b) <= us && (b + 1 == BUCKETS || us < bucket_lower_bound(b + 1))
+            );
+        }
+    }
+
+    #[test]
+    fn the_highest_bucket_bounds_the_max() {
+        let mut h = Histogram::default();
+        assert_eq!(h.highest_lower_bound(), 0);
+        h.record(1000);
+        h.record(200_000);
+        assert!(h.highest_lower_bound() <= 200_000);
+        assert!(h.highest_lower_bound() > 180_000);
     }
 
     #[test]

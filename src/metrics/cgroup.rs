@@ -104,9 +104,14 @@ fn v1_value(stat: &str, key: &str) -> Option<u64> {
 /// Returns `None` when neither `total_rss` nor `rss` is present.
 pub fn parse_v1(stat: &str, limit_in_bytes: Option<&str>) -> Option<CgroupMemory> {
     let rss_bytes = v1_value(stat, "rss")?;
-    let quota_bytes = limit_in_bytes
-        .and_then(|text| text.trim().parse::<u64>().ok())
-        .filter(|&bytes| bytes < V1_UNLIMITED_BYTES);
+    // The limit that applies is the lowest on the way to the root: memory.stat's
+    // hierarchical_memory_limit has it (a limit set on a parent cgroup binds us too).
+    let own = limit_in_bytes.and_then(|text| text.trim().parse::<u64>().ok());
+    let quota_bytes = [own, stat_value(stat, "hierarchical_memory_limit")]
+        .into_iter()
+        .flatten()
+        .filter(|&bytes| bytes < V1_UNLIMITED_BYTES)
+        .min();
     Some(CgroupMemory {
         rss_bytes,
         cache_bytes: v1_value(stat, "cache").unwrap_or(0),
@@ -189,11 +194,24 @@ pub fn read(version: CgroupVersion, dir: &Path) -> Option<CgroupMemory> {
     let stat = read_file("memory.stat")?;
     match version {
         CgroupVersion::V1 => parse_v1(&stat, read_file("memory.limit_in_bytes").as_deref()),
-        CgroupVersion::V2 => parse_v2(
-            &stat,
-            read_file("memory.max").as_deref(),
-            read_file("memory.swap.current").as_deref(),
-        ),
+        CgroupVersion::V2 => {
+            let mut m = parse_v2(
+                &stat,
+                read_file("memory.max").as_deref(),
+                read_file("memory.swap.current").as_deref(),
+            )?;
+            // v2 has no hierarchical figure: a parent's memory.max binds us too, so take
+            // the lowest on the way up (the root cgroup has no memory.max).
+            let parents = dir
+                .ancestors()
+                .skip(1)
+                .take_while(|d| d.join("memory.max").exists());
+            let parent_limits = parents
+                .filter_map(|d| fs::read_to_string(d.join("memory.max")).ok())
+                .filter_map(|t| t.trim().parse::<u64>().ok());
+            m.quota_bytes = m.quota_bytes.into_iter().chain(parent_limits).min();
+            Some(m)
+        }
     }
 }
 
@@ -270,6 +288,17 @@ active_file 262144
 pgfault 9817
 pgmajfault 0
 ";
+
+    #[test]
+    fn v1_quota_is_the_lowest_limit_up_the_hierarchy() {
+        let stat = "rss 10\ncache 0\nhierarchical_memory_limit 536870912\n";
+        let m = parse_v1(stat, Some("9223372036854771712\n")).unwrap();
+        assert_eq!(m.quota_bytes, Some(536_870_912));
+        let m = parse_v1(stat, Some("268435456")).unwrap();
+        assert_eq!(m.quota_bytes, Some(268_435_456));
+        let unlimited = "rss 10\nhierarchical_memory_limit 9223372036854771712\n";
+        assert_eq!(parse_v1(unlimited, None).unwrap().quota_bytes, None);
+    }
 
     #[test]
     fn proc_cgroup_v1_memory_line() {

@@ -221,7 +221,11 @@ pub fn render_requests(id: &Identity, r: &RequestStats) -> String {
         if let (Some(p50), Some(p95), Some(p99)) =
             (h.quantile(0.5), h.quantile(0.95), h.quantile(0.99))
         {
-            // A bucket's midpoint may lie above the largest value seen: clamp to it.
+            // A bucket's midpoint may lie above the largest value seen: clamp to it. The max
+            // and the histogram are taken word by word, so a response counted meanwhile can
+            // land its bucket and its max in different intervals: never report a max below
+            // the highest bucket's lower bound.
+            let max = max.max(h.highest_lower_bound());
             let (p50, p95, p99) = (p50.min(max), p95.min(max), p99.min(max));
             let _ = write!(
                 s,
@@ -271,7 +275,8 @@ pub struct Sampler {
     next_load: Instant,
     load: LoadAvg,
     reaped: Counters,
-    /// The memory cgroup of the server, unless it is the root one (the whole machine).
+    /// The memory cgroup of the server (`/` in a container with its own cgroup namespace,
+    /// and on a host outside any cgroup; the ownership check tells the two apart).
     cgroup: Option<(CgroupVersion, PathBuf)>,
     last_from: Option<MemoryFrom>,
 }
@@ -282,7 +287,6 @@ impl Sampler {
         let cgroup = std::fs::read_to_string("/proc/self/cgroup")
             .ok()
             .and_then(|t| cgroup::parse_proc_cgroup(&t))
-            .filter(|(_, path)| path != "/")
             .map(|(v, path)| (v, cgroup::memory_dir(v, &path)));
         let now = Instant::now();
         Sampler {
@@ -385,20 +389,18 @@ impl Sampler {
             .count() as u64
     }
 
-    /// The pids of the server's cgroup when the server owns it: every process in it is the
-    /// master, a worker, or a child of one of them (as on a dyno or in a container). A
-    /// cgroup shared with other programs (a login session, a CI job) is not the server's.
+    /// The pids of the server's cgroup when the server owns it, as on a dyno or in a
+    /// container: every process in it is the master, a worker or a descendant of one, or an
+    /// ancestor of the master (a wrapper shell, the container's init). A cgroup shared with
+    /// other programs (a login session, a CI job, the host's root) is not the server's.
     fn owned_cgroup_procs(&self, master_pid: i32, workers: &[LiveWorker]) -> Option<Vec<i32>> {
         let (_, dir) = self.cgroup.as_ref()?;
         let procs = cgroup::read_procs(dir)?;
         let ours = |p: i32| p == master_pid || workers.iter().any(|w| w.pid == p);
-        let owned = procs.iter().all(|&p| {
-            ours(p)
-                || std::fs::read_to_string(format!("/proc/{p}/stat"))
-                    .ok()
-                    .and_then(|t| parent_pid(&t))
-                    .is_some_and(ours)
-        });
+        let ancestors = ancestors_of(master_pid);
+        let owned = procs
+            .iter()
+            .all(|&p| ancestors.contains(&p) || ancestors_of(p).into_iter().any(ours) || ours(p));
         owned.then_some(procs)
     }
 
@@ -439,6 +441,29 @@ impl Sampler {
         }
         dyno
     }
+}
+
+/// The chain of parents of `pid` (nearest first), up to 32 levels or pid 1.
+fn ancestors_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut p = pid;
+    while out.len() < 32 {
+        let Some(parent) = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|t| parent_pid(&t))
+        else {
+            break;
+        };
+        if parent <= 0 {
+            break;
+        }
+        out.push(parent);
+        if parent == 1 {
+            break;
+        }
+        p = parent;
+    }
+    out
 }
 
 /// The parent pid from the text of `/proc/<pid>/stat`.

@@ -220,6 +220,15 @@ fn every_line_parses_and_has_every_documented_key() {
         .unwrap();
     assert!(has(req, REQUEST_KEYS), "{req:?}");
     assert_eq!(req["count#requests_2xx"], "1");
+    // Every key printed is listed in docs/metrics.md.
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
+    for key in lines.iter().flat_map(|l| l.keys()) {
+        assert!(
+            doc.contains(&format!("`{key}`")),
+            "docs/metrics.md does not list `{key}`"
+        );
+    }
 }
 
 #[test]
