@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 /// A request as the app sees it.
 pub type Request<'a> = http::Request<RequestBody<'a>>;
@@ -65,70 +65,50 @@ pub struct WorkerInfo {
     pub pid: u32,
 }
 
-/// A stream a request body is read from and the interim `100 Continue` written to.
-pub(crate) trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
-
-/// Where the worker tracks a body while the app reads it.
-#[derive(Debug, Default)]
-pub(crate) struct BodyState {
-    /// Body bytes not yet handed to the app (buffered or still on the socket).
-    pub remaining: u64,
-    /// Send `100 Continue` before the first read from the socket.
-    pub send_continue: bool,
-    /// A read failed (timeout, reset, early end): the connection is not reusable.
-    pub failed: bool,
+/// Where a request body's bytes come from: the worker's decoder over the connection
+/// (`Content-Length` or chunked framing, buffered bytes first, then the socket).
+pub(crate) trait BodySource {
+    /// Reads decoded body bytes; 0 at the end of the body.
+    fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Body bytes not yet read, when known (`None` for a chunked body).
+    fn remaining(&self) -> Option<u64>;
 }
 
-/// A request body: a stream of exactly `Content-Length` bytes.
+/// A request body: a stream of the request's content, with the transfer coding removed.
 ///
 /// `read` returns 0 at the end of the body. A client that stops sending makes `read` fail
-/// with `TimedOut` after `--header-timeout`; one that closes early, with `UnexpectedEof`.
+/// with `TimedOut` after `--header-timeout`; one that closes early, with `UnexpectedEof`; a
+/// body over `--limit-request-body` or with broken chunked framing, with `InvalidData`.
 pub struct RequestBody<'a> {
-    inner: Option<BodyInner<'a>>,
-}
-
-struct BodyInner<'a> {
-    buffered: &'a [u8],
-    conn: &'a mut dyn Stream,
-    state: &'a mut BodyState,
+    src: Option<&'a mut dyn BodySource>,
 }
 
 impl RequestBody<'_> {
     /// A body with no bytes (for tests, or to build requests by hand).
     pub fn empty() -> RequestBody<'static> {
-        RequestBody { inner: None }
+        RequestBody { src: None }
     }
 
-    /// Bytes of body not yet read.
-    pub fn remaining(&self) -> u64 {
-        self.inner.as_ref().map_or(0, |i| i.state.remaining)
+    /// Bytes of body not yet read, when known (`Content-Length`); `None` for a chunked body.
+    pub fn remaining(&self) -> Option<u64> {
+        match &self.src {
+            None => Some(0),
+            Some(s) => s.remaining(),
+        }
     }
 
     /// Reads the whole body into a vector.
     pub fn read_to_vec(&mut self) -> io::Result<Vec<u8>> {
-        let mut v = Vec::with_capacity(self.remaining().min(1 << 20) as usize);
+        let hint = self.remaining().unwrap_or(0).min(1 << 20) as usize;
+        let mut v = Vec::with_capacity(hint);
         self.read_to_end(&mut v)?;
         Ok(v)
     }
 }
 
 impl<'a> RequestBody<'a> {
-    pub(crate) fn new(
-        buffered: &'a [u8],
-        conn: &'a mut dyn Stream,
-        state: &'a mut BodyState,
-    ) -> RequestBody<'a> {
-        if state.remaining == 0 {
-            return RequestBody { inner: None };
-        }
-        RequestBody {
-            inner: Some(BodyInner {
-                buffered,
-                conn,
-                state,
-            }),
-        }
+    pub(crate) fn new(src: &'a mut dyn BodySource) -> RequestBody<'a> {
+        RequestBody { src: Some(src) }
     }
 }
 
@@ -142,55 +122,9 @@ impl std::fmt::Debug for RequestBody<'_> {
 
 impl Read for RequestBody<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(inner) = self.inner.as_mut() else {
-            return Ok(0);
-        };
-        let want = (inner.state.remaining.min(buf.len() as u64)) as usize;
-        if want == 0 {
-            return Ok(0);
-        }
-        if !inner.buffered.is_empty() {
-            let n = want.min(inner.buffered.len());
-            buf[..n].copy_from_slice(&inner.buffered[..n]);
-            inner.buffered = &inner.buffered[n..];
-            inner.state.remaining -= n as u64;
-            return Ok(n);
-        }
-        if inner.state.send_continue {
-            // RFC 9110 section 10.1.1: the client may wait for this before sending the body;
-            // send it only now that the app asks for the body.
-            inner.state.send_continue = false;
-            if let Err(e) = inner.conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n") {
-                inner.state.failed = true;
-                return Err(e);
-            }
-        }
-        loop {
-            match inner.conn.read(&mut buf[..want]) {
-                Ok(0) => {
-                    inner.state.failed = true;
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "client closed the connection before the end of the body",
-                    ));
-                }
-                Ok(n) => {
-                    inner.state.remaining -= n as u64;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    inner.state.failed = true;
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "client sent no body bytes within the header timeout",
-                    ));
-                }
-                Err(e) => {
-                    inner.state.failed = true;
-                    return Err(e);
-                }
-            }
+        match self.src.as_mut() {
+            None => Ok(0),
+            Some(s) => s.read_body(buf),
         }
     }
 }
@@ -304,74 +238,31 @@ impl From<()> for Body {
 mod tests {
     use super::*;
 
-    /// A fake connection: reads come from `input`, writes go to `output`.
-    struct Fake {
-        input: io::Cursor<Vec<u8>>,
-        output: Vec<u8>,
-    }
-    impl Read for Fake {
-        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-            self.input.read(b)
+    struct Fixed(io::Cursor<Vec<u8>>);
+    impl BodySource for Fixed {
+        fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
         }
-    }
-    impl Write for Fake {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.output.write(b)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
+        fn remaining(&self) -> Option<u64> {
+            Some(self.0.get_ref().len() as u64 - self.0.position())
         }
     }
 
     #[test]
-    fn body_reads_buffered_then_socket_and_stops_at_length() {
-        let mut conn = Fake {
-            input: io::Cursor::new(b"lo world, and more".to_vec()),
-            output: vec![],
-        };
-        let mut state = BodyState {
-            remaining: 11,
-            ..Default::default()
-        };
-        let mut body = RequestBody::new(b"hel", &mut conn, &mut state);
-        assert_eq!(body.read_to_vec().unwrap(), b"hello world");
-        assert_eq!(body.remaining(), 0);
-        assert!(conn.output.is_empty());
+    fn bodies_read_from_their_source() {
+        let mut src = Fixed(io::Cursor::new(b"hello".to_vec()));
+        let mut body = RequestBody::new(&mut src);
+        assert_eq!(body.remaining(), Some(5));
+        assert_eq!(body.read_to_vec().unwrap(), b"hello");
+        assert_eq!(body.remaining(), Some(0));
+        assert_eq!(RequestBody::empty().read_to_vec().unwrap(), b"");
     }
 
     #[test]
-    fn continue_is_sent_only_when_the_app_reads() {
-        let mut conn = Fake {
-            input: io::Cursor::new(b"abc".to_vec()),
-            output: vec![],
-        };
-        let mut state = BodyState {
-            remaining: 3,
-            send_continue: true,
-            failed: false,
-        };
-        {
-            let _unread = RequestBody::new(b"", &mut conn, &mut state);
-        }
-        assert!(conn.output.is_empty());
-        let mut body = RequestBody::new(b"", &mut conn, &mut state);
-        assert_eq!(body.read_to_vec().unwrap(), b"abc");
-        assert_eq!(conn.output, b"HTTP/1.1 100 Continue\r\n\r\n");
-    }
-
-    #[test]
-    fn early_close_is_an_error() {
-        let mut conn = Fake {
-            input: io::Cursor::new(b"ab".to_vec()),
-            output: vec![],
-        };
-        let mut state = BodyState {
-            remaining: 5,
-            ..Default::default()
-        };
-        let mut body = RequestBody::new(b"", &mut conn, &mut state);
-        let err = body.read_to_vec().unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(state.failed);
+    fn response_bodies_know_their_length() {
+        assert_eq!(Body::from("abc").len_hint(), Some(3));
+        assert_eq!(Body::from(vec![0u8; 10]).len_hint(), Some(10));
+        assert_eq!(Body::reader(io::empty()).len_hint(), None);
+        assert_eq!(Body::empty().len_hint(), Some(0));
     }
 }

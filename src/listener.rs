@@ -11,7 +11,6 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, SockaddrStorage};
 
@@ -38,16 +37,32 @@ pub enum Conn {
 }
 
 impl Listener {
-    /// Accepts one connection, or `WouldBlock` when none is waiting.
+    /// Accepts one connection, non-blocking and close-on-exec from the start (accept4(2):
+    /// no extra fcntl), or `WouldBlock` when none is waiting.
     pub fn accept(&self) -> io::Result<Conn> {
+        let fd = sock::accept4(
+            self.as_fd(),
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        )?;
         match self {
-            Listener::Tcp(l) => {
-                let (s, _) = l.accept()?;
+            Listener::Tcp(_) => {
+                let s = TcpStream::from(fd);
                 // Best effort: a connection reset between accept and here is found on read.
                 let _ = s.set_nodelay(true);
                 Ok(Conn::Tcp(s))
             }
-            Listener::Unix(l, _) => Ok(Conn::Unix(l.accept()?.0)),
+            Listener::Unix(..) => Ok(Conn::Unix(UnixStream::from(fd))),
+        }
+    }
+
+    /// Connections waiting in this listener's accept queue, from TCP_INFO; `None` for a
+    /// Unix socket (the kernel does not report it).
+    pub fn queue_depth(&self) -> Option<u32> {
+        match self {
+            Listener::Tcp(_) => sys::tcp_info(self.as_fd())
+                .and_then(|b| crate::metrics::tcp::decode_listen_queue(&b))
+                .map(|q| q.depth),
+            Listener::Unix(..) => None,
         }
     }
 
@@ -106,11 +121,6 @@ impl AsRawFd for Listener {
 }
 
 impl Conn {
-    /// Sets how long a read may wait for bytes (SO_RCVTIMEO).
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        sys::set_io_timeouts(self.as_fd(), timeout)
-    }
-
     /// Shuts down the writing side (our FIN), keeping the reading side.
     pub fn shutdown_write(&self) -> io::Result<()> {
         match self {
@@ -309,8 +319,18 @@ mod tests {
             }
         };
         let mut b = [0u8; 1];
-        conn.read_exact(&mut b).unwrap();
+        assert_eq!(
+            conn.read(&mut b).unwrap(),
+            1,
+            "the data is there: TCP_DEFER_ACCEPT"
+        );
         assert_eq!(&b, b"x");
+        assert_eq!(
+            conn.read(&mut b).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "non-blocking"
+        );
+        assert_eq!(l.queue_depth(), Some(0));
     }
 
     #[test]

@@ -131,6 +131,11 @@ impl WorkerSignals {
         })
     }
 
+    /// Has TERM or QUIT arrived? (no syscall)
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// Empties the wake-up pipe (after the poll reported it readable).
     pub fn clear_wakeups(&mut self) {
         self.signals.pending().for_each(drop);

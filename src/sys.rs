@@ -176,33 +176,24 @@ pub fn set_dual_stack(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)
 }
 
-/// SO_RCVTIMEO / SO_SNDTIMEO on a blocking socket (socket(7)): a read or write that makes no
-/// progress for `timeout` fails with EAGAIN. `None` waits forever.
-pub fn set_io_timeouts(fd: BorrowedFd<'_>, read: Option<Duration>) -> io::Result<()> {
-    let tv = match read {
-        Some(d) => libc::timeval {
-            tv_sec: d.as_secs() as libc::time_t,
-            tv_usec: d.subsec_micros() as libc::suseconds_t,
-        },
-        None => libc::timeval {
-            tv_sec: 0,
-            tv_usec: 0,
-        },
-    };
-    // SAFETY: the pointer and length describe a live timeval for the duration of the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
+/// Waits until `fd` is readable (or writable, with `write`) for at most `timeout`
+/// (poll(2)). `Ok(false)` on timeout.
+pub fn wait_fd(fd: BorrowedFd<'_>, write: bool, timeout: Duration) -> io::Result<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let flags = if write {
+        PollFlags::POLLOUT
     } else {
-        Err(io::Error::last_os_error())
+        PollFlags::POLLIN
+    };
+    let ms =
+        PollTimeout::try_from(timeout.max(Duration::from_millis(1))).unwrap_or(PollTimeout::MAX);
+    loop {
+        let mut fds = [PollFd::new(fd, flags)];
+        match poll(&mut fds, ms) {
+            Ok(n) => return Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

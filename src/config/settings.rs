@@ -271,13 +271,16 @@ pub static SETTINGS: &[Setting] = &[
         env_aliases: &[],
         default_doc: "0",
         default: Default::Text("0"),
-        accepts: "0 (this version closes every connection after its response; keep-alive arrives with the RFC 9112 work)",
-        doc: "How long an idle keep-alive connection may stay open. 0: every response says \
-              `Connection: close`, so that a worker that serves one request at a time never \
-              sits on an idle connection (Heroku's Router 2.0 keeps idle connections 90 s).",
+        accepts: "a whole number of seconds (0 closes every connection after its response)",
+        doc: "How long a connection may stay idle between requests. 0: every response says \
+              `Connection: close`. Above 0, a worker keeps a connection for the client's next \
+              request (and answers pipelined requests in order) only while no other \
+              connection waits in the listen queue; otherwise its response says \
+              `Connection: close`. Idle connections wait parked in the worker's poll, not \
+              holding it. Heroku's Router 2.0 keeps idle connections to the app up to 90 s.",
         repeatable: false,
         apply: |c, v| {
-            c.keepalive = whole(v).filter(|&n| n == 0)?;
+            c.keepalive = secs(v)?.as_secs();
             Some(())
         },
     },

@@ -149,9 +149,9 @@ fn bad_values_name_the_setting_and_what_it_accepts() {
             "log_level (--log-level): invalid value 'loud': accepts trace, debug",
         ),
         (
-            &["--keepalive", "5"],
+            &["--keepalive", "5s"],
             &[],
-            "keepalive (--keepalive): invalid value '5': accepts 0",
+            "keepalive (--keepalive): invalid value '5s': accepts a whole number of seconds",
         ),
         (&["--nope"], &[], "unknown argument '--nope'"),
         (&["--timeout"], &[], "timeout: --timeout needs a value"),

@@ -8,13 +8,15 @@
 //! `Content-Length` or without a body; `Transfer-Encoding` is answered 501 until chunked
 //! request bodies land with the RFC 9112 conformance work.
 
+mod chunked;
 mod date;
 mod parse;
 mod response;
 
+pub use chunked::{ChunkedDecoder, Step};
 pub use date::DateCache;
-pub use parse::{Limits, Parsed, RawHead, parse_head};
-pub use response::{Framing, chunk_header, encode_head, framing_for};
+pub use parse::{BodyFraming, Limits, Parsed, RawHead, parse_head};
+pub use response::{Framing, Persist, chunk_header, encode_head, framing_for};
 
 use ::http::StatusCode;
 

@@ -60,6 +60,17 @@ impl RawHead {
     }
 }
 
+/// How the request body is framed (RFC 9112 section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body.
+    None,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// The chunked transfer coding.
+    Chunked,
+}
+
 /// A complete, accepted request head.
 #[derive(Debug)]
 pub struct Parsed {
@@ -67,8 +78,10 @@ pub struct Parsed {
     pub request: Request<()>,
     /// Bytes of the buffer the head took (the body, if any, starts there).
     pub head_len: usize,
-    /// The body length from `Content-Length`; 0 when the request has no body.
-    pub content_length: u64,
+    /// How the body is framed.
+    pub body: BodyFraming,
+    /// The client allows the connection to persist.
+    pub keep_alive: bool,
     /// The client sent `Expect: 100-continue` on an HTTP/1.1 request.
     pub expect_continue: bool,
 }
@@ -193,11 +206,18 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> 
     *request.version_mut() = version;
     *request.headers_mut() = map;
     request.extensions_mut().insert(raw);
+    let keep_alive = minor == 1;
+    let body = if content_length > 0 {
+        BodyFraming::Length(content_length)
+    } else {
+        BodyFraming::None
+    };
     Ok(Some(Parsed {
         request,
         head_len,
-        content_length,
+        body,
         expect_continue,
+        keep_alive,
     }))
 }
 

@@ -33,6 +33,17 @@ pub fn framing_for(status: StatusCode, request_version: Version, len: Option<u64
     }
 }
 
+/// What the response says about the connection (RFC 9112 section 9.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// `Connection: close`: the server closes after this response.
+    Close,
+    /// HTTP/1.1 keeps the connection by default: no field is needed.
+    Default,
+    /// An HTTP/1.0 client asked for `Connection: keep-alive` and gets it back.
+    KeepAlive,
+}
+
 /// Header fields the server writes itself: what the app set for them is replaced, because
 /// they describe this connection and this framing (RFC 9110 section 7.6.1, hop-by-hop).
 fn server_owned(name: &header::HeaderName) -> bool {
@@ -43,13 +54,14 @@ fn server_owned(name: &header::HeaderName) -> bool {
 }
 
 /// Appends a response head to `out`: status line, the app's fields, `Date` (unless the app
-/// set one), the framing field and `Connection: close`.
+/// set one), the framing field and the `Connection` field `persist` calls for.
 pub fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
     date: &[u8],
     framing: Framing,
+    persist: Persist,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -80,7 +92,12 @@ pub fn encode_head(
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::NoBody | Framing::Close => {}
     }
-    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    match persist {
+        Persist::Close => out.extend_from_slice(b"Connection: close\r\n"),
+        Persist::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Persist::Default => {}
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
@@ -132,6 +149,7 @@ mod tests {
             &map,
             b"Thu, 01 Jan 1970 00:00:00 GMT",
             framing,
+            Persist::Close,
         );
         String::from_utf8(out).unwrap()
     }
@@ -177,6 +195,34 @@ mod tests {
             assert_eq!(framing_for(s, Version::HTTP_11, Some(5)), Framing::NoBody);
         }
         assert!(!head(204, &[], Framing::NoBody).contains("Content-Length"));
+    }
+
+    #[test]
+    fn persistence_fields() {
+        let mut out = Vec::new();
+        let h = HeaderMap::new();
+        encode_head(
+            &mut out,
+            StatusCode::OK,
+            &h,
+            b"D",
+            Framing::Length(0),
+            Persist::Default,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nDate: D\r\nContent-Length: 0\r\n\r\n"
+        );
+        out.clear();
+        encode_head(
+            &mut out,
+            StatusCode::OK,
+            &h,
+            b"D",
+            Framing::Length(0),
+            Persist::KeepAlive,
+        );
+        assert!(out.ends_with(b"Content-Length: 0\r\nConnection: keep-alive\r\n\r\n"));
     }
 
     #[test]

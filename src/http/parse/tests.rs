@@ -27,7 +27,7 @@ fn simple_get() {
     assert_eq!(p.request.uri().query(), Some("b=c"));
     assert_eq!(p.request.version(), Version::HTTP_11);
     assert_eq!(p.request.headers()["host"], "x");
-    assert_eq!(p.content_length, 0);
+    assert_eq!(p.body, BodyFraming::None);
     assert_eq!(p.head_len, 32);
     assert!(!p.expect_continue);
 }
@@ -43,7 +43,7 @@ fn partial_heads_ask_for_more() {
 fn body_and_leftover() {
     let raw = "POST /u HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello";
     let p = parse(raw).unwrap().unwrap();
-    assert_eq!(p.content_length, 5);
+    assert_eq!(p.body, BodyFraming::Length(5));
     assert_eq!(&raw[p.head_len..], "hello");
     assert_eq!(p.request.version(), Version::HTTP_10);
 }

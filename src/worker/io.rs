@@ -1,0 +1,120 @@
+//! Blocking-with-a-deadline I/O over a non-blocking connection.
+//!
+//! Connections are non-blocking so that parked ones sit in the worker's poll. While a
+//! request is served, the app and the response writer want plain `Read`/`Write`: [`Patient`]
+//! gives them that, waiting in poll(2) on the one socket whenever it would block, for at
+//! most `idle` each time (a client that stops reading or sending is dropped, not waited for).
+
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use crate::listener::Conn;
+use crate::sys;
+
+/// A connection seen as blocking, with an idle limit per wait.
+pub struct Patient<'c> {
+    /// The connection.
+    pub conn: &'c mut Conn,
+    /// How long one read or write may wait for the client.
+    pub idle: Duration,
+}
+
+impl Patient<'_> {
+    fn wait(&self, write: bool) -> io::Result<()> {
+        if sys::wait_fd(self.conn.as_fd(), write, self.idle)? {
+            Ok(())
+        } else {
+            let what = if write {
+                "read our response"
+            } else {
+                "sent more"
+            };
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client has not {what} for {} s", self.idle.as_secs()),
+            ))
+        }
+    }
+}
+
+impl Read for Patient<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(false)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Write for Patient<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(true)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        loop {
+            match self.conn.write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(true)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes every byte of `bufs`, in as few writev(2) calls as the socket allows.
+pub fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what the client still sends and throws it away: closing a socket with unread bytes
+/// makes the kernel send RST, which can destroy the response the client has not read yet
+/// (RFC 9112 section 9.6, "tear-down"). So, when the request body was not read to its end,
+/// shut our side down and read, for a short bounded time and amount, before closing.
+pub fn linger(conn: &mut Conn) {
+    const MAX_TIME: Duration = Duration::from_secs(2);
+    const MAX_BYTES: u64 = 4 << 20;
+    if conn.shutdown_write().is_err() {
+        return;
+    }
+    let deadline = Instant::now() + MAX_TIME;
+    let mut discarded = 0u64;
+    let mut sink = [0u8; 8192];
+    while discarded < MAX_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let mut p = Patient {
+            conn: &mut *conn,
+            idle: left.min(Duration::from_millis(500)),
+        };
+        match p.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => discarded += n as u64,
+        }
+    }
+}

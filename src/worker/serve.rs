@@ -1,0 +1,327 @@
+//! Serving one request: the request body as a stream over the connection, the call into
+//! the app, and the response on the wire.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::time::Duration;
+
+use ::http::{Method, StatusCode, Version};
+
+use super::io::{Patient, write_all_vectored};
+use crate::handler::{BodyKind, BodySource, Response};
+use crate::http::{self as h1, BodyFraming, ChunkedDecoder, Framing, Limits, Persist};
+use crate::listener::Conn;
+
+/// A request body read from the connection's buffer first, then from the socket, with the
+/// framing removed. Everything in `buf` before `pos` has been consumed.
+pub(super) struct BodySrc<'c> {
+    pub conn: &'c mut Conn,
+    pub buf: &'c mut Vec<u8>,
+    pub pos: usize,
+    pub framing: BodyFraming,
+    /// `Content-Length` bytes not yet read.
+    pub remaining: u64,
+    pub decoder: Option<ChunkedDecoder>,
+    pub done: bool,
+    /// Send `100 Continue` before the first read from the socket.
+    pub send_continue: bool,
+    /// A read failed or the framing was broken: the connection cannot carry another request.
+    pub failed: bool,
+    pub idle: Duration,
+}
+
+impl<'c> BodySrc<'c> {
+    pub fn new(
+        conn: &'c mut Conn,
+        buf: &'c mut Vec<u8>,
+        head_len: usize,
+        framing: BodyFraming,
+        send_continue: bool,
+        limits: &Limits,
+        idle: Duration,
+    ) -> BodySrc<'c> {
+        let (remaining, decoder, done) = match framing {
+            BodyFraming::None => (0, None, true),
+            BodyFraming::Length(n) => (n, None, n == 0),
+            BodyFraming::Chunked => (0, Some(ChunkedDecoder::new(limits)), false),
+        };
+        BodySrc {
+            conn,
+            buf,
+            pos: head_len,
+            framing,
+            remaining,
+            decoder,
+            done,
+            send_continue,
+            failed: false,
+            idle,
+        }
+    }
+
+    fn patient(&mut self) -> Patient<'_> {
+        Patient {
+            conn: &mut *self.conn,
+            idle: self.idle,
+        }
+    }
+
+    /// RFC 9110 section 10.1.1: a client that sent `Expect: 100-continue` may wait for this
+    /// before it sends the body; send it only once the app asks for bytes we do not have.
+    fn continue_if_asked(&mut self) -> io::Result<()> {
+        if self.send_continue {
+            self.send_continue = false;
+            self.patient().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        self.failed = true;
+        e
+    }
+
+    fn read_chunked(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.pos < self.buf.len() {
+                let Some(decoder) = self.decoder.as_mut() else {
+                    return Ok(0);
+                };
+                let step = match decoder.decode(&self.buf[self.pos..], out) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let err = io::Error::new(io::ErrorKind::InvalidData, e.name());
+                        return Err(self.fail(err));
+                    }
+                };
+                self.pos += step.consumed;
+                if step.done {
+                    self.done = true;
+                }
+                if step.written > 0 || step.done {
+                    return Ok(step.written);
+                }
+                if step.consumed > 0 {
+                    continue;
+                }
+            }
+            // Everything buffered is consumed: reuse the buffer for what comes next.
+            if self.pos == self.buf.len() {
+                self.buf.clear();
+                self.pos = 0;
+            }
+            if let Err(e) = self.continue_if_asked() {
+                return Err(self.fail(e));
+            }
+            let len = self.buf.len();
+            self.buf.resize(len + 16 * 1024, 0);
+            let read = {
+                let (conn, idle) = (&mut *self.conn, self.idle);
+                Patient { conn, idle }.read(&mut self.buf[len..])
+            };
+            match read {
+                Ok(0) => {
+                    self.buf.truncate(len);
+                    return Err(self.fail(early_eof()));
+                }
+                Ok(n) => self.buf.truncate(len + n),
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(self.fail(e));
+                }
+            }
+        }
+    }
+
+    /// Reads and discards the rest of the body, so that the connection can carry the next
+    /// request; gives up (false) past `max` bytes or on any error.
+    pub fn discard_rest(&mut self, max: u64) -> bool {
+        let mut sink = [0u8; 8192];
+        let mut seen = 0u64;
+        while !self.done && !self.failed {
+            match self.read_body(&mut sink) {
+                Ok(0) if self.done => break,
+                Ok(0) => return false,
+                Ok(n) => {
+                    seen += n as u64;
+                    if seen > max {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        self.done && !self.failed
+    }
+}
+
+fn early_eof() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the client closed the connection before the end of the body",
+    )
+}
+
+impl BodySource for BodySrc<'_> {
+    fn read_body(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.done || out.is_empty() {
+            return Ok(0);
+        }
+        match self.framing {
+            BodyFraming::None => {
+                self.done = true;
+                Ok(0)
+            }
+            BodyFraming::Chunked => self.read_chunked(out),
+            BodyFraming::Length(_) => {
+                let want = (self.remaining.min(out.len() as u64)) as usize;
+                let n = if self.pos < self.buf.len() {
+                    let n = want.min(self.buf.len() - self.pos);
+                    out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+                    self.pos += n;
+                    n
+                } else {
+                    if let Err(e) = self.continue_if_asked() {
+                        return Err(self.fail(e));
+                    }
+                    match self.patient().read(&mut out[..want]) {
+                        Ok(0) => return Err(self.fail(early_eof())),
+                        Ok(n) => n,
+                        Err(e) => return Err(self.fail(e)),
+                    }
+                };
+                self.remaining -= n as u64;
+                self.done = self.remaining == 0;
+                Ok(n)
+            }
+        }
+    }
+
+    fn remaining(&self) -> Option<u64> {
+        match self.framing {
+            BodyFraming::Chunked if !self.done => None,
+            BodyFraming::Chunked | BodyFraming::None => Some(0),
+            BodyFraming::Length(_) => Some(self.remaining),
+        }
+    }
+}
+
+/// A response ready to be written.
+pub(super) struct Outgoing {
+    pub status: StatusCode,
+    pub headers: ::http::HeaderMap,
+    pub body: BodyKind,
+    pub framing: Framing,
+    pub send_body: bool,
+}
+
+impl Outgoing {
+    /// Chooses the framing (RFC 9112 section 6): `Content-Length` when the length is known,
+    /// chunked to HTTP/1.1 clients otherwise, close-delimited to HTTP/1.0 ones.
+    pub fn new(response: Response, method: &Method, version: Version) -> Outgoing {
+        let (parts, body) = response.into_parts();
+        let app_length = parts
+            .headers
+            .get(::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let len = body.len_hint().or(app_length);
+        let framing = h1::framing_for(parts.status, version, len);
+        // RFC 9110 section 9.3.2: the response to HEAD carries the fields GET would, no body.
+        let send_body = *method != Method::HEAD && framing != Framing::NoBody;
+        Outgoing {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.kind,
+            framing,
+            send_body,
+        }
+    }
+
+    /// Writes the head and the body; returns the body bytes sent.
+    pub fn write(
+        self,
+        out: &mut Patient<'_>,
+        head: &mut Vec<u8>,
+        chunk: &mut [u8],
+        date: &[u8],
+        persist: Persist,
+    ) -> io::Result<u64> {
+        head.clear();
+        h1::encode_head(
+            head,
+            self.status,
+            &self.headers,
+            date,
+            self.framing,
+            persist,
+        );
+        let len = match self.framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        };
+        match (self.body, self.send_body) {
+            (_, false) => write_all_vectored(out, &mut [IoSlice::new(head)]).map(|()| 0),
+            (BodyKind::Bytes(b), true) => {
+                write_all_vectored(out, &mut [IoSlice::new(head), IoSlice::new(&b)])
+                    .map(|()| b.len() as u64)
+            }
+            (BodyKind::File(mut f), true) => {
+                out.write_all(head)?;
+                io::copy(&mut (&mut f).take(len.unwrap_or(u64::MAX)), out)
+            }
+            (BodyKind::Reader(r), true) => {
+                out.write_all(head)?;
+                stream(out, r, self.framing, chunk)
+            }
+        }
+    }
+}
+
+/// Streams a reader's bytes, chunked or raw (exactly `Content-Length` of them if the app set
+/// one).
+fn stream(
+    out: &mut Patient<'_>,
+    mut r: Box<dyn Read>,
+    framing: Framing,
+    chunk: &mut [u8],
+) -> io::Result<u64> {
+    let mut sent = 0u64;
+    let mut left = match framing {
+        Framing::Length(n) => n,
+        _ => u64::MAX,
+    };
+    while left > 0 {
+        let want = chunk.len().min(left.min(usize::MAX as u64) as usize);
+        let read =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.read(&mut chunk[..want])));
+        let n = match read {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::other("the body reader panicked")),
+        };
+        if n == 0 {
+            break;
+        }
+        if framing == Framing::Chunked {
+            let mut size = [0u8; 18];
+            let size = h1::chunk_header(n, &mut size);
+            write_all_vectored(
+                out,
+                &mut [
+                    IoSlice::new(size),
+                    IoSlice::new(&chunk[..n]),
+                    IoSlice::new(b"\r\n"),
+                ],
+            )?;
+        } else {
+            out.write_all(&chunk[..n])?;
+        }
+        sent += n as u64;
+        left -= n as u64;
+    }
+    if framing == Framing::Chunked {
+        out.write_all(b"0\r\n\r\n")?;
+    }
+    Ok(sent)
+}
