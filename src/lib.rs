@@ -113,3 +113,11 @@ pub use http::RawHead;
 pub use master::{CRASH_BACKOFF_MAX, CRASH_BACKOFF_START, CRASH_LOOP_LIMIT};
 pub use server::{run, serve};
 pub use worker::RequestId;
+
+/// The pure HTTP/1.1 parsing functions, for the fuzz targets (`--features fuzzing`); not a
+/// stable API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::http::{ChunkedDecoder, Limits, Step, parse_head};
+}

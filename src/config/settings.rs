@@ -386,11 +386,11 @@ pub static SETTINGS: &[Setting] = &[
         env_aliases: &[],
         default_doc: "8190",
         default: Default::Text("8190"),
-        accepts: "a whole number of bytes from 16 to 1048576",
+        accepts: "a whole number of bytes from 1 to 1048576",
         doc: "Longest request line (method, target, version) accepted; longer gets 414.",
         repeatable: false,
         apply: |c, v| {
-            c.limits.request_line = whole(v).filter(|n| (16..=1 << 20).contains(n))? as usize;
+            c.limits.request_line = whole(v).filter(|n| (1..=1 << 20).contains(n))? as usize;
             Some(())
         },
     },
@@ -416,11 +416,11 @@ pub static SETTINGS: &[Setting] = &[
         env_aliases: &[],
         default_doc: "8190",
         default: Default::Text("8190"),
-        accepts: "a whole number of bytes from 16 to 1048576",
+        accepts: "a whole number of bytes from 1 to 1048576",
         doc: "Longest header field line (name, colon, value and CRLF); longer gets 431.",
         repeatable: false,
         apply: |c, v| {
-            c.limits.field_size = whole(v).filter(|n| (16..=1 << 20).contains(n))? as usize;
+            c.limits.field_size = whole(v).filter(|n| (1..=1 << 20).contains(n))? as usize;
             Some(())
         },
     },

@@ -104,7 +104,7 @@ fn a_head_that_never_completes_gets_408() {
 /// `examples/echo.rs`, built once per test run with the same profile and target directory
 /// as the `runicorn` binary (`cargo test` builds the echo example as a test harness for its
 /// own unit tests, not as a program).
-fn echo_bin() -> String {
+pub fn echo_bin() -> String {
     static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {

@@ -6,12 +6,16 @@
 /// Spawning servers, reading their logs, sending requests.
 mod support;
 
+/// The HTTP/1.1 conformance kit in ../shared/conformance, against examples/echo.
+mod conformance;
 /// Operator docs that must follow the code.
 mod docs;
 /// Timeouts, panics, aborts, max-requests, crash loops.
 mod faults;
 /// HTTP behaviour seen by clients: framing, HEAD, errors, Date, Connection: close.
 mod http;
+/// Keep-alive, pipelining, parked slow clients.
+mod keepalive;
 /// USR1 log reopening, the access log.
 mod logs;
 /// Runtime metrics on stdout, parsed with a real logfmt parser; the dyno cgroup.
