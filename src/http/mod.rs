@@ -1,18 +1,26 @@
-//! HTTP/1.1 as pure functions: request heads in (bytes), requests out; responses in, bytes out.
+//! HTTP/1.1 as pure functions: request heads in (bytes), requests out; chunked bodies in,
+//! body bytes out; responses in, bytes out.
 //!
 //! No sockets, signals or settings here (DESIGN.md, "Layers"): the worker owns the connection
-//! and calls these functions with the bytes it has read. Parsing uses httparse; the one place
-//! a parse failure becomes a status code is [`Error::status`].
-//!
-//! Scope: what real clients (curl, wrk, browsers, Heroku's router) send. Requests framed by
-//! `Content-Length` or without a body; `Transfer-Encoding` is answered 501 until chunked
-//! request bodies land with the RFC 9112 conformance work.
+//! and calls these functions with the bytes it has read. [`parse_head`] applies RFC 9112 and
+//! RFC 9110 strictly (the decisions, each with the sentence it rests on, are documented where
+//! they are made: `parse.rs`, `target.rs`, `grammar.rs`, `chunked.rs`), and
+//! [`ChunkedDecoder`] removes the chunked transfer coding incrementally. The one place a
+//! parse failure becomes a status code is [`Error::status`].
 
 mod chunked;
+#[cfg(test)]
+mod corpus_tests;
 mod date;
+mod grammar;
 mod parse;
 mod response;
+mod target;
 
+#[allow(
+    unused_imports,
+    reason = "API for the worker, which names `Step` only through `decode`'s result so far"
+)]
 pub use chunked::{ChunkedDecoder, Step};
 pub use date::DateCache;
 pub use parse::{BodyFraming, Limits, Parsed, RawHead, parse_head};
@@ -20,27 +28,46 @@ pub use response::{Framing, Persist, chunk_header, encode_head, framing_for};
 
 use ::http::StatusCode;
 
-/// Why a request head was refused. `Copy` and small: the worker maps it to a response with
+/// Why a request was refused. `Copy` and small: the worker maps it to a response with
 /// [`Error::status`] and closes the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
-    /// The head does not follow RFC 9112's grammar (httparse refused it, or the method, target
-    /// or a field could not be represented).
+    /// The head does not follow RFC 9112's grammar: the request line, a line ending (bare CR
+    /// or LF), a field name, or a byte in a field value (a trailer field's too).
     Malformed,
+    /// A method with lower-case letters (policy: see `parse.rs`).
+    UnsupportedMethod,
+    /// The request-target is not in a form RFC 9112 section 3.2 allows for this method, or
+    /// does not follow RFC 3986.
+    BadTarget,
+    /// An HTTP/1.1 request without `Host`.
+    MissingHost,
+    /// More than one `Host` line, or a value that is not `uri-host [ ":" port ]`.
+    BadHost,
     /// The request line is longer than `--limit-request-line`.
     RequestLineTooLong,
-    /// More field lines than `--limit-request-fields`.
+    /// More field lines than `--limit-request-fields` (in the head or the trailer section).
     TooManyFields,
-    /// One field line is longer than `--limit-request-field-size`.
+    /// One field line is longer than `--limit-request-field-size` (head or trailer section).
     FieldTooLarge,
+    /// A field that must not repeat (`Content-Type`, `Authorization`, ...) came twice.
+    DuplicateField,
     /// `Content-Length` is not one decimal number, or appears more than once.
     BadContentLength,
-    /// A transfer coding this server does not decode.
+    /// `Transfer-Encoding` that cannot frame the body: in HTTP/1.0, together with
+    /// `Content-Length`, malformed, or without chunked exactly once and last.
+    BadTransferEncoding,
+    /// A transfer coding this server does not decode (anything before the final chunked).
     UnsupportedTransferCoding,
-    /// An HTTP version other than 1.0 and 1.1.
+    /// A well-formed HTTP version whose major is not 1.
     UnsupportedVersion,
-    /// `Content-Length` above `--limit-request-body`.
+    /// `Content-Length`, or the decoded chunked body, above `--limit-request-body`.
     BodyTooLarge,
+    /// The chunked body breaks RFC 9112 section 7.1: chunk size, extension or line ending.
+    BadChunk,
+    /// A trailer field that must not be sent as one (`Content-Length`, `Host`,
+    /// `Transfer-Encoding`).
+    ForbiddenTrailer,
     /// The head did not arrive within `--header-timeout`.
     HeadTimeout,
 }
@@ -49,12 +76,22 @@ impl Error {
     /// The status the client gets. The connection is closed after it in every case.
     pub fn status(self) -> StatusCode {
         match self {
-            Error::Malformed | Error::BadContentLength => StatusCode::BAD_REQUEST,
+            Error::Malformed
+            | Error::BadTarget
+            | Error::MissingHost
+            | Error::BadHost
+            | Error::DuplicateField
+            | Error::BadContentLength
+            | Error::BadTransferEncoding
+            | Error::BadChunk
+            | Error::ForbiddenTrailer => StatusCode::BAD_REQUEST,
             Error::RequestLineTooLong => StatusCode::URI_TOO_LONG,
             Error::TooManyFields | Error::FieldTooLarge => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
-            Error::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
+            Error::UnsupportedMethod | Error::UnsupportedTransferCoding => {
+                StatusCode::NOT_IMPLEMENTED
+            }
             Error::UnsupportedVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -65,13 +102,21 @@ impl Error {
     pub fn name(self) -> &'static str {
         match self {
             Error::Malformed => "malformed",
+            Error::UnsupportedMethod => "unsupported_method",
+            Error::BadTarget => "bad_target",
+            Error::MissingHost => "missing_host",
+            Error::BadHost => "bad_host",
             Error::RequestLineTooLong => "request_line_too_long",
             Error::TooManyFields => "too_many_fields",
             Error::FieldTooLarge => "field_too_large",
+            Error::DuplicateField => "duplicate_field",
             Error::BadContentLength => "bad_content_length",
+            Error::BadTransferEncoding => "bad_transfer_encoding",
             Error::UnsupportedTransferCoding => "unsupported_transfer_coding",
             Error::UnsupportedVersion => "unsupported_version",
             Error::BodyTooLarge => "body_too_large",
+            Error::BadChunk => "bad_chunk",
+            Error::ForbiddenTrailer => "forbidden_trailer",
             Error::HeadTimeout => "head_timeout",
         }
     }

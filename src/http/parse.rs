@@ -1,30 +1,49 @@
-//! Request heads: httparse does the grammar, this file applies the limits and turns the result
-//! into an `http::Request<()>` plus what the worker needs to frame the body.
+//! Request heads (RFC 9112 sections 2 to 6 and 9.3): bytes in, an `http::Request<()>` out,
+//! plus what the worker needs to read the body and to decide whether the connection persists.
+//!
+//! Hand-written rather than httparse, for two reasons. Every line must end in CRLF: RFC 9112
+//! section 2.2 lets a recipient "recognize a single LF as a line terminator", but a front end
+//! that does not would read `X: a\nContent-Length: 5` as one field, and we would see two (the
+//! LF-in-a-value smuggling that RFC 9110 section 5.5 warns about). And the limits must hold at
+//! exact byte boundaries while the head is still arriving, so that a client cannot make the
+//! worker buffer an endless line.
+//!
+//! Each call parses the whole buffer again (the API is stateless). Errors are found in the
+//! order the bytes come, so a head refused when it arrives at once is refused with the same
+//! error when it trickles in.
 
 use std::ops::Range;
 
-use ::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, header};
+use ::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use super::Error;
+use super::grammar::{field_line, is_token, list_elements, token_with_params};
+use super::target::{TargetForm, classify, host_and_port};
 
 /// The request limits (the `--limit-request-*` settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest request line, in bytes, not counting its CRLF.
     pub request_line: usize,
-    /// Most field lines in a head.
+    /// Most field lines in a head (and in a chunked trailer section).
     pub fields: usize,
     /// Longest field line, in bytes, counting name, colon, value and CRLF.
     pub field_size: usize,
-    /// Largest `Content-Length` accepted; 0 means no limit.
+    /// Largest body accepted (`Content-Length`, or the decoded chunked body); 0 means no limit.
     pub body: u64,
 }
+
+/// How many bytes of empty lines may come before the request line. RFC 9112 section 2.2:
+/// "a server that is expecting to receive and parse a request-line SHOULD ignore at least one
+/// empty line (CRLF) received prior to the request-line". A few are ignored; an endless
+/// stream of them is refused like any other garbage.
+const EMPTY_LINES_MAX: usize = 256;
 
 impl Limits {
     /// The most bytes a complete head can take under these limits; a partial head that is
     /// already this long can never become valid.
     pub fn max_head_len(&self) -> usize {
-        self.request_line + 2 + self.fields * self.field_size + 2
+        EMPTY_LINES_MAX + self.request_line + 2 + self.fields * self.field_size + 2
     }
 }
 
@@ -37,6 +56,7 @@ pub struct RawHead {
     bytes: Box<[u8]>,
     method: Range<usize>,
     target: Range<usize>,
+    version: Range<usize>,
     fields: Vec<(Range<usize>, Range<usize>)>,
 }
 
@@ -51,6 +71,12 @@ impl RawHead {
         &self.bytes[self.target.clone()]
     }
 
+    /// The HTTP-version as received (`HTTP/1.1`; `HTTP/1.2` is served as HTTP/1.1 but
+    /// reported here as it came).
+    pub fn version(&self) -> &[u8] {
+        &self.bytes[self.version.clone()]
+    }
+
     /// The field lines as `(name, value)`, in order, names in their original case, values
     /// without surrounding whitespace.
     pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
@@ -63,60 +89,36 @@ impl RawHead {
 /// How the request body is framed (RFC 9112 section 6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFraming {
-    /// No body.
+    /// Neither `Transfer-Encoding` nor `Content-Length`: no body, whatever the method.
+    /// Section 6.3: "If this is a request message and none of the above are true, then the
+    /// message body length is zero (no message body is present)."
     None,
-    /// `Content-Length` bytes.
+    /// `Content-Length` bytes follow the head (possibly 0).
     Length(u64),
-    /// The chunked transfer coding.
+    /// The chunked transfer coding: read it with a [`ChunkedDecoder`](super::ChunkedDecoder).
     Chunked,
 }
 
 /// A complete, accepted request head.
 #[derive(Debug)]
 pub struct Parsed {
-    /// Method, URI, version and headers; the body is attached by the worker.
+    /// Method, URI, version and headers, with the [`RawHead`] extension; the body is attached
+    /// by the worker.
     pub request: Request<()>,
     /// Bytes of the buffer the head took (the body, if any, starts there).
     pub head_len: usize,
     /// How the body is framed.
     pub body: BodyFraming,
-    /// The client allows the connection to persist.
-    pub keep_alive: bool,
-    /// The client sent `Expect: 100-continue` on an HTTP/1.1 request.
+    /// The client sent `Expect: 100-continue` on an HTTP/1.1 request that has a body
+    /// (`Length(n > 0)` or `Chunked`): it may wait for `100 Continue` before sending it.
+    /// RFC 9110 section 10.1.1: "A server that receives a 100-continue expectation in an
+    /// HTTP/1.0 request MUST ignore that expectation", and "A server MAY omit sending a 100
+    /// (Continue) response if ... the framing indicates that there is no content."
     pub expect_continue: bool,
-}
-
-fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-    start..start + part.len()
-}
-
-/// Checks the request line against its limit before the rest has arrived, so a client cannot
-/// make the worker buffer an endless line.
-fn check_request_line(buf: &[u8], limits: &Limits) -> Result<(), Error> {
-    // RFC 9112 section 2.2: a server SHOULD ignore at least one empty line received before
-    // the request-line. httparse does; skip them here too so they do not count.
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    let line = &buf[start..];
-    match line.iter().position(|&b| b == b'\n') {
-        Some(end) => {
-            let len = if end > 0 && line[end - 1] == b'\r' {
-                end - 1
-            } else {
-                end
-            };
-            if len > limits.request_line {
-                Err(Error::RequestLineTooLong)
-            } else {
-                Ok(())
-            }
-        }
-        None if line.len() > limits.request_line + 1 => Err(Error::RequestLineTooLong),
-        None => Ok(()),
-    }
+    /// The client allows the connection to persist after the response (RFC 9112 section 9.3):
+    /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive` (and
+    /// no `close`). Whether the server keeps it is the worker's decision.
+    pub keep_alive: bool,
 }
 
 /// Parses a request head from the start of `buf`.
@@ -124,104 +126,404 @@ fn check_request_line(buf: &[u8], limits: &Limits) -> Result<(), Error> {
 /// `Ok(None)` means the head is not complete yet: read more and call again with the whole
 /// buffer. An error is final: answer `err.status()` and close.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> {
-    check_request_line(buf, limits)?;
-    // httparse fills at most `fields` slots and says TooManyHeaders on one more.
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.fields];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() >= limits.max_head_len() {
-                Err(Error::FieldTooLarge)
-            } else {
-                Ok(None)
-            };
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(Error::TooManyFields),
-        Err(httparse::Error::Version) => return Err(version_error(buf)),
-        Err(_) => return Err(Error::Malformed),
+    let Some(head) = scan(buf, limits)? else {
+        return Ok(None);
     };
-    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
-        return Err(Error::Malformed);
-    };
+    let method = &buf[head.method.clone()];
+    let target = &buf[head.target.clone()];
+    check_method(method)?;
+    let form = classify(method, target)?;
+    let fields = Fields::collect(buf, &head.fields);
 
-    let mut raw_fields = Vec::with_capacity(req.headers.len());
-    let mut map = HeaderMap::with_capacity(req.headers.len());
-    let mut content_length: Option<u64> = None;
-    let mut expect_continue = false;
-    for h in req.headers.iter() {
-        let name_range = offset(buf, h.name.as_bytes());
-        let value_range = offset(buf, h.value);
-        // The field line runs from its name to the LF that ends it.
-        let line_end = buf[value_range.end..head_len]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(head_len, |p| value_range.end + p + 1);
-        if line_end - name_range.start > limits.field_size {
-            return Err(Error::FieldTooLarge);
-        }
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Error::Malformed)?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| Error::Malformed)?;
-        if name == header::CONTENT_LENGTH {
-            // RFC 9112 section 6.3: a Content-Length that is not one valid number is an
-            // unrecoverable framing error. Repeats are refused too, even when equal: the
-            // stricter reading, so that no proxy in front can frame the body differently.
-            if content_length.is_some() {
-                return Err(Error::BadContentLength);
-            }
-            content_length = Some(parse_content_length(h.value)?);
-        } else if name == header::TRANSFER_ENCODING {
-            return Err(Error::UnsupportedTransferCoding);
-        } else if name == header::EXPECT && minor == 1 {
-            expect_continue = h.value.eq_ignore_ascii_case(b"100-continue");
-        }
-        raw_fields.push((name_range, value_range));
-        map.append(name, value);
+    check_host(&fields, head.minor, form)?;
+    if fields.repeated_singleton {
+        return Err(Error::DuplicateField);
+    }
+    let body = framing(&fields, head.minor, limits)?;
+    let expect_continue = head.minor == 1
+        && fields.expect_continue
+        && matches!(body, BodyFraming::Chunked | BodyFraming::Length(1..));
+    // RFC 9112 section 9.3: "If the "close" connection option is present, the connection will
+    // not persist after the current response; else, If the received protocol is HTTP/1.1 (or
+    // later), the connection will persist after the current response; else, If the received
+    // protocol is HTTP/1.0, the "keep-alive" connection option is present, [...] the
+    // connection will persist after the current response; otherwise, The connection will
+    // close after the current response."
+    let keep_alive = !fields.close && (head.minor == 1 || fields.keep_alive);
+
+    // The `http` crate cannot hold a URI this long (u16 offsets); RFC 9112 section 3: "A
+    // server that receives a request-target longer than any URI it wishes to parse MUST
+    // respond with a 414 (URI Too Long) status code".
+    if target.len() >= usize::from(u16::MAX) {
+        return Err(Error::RequestLineTooLong);
+    }
+    let uri = Uri::try_from(target).map_err(|_| Error::BadTarget)?;
+    let method = Method::from_bytes(method).map_err(|_| Error::Malformed)?;
+    // A `HeaderMap` holds at most about 24k distinct names and panics past that in `append`;
+    // `--limit-request-fields` goes up to 32768, so its fallible twins are used.
+    let mut map = HeaderMap::try_with_capacity(head.fields.len()).unwrap_or_default();
+    for (name, value) in &head.fields {
+        let name = HeaderName::from_bytes(&buf[name.clone()]).map_err(|_| Error::Malformed)?;
+        let value = HeaderValue::from_bytes(&buf[value.clone()]).map_err(|_| Error::Malformed)?;
+        map.try_append(name, value)
+            .map_err(|_| Error::TooManyFields)?;
     }
 
-    let content_length = content_length.unwrap_or(0);
-    if limits.body > 0 && content_length > limits.body {
-        return Err(Error::BodyTooLarge);
-    }
-
-    let method_range = offset(buf, method.as_bytes());
-    let target_range = offset(buf, path.as_bytes());
-    let method = Method::from_bytes(method.as_bytes()).map_err(|_| Error::Malformed)?;
-    let uri = Uri::try_from(path.as_bytes()).map_err(|_| Error::Malformed)?;
-    let version = if minor == 0 {
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = if head.minor == 0 {
         Version::HTTP_10
     } else {
         Version::HTTP_11
     };
-
-    let raw = RawHead {
-        bytes: buf[..head_len].into(),
-        method: method_range,
-        target: target_range,
-        fields: raw_fields,
-    };
-    let mut request = Request::new(());
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
     *request.headers_mut() = map;
-    request.extensions_mut().insert(raw);
-    let keep_alive = minor == 1;
-    let body = if content_length > 0 {
-        BodyFraming::Length(content_length)
-    } else {
-        BodyFraming::None
-    };
+    request.extensions_mut().insert(RawHead {
+        bytes: buf[..head.len].into(),
+        method: head.method,
+        target: head.target,
+        version: head.version,
+        fields: head.fields,
+    });
     Ok(Some(Parsed {
         request,
-        head_len,
+        head_len: head.len,
         body,
         expect_continue,
         keep_alive,
     }))
 }
 
-/// RFC 9112 section 6.3: `Content-Length = 1*DIGIT`.
+/// A head whose lines are all complete and well-formed, as ranges of the buffer.
+struct Head {
+    method: Range<usize>,
+    target: Range<usize>,
+    version: Range<usize>,
+    /// The minor version: 0, or 1 for HTTP/1.1 and later 1.x.
+    minor: u8,
+    /// Each field line's name and (trimmed) value.
+    fields: Vec<(Range<usize>, Range<usize>)>,
+    /// Bytes up to and including the empty line that ends the head.
+    len: usize,
+}
+
+/// Finds the lines of the head and checks each as it completes: the limits, line endings,
+/// the request line and the field-line grammar. `Ok(None)`: not complete yet.
+fn scan(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
+    let mut start = 0;
+    loop {
+        match &buf[start..] {
+            [b'\r', b'\n', ..] => start += 2,
+            [b'\n', ..] => start += 1,
+            [] | [b'\r'] => return Ok(None),
+            _ => break,
+        }
+        if start > EMPTY_LINES_MAX {
+            return Err(Error::Malformed);
+        }
+    }
+
+    let Some(end) = line_end(buf, start, limits.request_line, Error::RequestLineTooLong)? else {
+        return Ok(None);
+    };
+    let (method, target, minor) = request_line(buf, start..end)?;
+    let version = target.end + 1..end;
+
+    let mut fields = Vec::new();
+    let mut at = end + 2;
+    loop {
+        match &buf[at..] {
+            [b'\r', b'\n', ..] => break,
+            [] | [b'\r'] => return Ok(None),
+            _ => {}
+        }
+        if fields.len() == limits.fields {
+            return Err(Error::TooManyFields);
+        }
+        // The limit counts the CRLF; line_end's does not.
+        let max = limits.field_size.saturating_sub(2);
+        let Some(end) = line_end(buf, at, max, Error::FieldTooLarge)? else {
+            return Ok(None);
+        };
+        let (name, value) = field_line(&buf[at..end])?;
+        fields.push((
+            at + name.start..at + name.end,
+            at + value.start..at + value.end,
+        ));
+        at = end + 2;
+    }
+    Ok(Some(Head {
+        method,
+        target,
+        version,
+        minor,
+        fields,
+        len: at + 2,
+    }))
+}
+
+/// The index of the CR of the CRLF that ends the line starting at `start`, or `Ok(None)` if
+/// the line is not complete yet. Refused, in the order the bytes come: more than `max` bytes
+/// before the CRLF (`too_long`), a CR not followed by LF, and an LF without a CR before it.
+///
+/// RFC 9112 section 2.2: "A recipient of such a bare CR MUST consider that element to be
+/// invalid or replace each bare CR with SP". A bare LF is the MAY this parser declines (see
+/// the module docs); both are [`Error::Malformed`].
+fn line_end(buf: &[u8], start: usize, max: usize, too_long: Error) -> Result<Option<usize>, Error> {
+    let line = &buf[start..];
+    let Some(i) = line.iter().position(|&b| b == b'\r' || b == b'\n') else {
+        return if line.len() > max {
+            Err(too_long)
+        } else {
+            Ok(None)
+        };
+    };
+    if i > max {
+        return Err(too_long);
+    }
+    match (line[i], line.get(i + 1)) {
+        (b'\r', Some(b'\n')) => Ok(Some(start + i)),
+        (b'\r', None) => Ok(None),
+        _ => Err(Error::Malformed),
+    }
+}
+
+/// RFC 9112 section 3: `request-line = method SP request-target SP HTTP-version`, one SP
+/// each ("recipients MAY instead parse on whitespace-delimited word boundaries": we do not).
+/// Returns the method and target ranges and the minor version.
+fn request_line(buf: &[u8], line: Range<usize>) -> Result<(Range<usize>, Range<usize>, u8), Error> {
+    let text = &buf[line.clone()];
+    let sp1 = text
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or(Error::Malformed)?;
+    let sp2 = text
+        .iter()
+        .rposition(|&b| b == b' ')
+        .filter(|&i| i > sp1)
+        .ok_or(Error::Malformed)?;
+    // Section 3.1: `method = token`.
+    if !is_token(&text[..sp1]) {
+        return Err(Error::Malformed);
+    }
+    let minor = version(&text[sp2 + 1..])?;
+    let target = &text[sp1 + 1..sp2];
+    // Section 3.2: "No whitespace is allowed in the request-target." The target's own grammar
+    // (and its non-ASCII and control bytes) is checked with the method, in `classify`.
+    if target.is_empty() || target.contains(&b' ') {
+        return Err(Error::Malformed);
+    }
+    let start = line.start;
+    Ok((start..start + sp1, start + sp1 + 1..start + sp2, minor))
+}
+
+/// RFC 9112 section 2.3: `HTTP-version = HTTP-name "/" DIGIT "." DIGIT`, `HTTP-name = %s"HTTP"`
+/// (case-sensitive). Anything else is [`Error::Malformed`]; a well-formed version with a
+/// major other than 1 is [`Error::UnsupportedVersion`] (RFC 9110 section 15.6.6: 505 is for
+/// "the major version of HTTP that was used in the request message").
+///
+/// A minor above 1 is served as HTTP/1.1. RFC 9110 section 2.5: "A recipient that receives a
+/// message with a major version number that it implements and a minor version number higher
+/// than what it implements SHOULD process the message as if it were in the highest minor
+/// version within that major version to which the recipient is conformant."
+fn version(v: &[u8]) -> Result<u8, Error> {
+    match v {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            match (major, minor) {
+                (b'1', b'0') => Ok(0),
+                (b'1', _) => Ok(1),
+                _ => Err(Error::UnsupportedVersion),
+            }
+        }
+        _ => Err(Error::Malformed),
+    }
+}
+
+/// Methods are case-sensitive tokens (RFC 9110 section 9.1), and every method in the IANA
+/// registry is upper-case. A method with lower-case letters is refused (policy, as Gunicorn):
+/// a hop that case-folds it (`get` to `GET`) and one that does not would disagree about what
+/// the request is. RFC 9110 section 9.1: "An origin server that receives a request method that
+/// is unrecognized or not implemented SHOULD respond with the 501 (Not Implemented) status
+/// code", hence [`Error::UnsupportedMethod`]. Other tokens (`-BLARGH`, `M-SEARCH`) reach the
+/// app, which decides.
+fn check_method(method: &[u8]) -> Result<(), Error> {
+    if method.iter().any(u8::is_ascii_lowercase) {
+        return Err(Error::UnsupportedMethod);
+    }
+    Ok(())
+}
+
+/// Request fields whose grammar is one value, not a list, so that they must not repeat.
+/// RFC 9110 section 5.3: "A sender MUST NOT generate multiple field lines with the same name
+/// in a message [...] unless that field's definition allows multiple field line values to be
+/// recombined as a comma-separated list". Repeats are refused (policy, as Gunicorn): one hop
+/// may act on the first line and the next on the last (a WAF reading one Content-Type while
+/// the app parses the body by the other). `Host` and `Content-Length` have rules of their own.
+/// `Cookie` is left out: RFC 6265 section 5.4 forbids repeats too, but some clients send one
+/// line per cookie, and RFC 9113 section 8.2.3 lets HTTP/2 split it across fields.
+const SINGLETONS: [&str; 13] = [
+    "authorization",       // RFC 9110 section 11.6.2
+    "content-location",    // RFC 9110 section 8.7
+    "content-range",       // RFC 9110 section 14.4
+    "content-type",        // RFC 9110 section 8.3
+    "date",                // RFC 9110 section 6.6.1
+    "from",                // RFC 9110 section 10.1.2
+    "if-modified-since",   // RFC 9110 section 13.1.3
+    "if-range",            // RFC 9110 section 13.1.5
+    "if-unmodified-since", // RFC 9110 section 13.1.4
+    "max-forwards",        // RFC 9110 section 7.6.2
+    "proxy-authorization", // RFC 9110 section 11.7.2
+    "range",               // RFC 9110 section 14.2
+    "referer",             // RFC 9110 section 10.1.3
+];
+
+/// What the head's fields say about routing, framing and the connection, gathered in one pass.
+#[derive(Default)]
+struct Fields<'a> {
+    /// Every `Host` value.
+    hosts: Vec<&'a [u8]>,
+    /// Every `Content-Length` value.
+    content_lengths: Vec<&'a [u8]>,
+    /// Every `Transfer-Encoding` value, in order.
+    transfer_encodings: Vec<&'a [u8]>,
+    /// `Connection` has the `close` option.
+    close: bool,
+    /// `Connection` has the `keep-alive` option.
+    keep_alive: bool,
+    /// `Expect` has `100-continue`.
+    expect_continue: bool,
+    /// A field of [`SINGLETONS`] came more than once.
+    repeated_singleton: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn collect(buf: &'a [u8], fields: &[(Range<usize>, Range<usize>)]) -> Fields<'a> {
+        let mut f = Fields::default();
+        let mut singletons_seen = [false; SINGLETONS.len()];
+        for (name, value) in fields {
+            let (name, value) = (&buf[name.clone()], &buf[value.clone()]);
+            if let Some(i) = SINGLETONS
+                .iter()
+                .position(|s| name.eq_ignore_ascii_case(s.as_bytes()))
+            {
+                f.repeated_singleton |= singletons_seen[i];
+                singletons_seen[i] = true;
+            } else if name.eq_ignore_ascii_case(b"host") {
+                f.hosts.push(value);
+            } else if name.eq_ignore_ascii_case(b"content-length") {
+                f.content_lengths.push(value);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                f.transfer_encodings.push(value);
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                // RFC 9110 section 7.6.1: `Connection = #connection-option`, and "Connection
+                // options are case-insensitive."
+                for option in list_elements(value) {
+                    f.close |= option.eq_ignore_ascii_case(b"close");
+                    f.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                }
+            } else if name.eq_ignore_ascii_case(b"expect") {
+                // RFC 9110 section 10.1.1: `Expect = #expectation`; "The expectation token is
+                // case-insensitive" (and 100-continue takes no value).
+                f.expect_continue |=
+                    list_elements(value).any(|e| e.eq_ignore_ascii_case(b"100-continue"));
+            }
+        }
+        f
+    }
+}
+
+/// RFC 9112 section 3.2: "A server MUST respond with a 400 (Bad Request) status code to any
+/// HTTP/1.1 request message that lacks a Host header field and to any request message that
+/// contains more than one Host header field line or a Host header field with an invalid field
+/// value." The value is RFC 9110 section 7.2's `Host = uri-host [ ":" port ]`.
+///
+/// An empty value: the same section says "If the authority component is missing or undefined
+/// for the target URI, then a client MUST send a Host header field with an empty field value."
+/// With absolute-form or authority-form the target carries the authority itself (section
+/// 3.2.2: "the origin server MUST ignore the received Host header field (if any) and instead
+/// use the host information of the request-target"), so an empty Host is accepted there. With
+/// origin-form or asterisk-form the target URI is `http://` + Host, and an empty Host leaves
+/// it with no authority, which "http" does not allow (RFC 9110 section 4.2.1: "A recipient
+/// that processes such a URI reference MUST reject it as invalid"); RFC 9112 section 3.3 lets
+/// the server "reject the request or determine whether a configured default applies". This
+/// server has no configured default authority, so it rejects: [`Error::BadHost`].
+fn check_host(fields: &Fields<'_>, minor: u8, form: TargetForm) -> Result<(), Error> {
+    match fields.hosts.as_slice() {
+        [] if minor == 0 => Ok(()),
+        [] => Err(Error::MissingHost),
+        [[]] => match form {
+            TargetForm::Absolute | TargetForm::Authority => Ok(()),
+            TargetForm::Origin | TargetForm::Asterisk => Err(Error::BadHost),
+        },
+        [host] if host_and_port(host).is_some() => Ok(()),
+        _ => Err(Error::BadHost),
+    }
+}
+
+/// The body's framing, RFC 9112 section 6.
+///
+/// * `Transfer-Encoding` in HTTP/1.0: section 6.1, "A server or client that receives an
+///   HTTP/1.0 message containing a Transfer-Encoding header field MUST treat the message as if
+///   the framing is faulty, even if a Content-Length is present": refused.
+/// * Both fields: section 6.3, "Such a message might indicate an attempt to perform request
+///   smuggling [...] and ought to be handled as an error": refused (policy; the RFC also lets
+///   Transfer-Encoding win, but then a front end that read Content-Length disagrees with us).
+/// * The codings of every `Transfer-Encoding` line, in order, form one list. Section 6.3: "If
+///   a Transfer-Encoding header field is present in a request and the chunked transfer coding
+///   is not the final encoding, the message body length cannot be determined reliably; the
+///   server MUST respond with the 400 (Bad Request) status code"; section 6.1: "A sender MUST
+///   NOT apply the chunked transfer coding more than once". A malformed list, chunked not
+///   last or chunked twice: [`Error::BadTransferEncoding`].
+/// * Any other coding before the final chunked (gzip, identity, unknown) or parameters on
+///   chunked: [`Error::UnsupportedTransferCoding`]. Section 6.1: "A server that receives a
+///   request message with a transfer coding it does not understand SHOULD respond with 501
+///   (Not Implemented)." This server only removes chunked, and passing a still-gzipped body
+///   to the app as if it were the content would be wrong.
+/// * `Content-Length = 1*DIGIT`, on one line only. Section 6.3 lets a recipient accept a
+///   list or repeats of one same value ("unless the field value can be successfully parsed as
+///   a comma-separated list [...] and all values in the list are the same"), and RFC 9110
+///   section 8.6 says it "MAY either reject the message as invalid or replace that invalid
+///   field value with a single instance". We reject (the safer choice, as Gunicorn): a proxy
+///   in front that takes the first number of `5, 50` or of two lines frames the body
+///   differently, and no client that follows the RFC sends repeats.
+fn framing(fields: &Fields<'_>, minor: u8, limits: &Limits) -> Result<BodyFraming, Error> {
+    if !fields.transfer_encodings.is_empty() {
+        if minor == 0 || !fields.content_lengths.is_empty() {
+            return Err(Error::BadTransferEncoding);
+        }
+        let mut codings = Vec::new();
+        for value in &fields.transfer_encodings {
+            for element in list_elements(value) {
+                codings.push(token_with_params(element).ok_or(Error::BadTransferEncoding)?);
+            }
+        }
+        // RFC 9112 section 7: "All transfer-coding names are case-insensitive".
+        let chunked = |name: &[u8]| name.eq_ignore_ascii_case(b"chunked");
+        let chunked_count = codings.iter().filter(|(name, _)| chunked(name)).count();
+        if chunked_count != 1 || !codings.last().is_some_and(|(name, _)| chunked(name)) {
+            return Err(Error::BadTransferEncoding);
+        }
+        if codings.len() > 1 || codings[0].1 {
+            return Err(Error::UnsupportedTransferCoding);
+        }
+        return Ok(BodyFraming::Chunked);
+    }
+    match fields.content_lengths.as_slice() {
+        [] => Ok(BodyFraming::None),
+        [value] => {
+            let n = parse_content_length(value)?;
+            if limits.body > 0 && n > limits.body {
+                return Err(Error::BodyTooLarge);
+            }
+            Ok(BodyFraming::Length(n))
+        }
+        _ => Err(Error::BadContentLength),
+    }
+}
+
+/// RFC 9110 section 8.6: `Content-Length = 1*DIGIT`; a number past `u64` is invalid too.
 fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return Err(Error::BadContentLength);
@@ -231,26 +533,6 @@ fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
             .and_then(|n| n.checked_add(u64::from(d - b'0')))
             .ok_or(Error::BadContentLength)
     })
-}
-
-/// httparse says "bad version" both for `HTTP/2.0` (a version we do not support: 505) and for
-/// garbage where the version should be (400).
-fn version_error(buf: &[u8]) -> Error {
-    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let line = buf[..line_end]
-        .strip_suffix(b"\r")
-        .unwrap_or(&buf[..line_end]);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    let well_formed = version.len() == 8
-        && version.starts_with(b"HTTP/")
-        && version[5].is_ascii_digit()
-        && version[6] == b'.'
-        && version[7].is_ascii_digit();
-    if well_formed {
-        Error::UnsupportedVersion
-    } else {
-        Error::Malformed
-    }
 }
 
 #[cfg(test)]
