@@ -51,10 +51,11 @@ fn echo(mut req: Request<'_>) -> Response {
                     .collect(),
             ),
         };
-    let version: &[u8] = if req.version() == Version::HTTP_10 {
-        b"HTTP/1.0"
-    } else {
-        b"HTTP/1.1"
+    // The version as received (an HTTP/1.2 request is served as 1.1 but echoed as sent).
+    let version: Vec<u8> = match req.extensions().get::<RawHead>() {
+        Some(raw) => raw.version().to_vec(),
+        None if req.version() == Version::HTTP_10 => b"HTTP/1.0".to_vec(),
+        None => b"HTTP/1.1".to_vec(),
     };
     let (path, query) = path_and_query(&method, &target);
 
@@ -68,7 +69,7 @@ fn echo(mut req: Request<'_>) -> Response {
     out.push_str(", \"query\": ");
     push_json_string(&mut out, query);
     out.push_str(", \"version\": ");
-    push_json_string(&mut out, version);
+    push_json_string(&mut out, &version);
     out.push_str(", \"headers\": [");
     for (i, (name, value)) in fields.iter().enumerate() {
         if i > 0 {

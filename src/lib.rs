@@ -62,9 +62,10 @@
 //! # Process model
 //!
 //! The master binds the listeners (or takes them from systemd's `LISTEN_FDS`), builds the
-//! app, and forks `workers` worker processes. Each worker accepts one connection at a time
-//! from the shared kernel queue, reads the request, calls the app and writes the response
-//! with `Connection: close`. The master never serves and never starts a thread: it reaps
+//! app, and forks `workers` worker processes. Each worker serves one request at a time from
+//! the connections it accepts from the shared kernel queue; connections whose request has
+//! not fully arrived (slow clients) and idle keep-alive connections wait parked in the
+//! worker's own poll instead of holding it. The master never serves and never starts a thread: it reaps
 //! dead workers and respawns them, kills workers stuck past `timeout` (logging the request
 //! they were stuck on, read from the shared-memory scoreboard), grows and shrinks the pool
 //! on TTIN/TTOU, replaces every worker on HUP, and stops gracefully on TERM. See
@@ -82,8 +83,7 @@
 //!
 //! # Limitations
 //!
-//! - Every response closes its connection (`--keepalive 0`); keep-alive arrives with the
-//!   RFC 9112 work, as do chunked request bodies (answered 501 today).
+//! - Transfer codings other than chunked are answered 501 (no gzip request bodies).
 //! - Linux only: it relies on `prctl`, `/proc`, `TCP_DEFER_ACCEPT` and shutdown(2) on
 //!   listening sockets.
 //! - The app must not start threads before the fork (the master checks and refuses).

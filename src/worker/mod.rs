@@ -364,7 +364,7 @@ impl<'a, A: App> Worker<'a, A> {
             self.close(id, false);
             return;
         }
-        match request_state(&client.buf, client.eof, &self.ctx.config.limits) {
+        match request_state(&client.buf, &self.ctx.config.limits) {
             RequestState::Ready => self.ready.push_back(id),
             RequestState::Incomplete if client.eof => {
                 // The client closed. A partial request gets no answer: nobody would read it.
@@ -562,7 +562,7 @@ impl<'a, A: App> Worker<'a, A> {
         };
         client.requests += 1;
         client.deadline = Instant::now() + keepalive;
-        match request_state(&client.buf, client.eof, &self.ctx.config.limits) {
+        match request_state(&client.buf, &self.ctx.config.limits) {
             RequestState::Ready => self.ready.push_back(id),
             RequestState::Refused(err) => self.refuse(id, err),
             RequestState::Incomplete if client.eof => self.close(id, false),
@@ -637,6 +637,21 @@ impl<'a, A: App> Worker<'a, A> {
                 error!(worker = self.ctx.slot_index, pid = self.pid, method = %method, path, request_id, panic = take_panic(), "app panicked");
                 plain(StatusCode::INTERNAL_SERVER_ERROR)
             }
+        };
+        // A body that broke its framing or the body limit is answered with that error (the
+        // app saw only a read error), and the connection is closed.
+        let response = match src.error {
+            Some(e) => {
+                debug!(
+                    worker = self.ctx.slot_index,
+                    pid = self.pid,
+                    reason = e.name(),
+                    status = e.status().as_u16(),
+                    "request body refused"
+                );
+                plain(e.status())
+            }
+            None => response,
         };
         let out = serve::Outgoing::new(response, &method, version);
         let status = out.status;
@@ -831,14 +846,14 @@ enum RequestState {
 /// (up to [`SMALL_BODY`]) must be here in full first, so that a client trickling its body
 /// does not hold the worker; a larger one streams to the app. A client that asked for
 /// `100 Continue` waits for it, so its request is served as soon as the head is here.
-fn request_state(buf: &[u8], eof: bool, limits: &Limits) -> RequestState {
+fn request_state(buf: &[u8], limits: &Limits) -> RequestState {
     let parsed = match h1::parse_head(buf, limits) {
         Ok(Some(p)) => p,
         Ok(None) => return RequestState::Incomplete,
         Err(e) => return RequestState::Refused(e),
     };
     let body = &buf[parsed.head_len..];
-    if parsed.expect_continue || eof {
+    if parsed.expect_continue {
         return RequestState::Ready;
     }
     match parsed.body {

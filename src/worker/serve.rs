@@ -26,6 +26,9 @@ pub(super) struct BodySrc<'c> {
     pub send_continue: bool,
     /// A read failed or the framing was broken: the connection cannot carry another request.
     pub failed: bool,
+    /// The body broke the chunked framing or the body limit: the client gets this status,
+    /// whatever the app answered.
+    pub error: Option<h1::Error>,
     pub idle: Duration,
 }
 
@@ -54,6 +57,7 @@ impl<'c> BodySrc<'c> {
             done,
             send_continue,
             failed: false,
+            error: None,
             idle,
         }
     }
@@ -89,6 +93,7 @@ impl<'c> BodySrc<'c> {
                 let step = match decoder.decode(&self.buf[self.pos..], out) {
                     Ok(s) => s,
                     Err(e) => {
+                        self.error = Some(e);
                         let err = io::Error::new(io::ErrorKind::InvalidData, e.name());
                         return Err(self.fail(err));
                     }

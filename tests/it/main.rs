@@ -22,6 +22,8 @@ mod logs;
 mod metrics;
 /// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
 mod pool;
+/// RFC 9112 statuses from raw bytes.
+mod rfc9112;
 /// Settings on the command line and in the environment; listeners (PORT, Unix sockets).
 mod settings;
 /// TERM to the process group with requests in flight; INT.
