@@ -7,7 +7,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::listener::Conn;
 use crate::sys;
@@ -88,33 +88,4 @@ pub fn write_all_vectored(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> i
         }
     }
     Ok(())
-}
-
-/// Reads what the client still sends and throws it away: closing a socket with unread bytes
-/// makes the kernel send RST, which can destroy the response the client has not read yet
-/// (RFC 9112 section 9.6, "tear-down"). So, when the request body was not read to its end,
-/// shut our side down and read, for a short bounded time and amount, before closing.
-pub fn linger(conn: &mut Conn) {
-    const MAX_TIME: Duration = Duration::from_secs(2);
-    const MAX_BYTES: u64 = 4 << 20;
-    if conn.shutdown_write().is_err() {
-        return;
-    }
-    let deadline = Instant::now() + MAX_TIME;
-    let mut discarded = 0u64;
-    let mut sink = [0u8; 8192];
-    while discarded < MAX_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        let mut p = Patient {
-            conn: &mut *conn,
-            idle: left.min(Duration::from_millis(500)),
-        };
-        match p.read(&mut sink) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => discarded += n as u64,
-        }
-    }
 }

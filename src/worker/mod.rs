@@ -335,6 +335,7 @@ impl<'a, A: App> Worker<'a, A> {
             requests: 0,
             registered: false,
             eof: false,
+            lingering: false,
         };
         let id = match self.free_ids.pop() {
             Some(id) => {
@@ -357,6 +358,12 @@ impl<'a, A: App> Worker<'a, A> {
             return;
         };
         if self.ready.contains(&id) {
+            return;
+        }
+        if client.lingering {
+            if !client.discard() {
+                self.close(id, false);
+            }
             return;
         }
         if let Err(e) = client.fill(max) {
@@ -431,7 +438,7 @@ impl<'a, A: App> Worker<'a, A> {
             if client.deadline > now || self.ready.contains(&id) {
                 continue;
             }
-            if client.buf.is_empty() && client.requests > 0 {
+            if client.lingering || (client.buf.is_empty() && client.requests > 0) {
                 self.close(id, false);
             } else {
                 self.refuse(id, h1::Error::HeadTimeout);
@@ -443,13 +450,33 @@ impl<'a, A: App> Worker<'a, A> {
         self.clients.iter().flatten().map(|c| c.deadline).min()
     }
 
-    /// Drops a connection (closing it also removes it from the poll). With `linger`, the
-    /// client's unread bytes are drained first so that our response is not reset.
+    /// Drops a connection (closing it also removes it from the poll).
+    ///
+    /// With `linger`, it is not dropped yet: closing a socket with unread bytes makes the
+    /// kernel send RST, which can destroy the response the client has not read yet (RFC 9112
+    /// section 9.6, "tear-down"). So our side is shut down and the connection stays parked,
+    /// its incoming bytes discarded, until the client closes or [`LINGER`] has passed. The
+    /// worker does not wait for it.
     fn close(&mut self, id: usize, linger: bool) {
-        if let Some(mut client) = self.clients.get_mut(id).and_then(Option::take) {
-            if linger && !client.eof {
-                io::linger(&mut client.conn);
+        if linger
+            && let Some(client) = self.clients.get_mut(id).and_then(Option::as_mut)
+            && !client.eof
+            && !client.lingering
+            && client.conn.shutdown_write().is_ok()
+        {
+            client.lingering = true;
+            client.buf.clear();
+            client.deadline = Instant::now() + LINGER;
+            self.ready.retain(|&r| r != id);
+            if client.discard()
+                && client
+                    .park(self.poll.registry(), Token(CLIENTS + id))
+                    .is_ok()
+            {
+                return;
             }
+        }
+        if let Some(mut client) = self.clients.get_mut(id).and_then(Option::take) {
             self.free_ids.push(id);
             self.ready.retain(|&r| r != id);
             let mut buf = std::mem::take(&mut client.buf);
@@ -761,6 +788,8 @@ pub const SMALL_BODY: u64 = 64 * 1024;
 /// Most connections a worker holds at once (serving one, the others parked); at this number
 /// it stops accepting until one completes or expires.
 pub const MAX_CLIENTS: usize = 64;
+/// How long a closing connection may keep sending before it is dropped (see `close`).
+const LINGER: Duration = Duration::from_secs(2);
 /// Pause before retrying accept after EMFILE and the like.
 const RETRY: Duration = Duration::from_millis(100);
 /// Tokens of connections start here (listeners use 0..listeners).
@@ -778,6 +807,8 @@ struct Client {
     registered: bool,
     /// The client has closed its sending side.
     eof: bool,
+    /// We have answered and shut our side down; what the client still sends is discarded.
+    lingering: bool,
 }
 
 impl Client {
@@ -813,6 +844,27 @@ impl Client {
                     self.buf.truncate(len);
                     return Err(e);
                 }
+            }
+        }
+    }
+
+    /// Reads and drops what a lingering client sends; false when it is time to close (the
+    /// client closed, the connection failed, or it sent more than 4 MiB).
+    fn discard(&mut self) -> bool {
+        let mut sink = [0u8; 8192];
+        let mut total = 0usize;
+        loop {
+            match self.conn.read(&mut sink) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    total += n;
+                    if total > 4 << 20 {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
             }
         }
     }

@@ -216,3 +216,28 @@ fn a_head_that_never_completes_gets_408_while_others_are_served() {
     let r = read_response(&mut slow);
     assert_eq!(r.status, 408);
 }
+
+#[test]
+fn an_unread_body_is_drained_so_the_response_is_not_reset_and_others_are_served() {
+    // The demo app answers a POST with 405 without reading its body: the worker must drain
+    // what the client still sends before closing (or the client could lose the 405 to a
+    // reset), but it does so parked, serving others meanwhile.
+    let s = Server::start(&["--workers", "1"]);
+    s.wait_log(&["worker ready"], 1);
+    let mut big = connect(&s);
+    big.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\npart of the body")
+        .unwrap();
+    let r = read_one(&mut big);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    // The one worker serves another client while the first connection lingers.
+    assert_eq!(s.get("/").status, 200);
+    // The server has only shut down its sending side (we read its FIN), and still reads:
+    // more of the body is discarded, not answered with a reset.
+    big.write_all(&[b'x'; 4096]).unwrap();
+    big.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    big.read_to_end(&mut rest)
+        .expect("no reset: the server drained what we sent");
+    assert!(rest.is_empty());
+}
