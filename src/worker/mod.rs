@@ -297,7 +297,14 @@ impl<'a, A: App> Worker<'a, A> {
                 && self.stopping.is_none()
             {
                 match self.ctx.listeners[i].accept() {
-                    Ok(conn) => self.admit(conn),
+                    Ok(conn) => {
+                        self.admit(conn);
+                        if !self.ready.is_empty() {
+                            // Serve it before taking more: the connections still queued
+                            // are left to the other workers, one at a time each.
+                            return retry;
+                        }
+                    }
                     Err(e) => match e.raw_os_error() {
                         Some(libc::EAGAIN) => self.listener_ready[i] = false,
                         Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO) => {}
@@ -830,9 +837,11 @@ impl Client {
                 Ok(n) => {
                     self.buf.truncate(len + n);
                     if len + n < room {
-                        // A short read: the socket is very likely drained. Edge-triggered
-                        // readiness only needs EAGAIN eventually, and the next read finds it.
-                        continue;
+                        // A short read: the socket is drained for now. No read to EAGAIN:
+                        // on Linux every arrival of data wakes an edge-triggered epoll
+                        // again (ep_poll_callback on sk_data_ready), so the parked
+                        // connection is not missed, and the common case saves a syscall.
+                        return Ok(());
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
