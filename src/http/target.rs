@@ -56,9 +56,20 @@ fn is_pchar_byte(b: u8) -> bool {
     is_unreserved(b) || is_sub_delim(b) || b == b':' || b == b'@'
 }
 
-/// RFC 3986 section 3.4: `query = *( pchar / "/" / "?" )`.
+/// RFC 3986 section 3.4: `query = *( pchar / "/" / "?" )`, plus what browsers leave
+/// unencoded in queries (see [`is_browser_byte`]) and the backtick.
 fn is_query_byte(b: u8) -> bool {
-    is_pchar_byte(b) || b == b'/' || b == b'?'
+    is_pchar_byte(b) || b == b'/' || b == b'?' || is_browser_byte(b) || b == b'`'
+}
+
+/// Bytes RFC 3986 does not allow in a path or query but that browsers send unencoded
+/// (`[ ] { } | ^ \`, as in `?ids[]=1` or `?q=a|b`; the WHATWG URL standard's path and query
+/// percent-encode sets leave them alone). Refusing them would break real clients for no
+/// safety gain: they are printable, never whitespace or CTLs, and change no framing; nginx
+/// and Gunicorn accept them, and the `http` crate's URI parser does too. The conformance
+/// kit allows either answer for them (tag `lenient-target`).
+fn is_browser_byte(b: u8) -> bool {
+    matches!(b, b'[' | b']' | b'{' | b'}' | b'|' | b'^' | b'\\')
 }
 
 /// `path-abempty [ "?" query ]` (the origin-form when it starts with `/`; RFC 9112 section
@@ -71,7 +82,9 @@ fn is_path_and_query(s: &[u8]) -> bool {
     };
     let path_ok = path.is_empty() || path[0] == b'/';
     path_ok
-        && all_or_pct(path, |b| is_pchar_byte(b) || b == b'/')
+        && all_or_pct(path, |b| {
+            is_pchar_byte(b) || b == b'/' || is_browser_byte(b)
+        })
         && all_or_pct(query, is_query_byte)
 }
 

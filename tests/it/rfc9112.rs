@@ -61,6 +61,13 @@ fn framing_and_request_line_rules_have_their_statuses() {
         assert_eq!(r.status, *status, "{what}: {r:?}");
         assert_eq!(r.header("connection").as_deref(), Some("close"), "{what}");
     }
+    // What browsers leave unencoded in paths and queries is served, byte for byte.
+    let r = exchange(
+        &s,
+        b"GET /a[0]?ids[]=1&q=a|b^{c} HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(String::from_utf8_lossy(&r.body).contains("ids[]=1&q=a|b^{c}"));
     // RFC 9110 section 2.5: a higher minor version is served as the highest we implement.
     let r = exchange(&s, b"GET / HTTP/1.2\r\nHost: a\r\n\r\n");
     assert_eq!(r.status, 200);

@@ -67,12 +67,7 @@ fn forms_by_method() {
         ("GET", "/a#frag"),
         ("GET", "/with_\"quotes\""),
         ("GET", "/a<b>"),
-        ("GET", "/a\\b"),
-        ("GET", "/a{b}"),
-        ("GET", "/a|b"),
-        ("GET", "/a^b"),
         ("GET", "/a`b"),
-        ("GET", "/a?b[]=1"),
         ("GET", "/\u{e0}"),
         ("GET", "/a\x01"),
         ("GET", "/a\x7f"),
@@ -95,6 +90,24 @@ fn forms_by_method() {
         ("GET", "ht_tp://example.com/"),
         ("GET", "http://a@b@c/"),
     ];
+    // What browsers send unencoded is accepted (target.rs, `is_browser_byte`); a backtick
+    // only in the query, as the `http` crate's URI parser has it.
+    for target in [
+        "/a\\b",
+        "/a{b}",
+        "/a|b",
+        "/a^b",
+        "/a?b[]=1",
+        "/a?q=a|b^c",
+        "/a?x=`1`",
+        "/a[0]",
+    ] {
+        assert_eq!(
+            classify(b"GET", target.as_bytes()),
+            Ok(TargetForm::Origin),
+            "{target}"
+        );
+    }
     for (method, target) in bad {
         assert_eq!(
             classify(method.as_bytes(), target.as_bytes()),
