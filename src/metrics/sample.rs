@@ -60,35 +60,21 @@ pub enum MemoryFrom {
     Processes,
 }
 
-/// The dyno-level memory line's figures.
+/// The dyno-level memory line's figures: the cgroup's own, or the same figures summed over
+/// the server's processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DynoMemory {
-    /// Resident memory, bytes.
-    pub rss_bytes: u64,
-    /// Page cache, bytes.
-    pub cache_bytes: u64,
-    /// Swap, bytes.
-    pub swap_bytes: u64,
-    /// Pages read in (cgroup v1 only).
-    pub pgpgin_pages: Option<u64>,
-    /// Pages written out (cgroup v1 only).
-    pub pgpgout_pages: Option<u64>,
-    /// The memory limit, bytes, when one is set.
-    pub quota_bytes: Option<u64>,
-    /// Where the figures came from.
+    /// The figures (RSS, cache, swap, page counters, quota).
+    pub figures: CgroupMemory,
+    /// Where they came from.
     pub from: MemoryFrom,
 }
 
 impl DynoMemory {
     /// From the server's cgroup.
-    pub fn from_cgroup(m: &CgroupMemory, version: CgroupVersion) -> DynoMemory {
+    pub fn from_cgroup(figures: CgroupMemory, version: CgroupVersion) -> DynoMemory {
         DynoMemory {
-            rss_bytes: m.rss_bytes,
-            cache_bytes: m.cache_bytes,
-            swap_bytes: m.swap_bytes,
-            pgpgin_pages: m.pgpgin_pages,
-            pgpgout_pages: m.pgpgout_pages,
-            quota_bytes: m.quota_bytes,
+            figures,
             from: MemoryFrom::Cgroup(version),
         }
     }
@@ -97,13 +83,16 @@ impl DynoMemory {
     /// the master and the workers count once; SwapPss likewise. No page cache or page
     /// counters can be attributed to processes, so those are 0 and absent.
     pub fn from_processes(procs: &[ProcMemory], quota_bytes: Option<u64>) -> DynoMemory {
-        DynoMemory {
+        let figures = CgroupMemory {
             rss_bytes: procs.iter().map(|p| p.pss_kib * 1024).sum(),
             cache_bytes: 0,
             swap_bytes: procs.iter().map(|p| p.swap_pss_kib * 1024).sum(),
             pgpgin_pages: None,
             pgpgout_pages: None,
             quota_bytes,
+        };
+        DynoMemory {
+            figures,
             from: MemoryFrom::Processes,
         }
     }
@@ -149,7 +138,8 @@ pub fn render_load(id: &Identity, avg: [f64; 3]) -> String {
 }
 
 /// The dyno-level memory line, Heroku's keys: `memory_total` is RSS + cache + swap.
-pub fn render_memory(id: &Identity, m: &DynoMemory) -> String {
+pub fn render_memory(id: &Identity, dyno: &DynoMemory) -> String {
+    let m = &dyno.figures;
     let mut s = id.prefix();
     let total = m.rss_bytes + m.cache_bytes + m.swap_bytes;
     let _ = write!(
@@ -417,7 +407,7 @@ impl Sampler {
             .and_then(|(v, dir)| cgroup::read(*v, dir).map(|m| (*v, m)));
         let owned = self.owned_cgroup_procs(master_pid, workers).is_some();
         let dyno = match from_cgroup {
-            Some((v, m)) if owned => DynoMemory::from_cgroup(&m, v),
+            Some((v, m)) if owned => DynoMemory::from_cgroup(m, v),
             other => {
                 let procs: Vec<ProcMemory> = master
                     .into_iter()

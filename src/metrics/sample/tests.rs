@@ -61,15 +61,15 @@ fn load_line() {
 
 #[test]
 fn memory_line_from_a_v1_cgroup_has_every_heroku_key() {
-    let m = DynoMemory {
+    let figures = CgroupMemory {
         rss_bytes: 20 << 20,
         cache_bytes: 1 << 20,
         swap_bytes: 0,
         pgpgin_pages: Some(348_836),
         pgpgout_pages: Some(343_403),
         quota_bytes: Some(512 << 20),
-        from: MemoryFrom::Cgroup(CgroupVersion::V1),
     };
+    let m = DynoMemory::from_cgroup(figures, CgroupVersion::V1);
     assert_eq!(
         render_memory(&id(), &m),
         "source=web.1 dyno=d1 sample#memory_total=21.00MB sample#memory_rss=20.00MB \
@@ -83,8 +83,8 @@ fn memory_from_processes_counts_shared_pages_once() {
     // Master and two workers: PSS splits shared pages between them; summed RSS would not.
     let procs = [mem(3000, 1400, 900), mem(1400, 400, 80), mem(1400, 400, 80)];
     let m = DynoMemory::from_processes(&procs, None);
-    assert_eq!(m.rss_bytes, 2200 * 1024);
-    assert_eq!(m.cache_bytes, 0);
+    assert_eq!(m.figures.rss_bytes, 2200 * 1024);
+    assert_eq!(m.figures.cache_bytes, 0);
     let line = render_memory(&id(), &m);
     assert!(line.contains("sample#memory_total=2.15MB"), "{line}");
     assert!(
