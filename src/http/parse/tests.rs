@@ -901,3 +901,23 @@ fn mutated_heads_never_panic_and_prefixes_agree() {
         }
     }
 }
+
+/// Regression: `http::HeaderMap::append` panics past about 24,000 distinct names, and
+/// `--limit-request-fields` allows 32768; the worker crashed instead of answering 431.
+#[test]
+fn issue_headermap_capacity_is_a_431_not_a_panic() {
+    let limits = Limits {
+        request_line: 8190,
+        fields: 32_768,
+        field_size: 8190,
+        body: 0,
+    };
+    let mut raw = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..32_000 {
+        raw.push_str(&format!("x{i}: v\r\n"));
+    }
+    raw.push_str("\r\n");
+    let err =
+        parse_head(raw.as_bytes(), &limits).expect_err("too many distinct names for a HeaderMap");
+    assert_eq!(err.status().as_u16(), 431);
+}
