@@ -16,6 +16,7 @@ use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, Sockaddr
 
 use crate::config::BindAddr;
 use crate::error::{Error, ErrorKind};
+use crate::metrics::tcp::{ListenQueue, decode_listen_queue};
 use crate::sys;
 
 /// A listening socket.
@@ -55,13 +56,11 @@ impl Listener {
         }
     }
 
-    /// Connections waiting in this listener's accept queue, from TCP_INFO; `None` for a
-    /// Unix socket (the kernel does not report it).
-    pub fn queue_depth(&self) -> Option<u32> {
+    /// This listener's accept queue (length and limit), from TCP_INFO; `None` for a Unix
+    /// socket (the kernel does not report it).
+    pub fn listen_queue(&self) -> Option<ListenQueue> {
         match self {
-            Listener::Tcp(_) => sys::tcp_info(self.as_fd())
-                .and_then(|b| crate::metrics::tcp::decode_listen_queue(&b))
-                .map(|q| q.depth),
+            Listener::Tcp(_) => sys::tcp_info(self.as_fd()).and_then(|b| decode_listen_queue(&b)),
             Listener::Unix(..) => None,
         }
     }
@@ -330,7 +329,7 @@ mod tests {
             io::ErrorKind::WouldBlock,
             "non-blocking"
         );
-        assert_eq!(l.queue_depth(), Some(0));
+        assert_eq!(l.listen_queue().map(|q| q.depth), Some(0));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::error::{EXIT_CRASH_LOOP, EXIT_OK, WORKER_BOOT_ERROR};
 use crate::handler::App;
 use crate::listener::Listener;
 use crate::metrics::sample::{Identity, LiveWorker, Sampler};
-use crate::metrics::tcp::{ListenQueue, decode_listen_queue};
+use crate::metrics::tcp::ListenQueue;
 use crate::scoreboard::{Scoreboard, WorkerState};
 use crate::signals::{MasterSignal, MasterSignals};
 use crate::sys::{self, Forked};
@@ -137,8 +137,7 @@ pub fn request_limit(max: u64, jitter: u64, random: u64) -> u64 {
 fn listen_queue(listeners: &[Listener]) -> Option<ListenQueue> {
     listeners
         .iter()
-        .filter(|l| matches!(l, Listener::Tcp(_)))
-        .filter_map(|l| sys::tcp_info(l.as_fd()).and_then(|b| decode_listen_queue(&b)))
+        .filter_map(Listener::listen_queue)
         .reduce(|a, b| ListenQueue {
             depth: a.depth + b.depth,
             limit: a.limit + b.limit,

@@ -553,7 +553,7 @@ impl<'a, A: App> Worker<'a, A> {
         self.ctx
             .listeners
             .iter()
-            .any(|l| l.queue_depth().is_some_and(|d| d > 0))
+            .any(|l| l.listen_queue().is_some_and(|q| q.depth > 0))
     }
 
     /// Serves the complete request at the front of a client's buffer.
