@@ -343,6 +343,7 @@ impl<'a, A: App> Worker<'a, A> {
             registered: false,
             eof: false,
             lingering: false,
+            parsed: None,
         };
         let id = match self.free_ids.pop() {
             Some(id) => {
@@ -379,7 +380,10 @@ impl<'a, A: App> Worker<'a, A> {
             return;
         }
         match request_state(&client.buf, &self.ctx.config.limits) {
-            RequestState::Ready => self.ready.push_back(id),
+            RequestState::Ready(parsed) => {
+                client.parsed = Some(parsed);
+                self.ready.push_back(id);
+            }
             RequestState::Incomplete if client.eof => {
                 // The client closed. A partial request gets no answer: nobody would read it.
                 self.close(id, false);
@@ -473,6 +477,7 @@ impl<'a, A: App> Worker<'a, A> {
         {
             client.lingering = true;
             client.buf.clear();
+            client.parsed = None;
             client.deadline = Instant::now() + LINGER;
             self.ready.retain(|&r| r != id);
             if client.discard()
@@ -561,23 +566,15 @@ impl<'a, A: App> Worker<'a, A> {
         let Some(mut client) = self.clients.get_mut(id).and_then(Option::take) else {
             return;
         };
-        let parsed = match h1::parse_head(&client.buf, &self.ctx.config.limits) {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                // Not complete after all (cannot happen: it was checked); wait for more.
-                self.clients[id] = Some(client);
-                return;
-            }
-            Err(err) => {
-                self.clients[id] = Some(client);
-                self.refuse(id, err);
-                return;
-            }
+        // Queued only with its parsed head (see `request_state`).
+        let Some(parsed) = client.parsed.take() else {
+            self.clients[id] = Some(client);
+            return;
         };
         let slot = self.ctx.slot;
         slot.set_state(WorkerState::Busy);
         let started = Instant::now();
-        let answered = self.respond(&mut client, parsed, started);
+        let answered = self.respond(&mut client, *parsed, started);
         let service_us = started.elapsed().as_micros() as u64;
         self.served += 1;
         slot.count_response(answered.status.as_u16(), service_us, answered.queue_us);
@@ -597,7 +594,10 @@ impl<'a, A: App> Worker<'a, A> {
         client.requests += 1;
         client.deadline = Instant::now() + keepalive;
         match request_state(&client.buf, &self.ctx.config.limits) {
-            RequestState::Ready => self.ready.push_back(id),
+            RequestState::Ready(parsed) => {
+                client.parsed = Some(parsed);
+                self.ready.push_back(id);
+            }
             RequestState::Refused(err) => self.refuse(id, err),
             RequestState::Incomplete if client.eof => self.close(id, false),
             RequestState::Incomplete => {
@@ -816,6 +816,9 @@ struct Client {
     eof: bool,
     /// We have answered and shut our side down; what the client still sends is discarded.
     lingering: bool,
+    /// The head of the complete request at the front of `buf`, while it waits in the ready
+    /// queue.
+    parsed: Option<Box<Parsed>>,
 }
 
 impl Client {
@@ -893,10 +896,11 @@ impl Client {
 }
 
 /// Where a client's buffered request stands.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum RequestState {
-    /// A complete request (head, and a small body in full) can be served.
-    Ready,
+    /// A complete request (head, and a small body in full) can be served; its parsed head is
+    /// kept so that serving it does not parse it again.
+    Ready(Box<Parsed>),
     /// More bytes are needed.
     Incomplete,
     /// The request breaks a rule or a limit.
@@ -913,14 +917,22 @@ fn request_state(buf: &[u8], limits: &Limits) -> RequestState {
         Ok(None) => return RequestState::Incomplete,
         Err(e) => return RequestState::Refused(e),
     };
-    let body = &buf[parsed.head_len..];
+    match body_ready(&parsed, &buf[parsed.head_len..], limits) {
+        Ok(true) => RequestState::Ready(Box::new(parsed)),
+        Ok(false) => RequestState::Incomplete,
+        Err(e) => RequestState::Refused(e),
+    }
+}
+
+/// Whether a parsed request's body is ready: none, here in full, or too large to wait for
+/// (or the client waits for `100 Continue`). `Err` when the part already here is broken.
+fn body_ready(parsed: &Parsed, body: &[u8], limits: &Limits) -> Result<bool, h1::Error> {
     if parsed.expect_continue {
-        return RequestState::Ready;
+        return Ok(true);
     }
     match parsed.body {
-        BodyFraming::None => RequestState::Ready,
-        BodyFraming::Length(n) if n > SMALL_BODY || body.len() as u64 >= n => RequestState::Ready,
-        BodyFraming::Length(_) => RequestState::Incomplete,
+        BodyFraming::None => Ok(true),
+        BodyFraming::Length(n) => Ok(n > SMALL_BODY || body.len() as u64 >= n),
         BodyFraming::Chunked => {
             // Decode what is here into a scratch buffer: complete, too big to wait for, or
             // broken (answered before the app runs).
@@ -928,18 +940,14 @@ fn request_state(buf: &[u8], limits: &Limits) -> RequestState {
             let mut scratch = [0u8; 4096];
             let (mut at, mut decoded) = (0usize, 0u64);
             loop {
-                match decoder.decode(&body[at..], &mut scratch) {
-                    Err(e) => return RequestState::Refused(e),
-                    Ok(step) => {
-                        at += step.consumed;
-                        decoded += step.written as u64;
-                        if step.done || decoded > SMALL_BODY {
-                            return RequestState::Ready;
-                        }
-                        if at >= body.len() || (step.consumed == 0 && step.written == 0) {
-                            return RequestState::Incomplete;
-                        }
-                    }
+                let step = decoder.decode(&body[at..], &mut scratch)?;
+                at += step.consumed;
+                decoded += step.written as u64;
+                if step.done || decoded > SMALL_BODY {
+                    return Ok(true);
+                }
+                if at >= body.len() || (step.consumed == 0 && step.written == 0) {
+                    return Ok(false);
                 }
             }
         }
