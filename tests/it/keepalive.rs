@@ -164,22 +164,28 @@ fn slow_clients_do_not_hold_the_workers() {
     let s = Server::start(&["--workers", "2", "--header-timeout", "20"]);
     s.wait_log(&["worker ready"], 2);
     let addr = s.addr.unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicUsize::new(0));
     let tricklers: Vec<_> = (0..20)
         .map(|_| {
-            let stop = stop.clone();
+            let (stop, started) = (stop.clone(), started.clone());
             std::thread::spawn(move || {
                 let mut c = TcpStream::connect(addr).unwrap();
                 let until = Instant::now() + DEADLINE;
-                for b in b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: yes\r\n"
-                    .iter()
-                    .cycle()
-                {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) || Instant::now() > until {
+                // The head, one byte at a time, then a header value that never ends.
+                let head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+                let bytes = head.iter().chain(std::iter::repeat(&b'y'));
+                for (sent, b) in bytes.enumerate() {
+                    if stop.load(Ordering::Relaxed) || Instant::now() > until {
                         break;
                     }
                     if c.write_all(&[*b]).is_err() {
                         return false;
+                    }
+                    if sent == 2 {
+                        started.fetch_add(1, Ordering::Relaxed);
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -187,13 +193,20 @@ fn slow_clients_do_not_hold_the_workers() {
             })
         })
         .collect();
-    // Let every trickler connect and send a few bytes.
-    std::thread::sleep(Duration::from_millis(500));
+    // Every trickler has connected and sent a few bytes before the normal client comes.
+    let deadline = Instant::now() + DEADLINE;
+    while started.load(Ordering::Relaxed) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the trickling clients did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let t0 = Instant::now();
     let r = request(addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     let took = t0.elapsed();
     assert_eq!(r.status, 200);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     for t in tricklers {
         assert!(t.join().unwrap(), "a trickling client was cut off");
     }
