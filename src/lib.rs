@@ -105,6 +105,8 @@ mod scoreboard;
 mod server;
 mod signals;
 mod sys;
+#[doc(hidden)]
+pub mod tools;
 mod worker;
 
 pub use error::{Error, ErrorKind};
