@@ -28,3 +28,5 @@ mod rfc9112;
 mod settings;
 /// TERM to the process group with requests in flight; INT.
 mod shutdown;
+/// USR2 upgrades in place; sd_notify.
+mod upgrade;
