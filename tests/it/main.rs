@@ -18,6 +18,8 @@ mod http;
 mod keepalive;
 /// USR1 log reopening, the access log.
 mod logs;
+/// examples/Procfile under honcho.
+mod procfile;
 /// Runtime metrics on stdout, parsed with a real logfmt parser; the dyno cgroup.
 mod metrics;
 /// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
