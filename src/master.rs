@@ -60,6 +60,8 @@ struct Worker {
     killed: Option<&'static str>,
     /// Its memory limit (`--max-worker-memory`, with jitter); 0 none.
     memory_limit_kib: u64,
+    /// Handed over by the previous image (USR2): its slot is in a scoreboard we cannot see.
+    adopted: bool,
 }
 
 /// What the master is doing.
@@ -291,8 +293,10 @@ impl<'c, A: App> Master<'c, A> {
                 stop_sent: r.stopping.then_some(now),
                 killed: None,
                 memory_limit_kib: 0,
+                adopted: true,
             });
             if r.stopping {
+                // Asked before the exec, through a flag this image cannot see: repeat it.
                 let _ = kill(Pid::from_raw(r.pid), Signal::SIGTERM);
             }
         }
@@ -650,6 +654,11 @@ impl<'c, A: App> Master<'c, A> {
 
     /// Asks a worker to stop after its current request: the scoreboard flag is seen by a
     /// busy worker, the pipe byte wakes an idle one.
+    ///
+    /// A worker handed over by an upgrade watches a scoreboard this image cannot see, and a
+    /// worker that always finds a connection waiting serves on without polling its pipe; so
+    /// it gets TERM, which every worker checks between requests (a flag its signal handler
+    /// sets, no syscall), and which means the same graceful stop.
     fn stop_worker(&mut self, i: usize) {
         let w = &mut self.workers[i];
         if w.stop_sent.is_some() {
@@ -658,6 +667,9 @@ impl<'c, A: App> Master<'c, A> {
         w.stop_sent = Some(Instant::now());
         self.scoreboard.slot(w.slot).request_stop();
         let _ = nix::unistd::write(w.control.as_fd(), b"s");
+        if w.adopted {
+            let _ = kill(w.pid, Signal::SIGTERM);
+        }
     }
 
     fn kill_all(&mut self, reason: &'static str) {
@@ -928,6 +940,7 @@ impl<'c, A: App> Master<'c, A> {
                     stop_sent: None,
                     killed: None,
                     memory_limit_kib,
+                    adopted: false,
                 });
             }
             Ok(Forked::Child) => {
