@@ -51,7 +51,8 @@
 //! of every wait, 30), `--workers N` (the pool size; default: what the server runs once it
 //! has settled), `--server-log PATH` (where a started server's output goes,
 //! `target/chaos-server.log`), `--json` (one JSON object per op on stdout, the table on
-//! stderr). Without `--addr` and without a command, it starts `target/release/runicorn
+//! stderr), `--keepalive` (clients reuse connections; give the server `--keepalive SECS`
+//! too, or it closes each one). Without `--addr` and without a command, it starts `target/release/runicorn
 //! --workers 2`. Exit code: 0 when every op passes, 1 when one fails, 2 on a usage or setup
 //! error.
 
@@ -149,6 +150,7 @@ struct Options {
     workers: Option<usize>,
     server_log: PathBuf,
     json: bool,
+    keepalive: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -166,6 +168,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         workers: None,
         server_log: PathBuf::from("target/chaos-server.log"),
         json: false,
+        keepalive: false,
     };
     let (mut addr, mut pid) = (None, None);
     let mut it = args.iter();
@@ -178,6 +181,10 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         }
         if arg == "--json" {
             o.json = true;
+            continue;
+        }
+        if arg == "--keepalive" {
+            o.keepalive = true;
             continue;
         }
         if arg == "--help" || arg == "-h" {
@@ -428,6 +435,7 @@ fn run_op(o: &Options, server: &Server, op: Op) -> OpResult {
         duration: o.duration + o.settle * 3,
         max_requests: None,
         request_timeout: o.timeout,
+        keepalive: o.keepalive,
         ..LoadSpec::new(server.addr, &o.path)
     };
     let stop = AtomicBool::new(false);
@@ -494,7 +502,7 @@ fn main() {
             eprintln!(
                 "usage: chaos [--addr HOST:PORT --pid MASTER] [--ops LIST] [--duration SECS] \
                  [--requests N] [--concurrency C] [--path P] [--timeout SECS] [--settle SECS] \
-                 [--workers N] [--server-log PATH] [--json] [-- SERVER COMMAND...]\n\
+                 [--workers N] [--server-log PATH] [--json] [--keepalive] [-- SERVER COMMAND...]\n\
                  ops: all, or a comma list of none,hup,ttin,ttou,usr2,winch-ttin,term-worker,\
                  kill-worker (see the doc comment of bench/chaos.rs)"
             );

@@ -12,7 +12,8 @@ fn ms(d: Option<Duration>) -> String {
     d.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1000.0))
 }
 
-/// The report for people: one row per op, then why ops that did not complete failed.
+/// The report for people: one row per op, then why ops that did not complete failed, and
+/// keep-alive retries.
 pub fn table(results: &[OpResult]) -> String {
     let mut t = String::new();
     let _ = writeln!(
@@ -58,6 +59,15 @@ pub fn table(results: &[OpResult]) -> String {
         if let Some(e) = &r.error {
             let _ = writeln!(t, "{}: {e}", r.op.name());
         }
+        if r.report.retried > 0 {
+            let _ = writeln!(
+                t,
+                "{}: {} requests sent again on a new connection (a kept one closed before any \
+                 response byte; not failures)",
+                r.op.name(),
+                r.report.retried
+            );
+        }
     }
     t
 }
@@ -102,6 +112,8 @@ pub fn json(r: &OpResult) -> String {
         fields.push((key, r.report.failures_of(cause).to_string()));
     }
     fields.extend([
+        ("retried", r.report.retried.to_string()),
+        ("connections", r.report.connections.to_string()),
         (
             "in_flight_on_victim",
             r.in_flight_on_victim
