@@ -5,8 +5,10 @@
 //! worker count, wait. The decisions ("how many to spawn, which to stop") are the pure
 //! function [`plan`], tested without fork.
 
+use std::ffi::OsString;
 use std::io::Write as _;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
@@ -23,9 +25,11 @@ use crate::handler::App;
 use crate::listener::Listener;
 use crate::metrics::sample::{Identity, LiveWorker, Sampler};
 use crate::metrics::tcp::ListenQueue;
+use crate::notify::Notifier;
 use crate::scoreboard::{Scoreboard, WorkerState};
 use crate::signals::{MasterSignal, MasterSignals};
 use crate::sys::{self, Forked};
+use crate::upgrade::{self, Handover, WorkerRecord};
 use crate::worker::{self, WorkerContext};
 
 /// Consecutive workers that die before they are ready, after which the master gives up and
@@ -49,7 +53,8 @@ struct Worker {
     control: OwnedFd,
     spawned_at: Instant,
     ready: bool,
-    stop_sent: bool,
+    /// When we asked it to stop (graceful), if we did.
+    stop_sent: Option<Instant>,
     /// Why we sent SIGKILL, if we did (so its death is not blamed on the OOM killer).
     killed: Option<&'static str>,
 }
@@ -153,6 +158,26 @@ fn free_slot(used: impl Iterator<Item = usize>, capacity: usize) -> Option<usize
     taken.iter().position(|t| !t)
 }
 
+/// What the master needs to re-execute itself on USR2 (see `upgrade`), and what a previous
+/// image handed over, if this one was upgraded into.
+pub struct Startup {
+    /// The binary to re-execute (the path it was started from).
+    pub exe: Option<PathBuf>,
+    /// Its arguments, without `argv[0]`.
+    pub args: Vec<OsString>,
+    /// The service manager, when there is one.
+    pub notifier: Notifier,
+    /// The workers left by the previous image.
+    pub handover: Option<Handover>,
+}
+
+/// A USR2 upgrade waiting for the new binary's `--check-config`.
+#[derive(Debug)]
+struct Upgrade {
+    checker: Pid,
+    started: Instant,
+}
+
 /// The master process.
 pub struct Master<'c, A: App> {
     config: &'c Config,
@@ -170,16 +195,30 @@ pub struct Master<'c, A: App> {
     respawn_after: Option<Instant>,
     rng: u64,
     sampler: Option<Sampler>,
+    exe: Option<PathBuf>,
+    args: Vec<OsString>,
+    notifier: Notifier,
+    /// The service manager was told the current generation is ready (cleared by a reload).
+    announced: bool,
+    upgrade: Option<Upgrade>,
 }
 
 impl<'c, A: App> Master<'c, A> {
     /// A master over bound `listeners` serving `app` (already built: it is shared with the
     /// workers copy-on-write).
-    pub fn new(config: &'c Config, app: A, listeners: Vec<Listener>) -> std::io::Result<Self> {
+    pub fn new(
+        config: &'c Config,
+        app: A,
+        listeners: Vec<Listener>,
+        startup: Startup,
+    ) -> std::io::Result<Self> {
         let poll = Poll::new()?;
         let signals = MasterSignals::install(poll.registry(), SIGNALS)?;
+        // An upgraded image starts with every signal blocked (see `upgrade::exec`); ours
+        // are handled from here on.
+        sys::unmask_signals()?;
         let scoreboard = Scoreboard::new(2 * MAX_WORKERS)?;
-        Ok(Master {
+        let mut master = Master {
             config,
             app,
             listeners,
@@ -198,7 +237,56 @@ impl<'c, A: App> Master<'c, A> {
                 let id = Identity::from_env(&|k| std::env::var(k).ok(), sys::hostname());
                 Sampler::new(id, interval)
             }),
-        })
+            exe: startup.exe,
+            args: startup.args,
+            notifier: startup.notifier,
+            announced: false,
+            upgrade: None,
+        };
+        if let Some(h) = startup.handover {
+            master.adopt(h);
+        }
+        Ok(master)
+    }
+
+    /// Takes over the workers a previous image left running (USR2): they are our children
+    /// still, and keep serving as an old generation until ours are ready (`plan`).
+    fn adopt(&mut self, h: Handover) {
+        let now = Instant::now();
+        for r in &h.workers {
+            let control = match sys::adopt_fd(r.control_fd) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    // Without its pipe it cannot be stopped softly: TERM does the same.
+                    warn!(worker = r.slot, pid = r.pid, error = %e, "old worker's control pipe is gone");
+                    match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+                        Ok((_, w)) => w,
+                        Err(_) => continue,
+                    }
+                }
+            };
+            let _ = sys::set_cloexec(&control);
+            self.workers.push(Worker {
+                slot: r.slot,
+                pid: Pid::from_raw(r.pid),
+                generation: 0,
+                control,
+                spawned_at: now,
+                ready: r.ready,
+                stop_sent: r.stopping.then_some(now),
+                killed: None,
+            });
+            if r.stopping {
+                let _ = kill(Pid::from_raw(r.pid), Signal::SIGTERM);
+            }
+        }
+        self.target = h.target;
+        self.generation = 1;
+        info!(
+            workers = self.workers.len(),
+            target = self.target,
+            "upgraded: the previous binary's workers serve until the new ones are ready"
+        );
     }
 
     /// Runs until stopped; returns the exit code.
@@ -238,6 +326,10 @@ impl<'c, A: App> Master<'c, A> {
                 Ok(s) => s,
             };
             let Some(pid) = status.pid() else { continue };
+            if self.upgrade.as_ref().is_some_and(|u| u.checker == pid) {
+                self.on_check_done(status);
+                continue;
+            }
             let Some(i) = self.workers.iter().position(|w| w.pid == pid) else {
                 // A process the app started and did not wait for; not ours to report.
                 continue;
@@ -257,7 +349,7 @@ impl<'c, A: App> Master<'c, A> {
     /// Logs how a worker ended, and counts a death before ready as a boot failure.
     fn report_exit(&mut self, w: &Worker, status: WaitStatus, requests: u64, ready: bool) {
         let (slot, pid) = (w.slot, w.pid.as_raw());
-        let expected = w.stop_sent || matches!(self.phase, Phase::Stopping { .. });
+        let expected = w.stop_sent.is_some() || matches!(self.phase, Phase::Stopping { .. });
         match status {
             WaitStatus::Exited(_, 0) => {
                 info!(worker = slot, pid, code = 0, requests, "worker exited");
@@ -338,9 +430,7 @@ impl<'c, A: App> Master<'c, A> {
                 MasterSignal::Int => self.on_int(),
                 MasterSignal::Hup => self.on_hup(),
                 MasterSignal::Usr1 => self.on_usr1(),
-                MasterSignal::Usr2 => {
-                    warn!("USR2 (zero-downtime upgrade) is not supported by this version; ignored")
-                }
+                MasterSignal::Usr2 => self.on_usr2(),
                 MasterSignal::Winch => self.on_winch(),
                 MasterSignal::Ttin => self.on_ttin(),
                 MasterSignal::Ttou => self.on_ttou(),
@@ -369,18 +459,118 @@ impl<'c, A: App> Master<'c, A> {
             code: EXIT_OK,
         };
         self.kill_all("quick stop");
+        if let Some(u) = self.upgrade.take() {
+            let _ = kill(u.checker, Signal::SIGKILL);
+        }
+        self.notifier.stopping();
         info!(workers = self.workers.len(), "quick stop");
     }
 
     fn on_hup(&mut self) {
         if self.phase == Phase::Running {
             self.generation += 1;
+            self.announced = false;
+            self.notifier.reloading("replacing every worker");
             info!(
                 workers = self.target,
                 generation = self.generation,
                 "replacing every worker"
             );
         }
+    }
+
+    /// Zero-downtime upgrade, step 1: check that the binary at our startup path can start
+    /// with our settings (`--check-config`, in a child reaped by `reap`); step 2, in
+    /// `on_check_done`, re-executes it.
+    fn on_usr2(&mut self) {
+        if self.phase != Phase::Running {
+            info!("USR2 ignored: stopping");
+            return;
+        }
+        if let Some(u) = &self.upgrade {
+            info!(checker = u.checker.as_raw(), "USR2 ignored: an upgrade is already being checked");
+            return;
+        }
+        let Some(exe) = self.exe.clone() else {
+            error!("upgrade impossible: the path of this binary is unknown; still serving");
+            return;
+        };
+        let child = std::process::Command::new(&exe)
+            .args(&self.args)
+            .arg("--check-config")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        match child {
+            Ok(child) => {
+                let checker = Pid::from_raw(child.id() as i32);
+                // Reaped by `reap`, with every other child: the Child handle is not waited on.
+                drop(child);
+                info!(exe = %exe.display(), checker = checker.as_raw(), "upgrade: checking the new binary");
+                self.notifier.reloading("upgrading");
+                self.announced = false;
+                self.upgrade = Some(Upgrade {
+                    checker,
+                    started: Instant::now(),
+                });
+            }
+            Err(e) => error!(
+                exe = %exe.display(),
+                error = %e,
+                "upgrade aborted: cannot run the new binary; still serving with the old one"
+            ),
+        }
+    }
+
+    /// The new binary's check ended: re-execute it if it passed.
+    fn on_check_done(&mut self, status: WaitStatus) {
+        self.upgrade = None;
+        if self.phase != Phase::Running {
+            return;
+        }
+        if !matches!(status, WaitStatus::Exited(_, 0)) {
+            let outcome = match status {
+                WaitStatus::Exited(_, c) => format!("exit code {c}"),
+                WaitStatus::Signaled(_, s, _) => format!("signal {}", s.as_str()),
+                other => format!("{other:?}"),
+            };
+            error!(
+                check = outcome.as_str(),
+                "upgrade aborted: the new binary failed --check-config; still serving with the old one"
+            );
+            return;
+        }
+        let Some(exe) = self.exe.clone() else { return };
+        let handover = Handover {
+            target: self.target,
+            listen_fds: self.listeners.iter().map(|l| l.as_raw_fd()).collect(),
+            workers: self
+                .workers
+                .iter()
+                .map(|w| WorkerRecord {
+                    slot: w.slot,
+                    pid: w.pid.as_raw(),
+                    control_fd: w.control.as_raw_fd(),
+                    ready: w.ready,
+                    stopping: w.stop_sent.is_some() || w.killed.is_some(),
+                })
+                .collect(),
+        };
+        let keep: Vec<BorrowedFd<'_>> = self
+            .listeners
+            .iter()
+            .map(|l| l.as_fd())
+            .chain(self.workers.iter().map(|w| w.control.as_fd()))
+            .collect();
+        info!(
+            exe = %exe.display(),
+            workers = handover.workers.len(),
+            "upgrade: re-executing; the workers serve on meanwhile"
+        );
+        let _ = std::io::stdout().flush();
+        let env: Vec<(&str, &OsString)> = self.notifier.env().into_iter().collect();
+        let e = upgrade::exec(&exe, &self.args, &env, &keep, &handover);
+        error!(exe = %exe.display(), error = %e, "upgrade aborted: exec failed; still serving with the old binary");
     }
 
     fn on_usr1(&mut self) {
@@ -433,6 +623,10 @@ impl<'c, A: App> Master<'c, A> {
         for i in 0..self.workers.len() {
             self.stop_worker(i);
         }
+        if let Some(u) = self.upgrade.take() {
+            let _ = kill(u.checker, Signal::SIGKILL);
+        }
+        self.notifier.stopping();
         let deadline = Instant::now() + self.config.graceful_timeout;
         self.phase = Phase::Stopping { deadline, code };
     }
@@ -441,10 +635,10 @@ impl<'c, A: App> Master<'c, A> {
     /// busy worker, the pipe byte wakes an idle one.
     fn stop_worker(&mut self, i: usize) {
         let w = &mut self.workers[i];
-        if w.stop_sent {
+        if w.stop_sent.is_some() {
             return;
         }
-        w.stop_sent = true;
+        w.stop_sent = Some(Instant::now());
         self.scoreboard.slot(w.slot).request_stop();
         let _ = nix::unistd::write(w.control.as_fd(), b"s");
     }
@@ -469,9 +663,30 @@ impl<'c, A: App> Master<'c, A> {
             );
             self.kill_all("graceful timeout");
         }
+        // A worker asked to stop has `graceful_timeout` to finish its request, as at a
+        // graceful stop. It matters for the workers a previous image handed over: their
+        // scoreboard did not cross the exec, so the request timeout below cannot see them.
+        let graceful = self.config.graceful_timeout;
+        for w in &mut self.workers {
+            if w.killed.is_none() && w.stop_sent.is_some_and(|t| t.elapsed() > graceful) {
+                warn!(worker = w.slot, pid = w.pid.as_raw(), "graceful timeout: killing the worker");
+                w.killed = Some("graceful timeout");
+                let _ = kill(w.pid, Signal::SIGKILL);
+            }
+        }
         let Some(timeout) = self.config.timeout else {
             return;
         };
+        if let Some(u) = &self.upgrade
+            && u.started.elapsed() > timeout
+        {
+            error!(
+                checker = u.checker.as_raw(),
+                "upgrade: the new binary's --check-config is still running after the timeout; killing it"
+            );
+            // Reaped by `reap`, which then reports the upgrade aborted.
+            let _ = kill(u.checker, Signal::SIGKILL);
+        }
         let now_ns = sys::monotonic_ns();
         for w in &mut self.workers {
             if w.killed.is_some() {
@@ -523,6 +738,18 @@ impl<'c, A: App> Master<'c, A> {
                 self.boot_failures = 0;
             }
         }
+        if !self.announced && self.phase == Phase::Running && self.upgrade.is_none() {
+            let ready = self
+                .workers
+                .iter()
+                .filter(|w| w.generation == self.generation && w.ready && w.stop_sent.is_none())
+                .count();
+            if ready >= self.target {
+                self.announced = true;
+                self.notifier.ready(ready);
+                info!(workers = ready, generation = self.generation, "workers ready");
+            }
+        }
     }
 
     fn keep_worker_count(&mut self) {
@@ -536,7 +763,7 @@ impl<'c, A: App> Master<'c, A> {
                 slot: w.slot,
                 generation: w.generation,
                 ready: w.ready,
-                stopping: w.stop_sent || w.killed.is_some(),
+                stopping: w.stop_sent.is_some() || w.killed.is_some(),
             })
             .collect();
         let plan = plan(&views, self.target, self.generation);
@@ -635,7 +862,7 @@ impl<'c, A: App> Master<'c, A> {
                     control: write,
                     spawned_at: Instant::now(),
                     ready: false,
-                    stop_sent: false,
+                    stop_sent: None,
                     killed: None,
                 });
             }
@@ -675,7 +902,8 @@ impl<'c, A: App> Master<'c, A> {
     fn wait(&mut self) {
         let busy_tick = !matches!(self.phase, Phase::Running)
             || self.respawn_after.is_some_and(|t| Instant::now() < t)
-            || self.workers.iter().any(|w| !w.ready || w.stop_sent);
+            || self.upgrade.is_some()
+            || self.workers.iter().any(|w| !w.ready || w.stop_sent.is_some());
         let mut timeout = if busy_tick {
             Duration::from_millis(50)
         } else {

@@ -59,6 +59,20 @@ pub fn unmask_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// Blocks every signal; returns the mask to restore. The master calls it around execve(2)
+/// (the mask survives the exec; the new image unblocks once its handlers are in place).
+pub fn block_signals() -> io::Result<SigSet> {
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old))?;
+    Ok(old)
+}
+
+/// Restores a mask saved by [`block_signals`].
+pub fn restore_signal_mask(mask: &SigSet) -> io::Result<()> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)?;
+    Ok(())
+}
+
 /// Sets the default disposition for `sig`.
 pub fn default_signal(sig: Signal) -> io::Result<()> {
     set_disposition(sig, nix::sys::signal::SigHandler::SigDfl)
@@ -227,6 +241,19 @@ pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
 pub fn set_cloexec(fd: impl AsFd) -> io::Result<()> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    Ok(())
+}
+
+/// Sets or clears FD_CLOEXEC: the master clears it on the descriptors an upgrade hands to
+/// the new image, just before execve(2), and sets it back if the exec fails.
+pub fn set_inheritable(fd: BorrowedFd<'_>, inheritable: bool) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let flags = if inheritable {
+        FdFlag::empty()
+    } else {
+        FdFlag::FD_CLOEXEC
+    };
+    fcntl(fd, FcntlArg::F_SETFD(flags))?;
     Ok(())
 }
 

@@ -20,6 +20,8 @@ mod http;
 mod keepalive;
 /// USR1 log reopening, the access log.
 mod logs;
+/// examples/Procfile under honcho.
+mod procfile;
 /// Runtime metrics on stdout, parsed with a real logfmt parser; the dyno cgroup.
 mod metrics;
 /// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
@@ -30,3 +32,5 @@ mod rfc9112;
 mod settings;
 /// TERM to the process group with requests in flight; INT.
 mod shutdown;
+/// USR2 upgrades in place; sd_notify.
+mod upgrade;

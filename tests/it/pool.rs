@@ -75,6 +75,9 @@ fn hup_replaces_every_worker_while_requests_keep_succeeding() {
                         break;
                     }
                     let r = request(addr, "GET /sleep?ms=2 HTTP/1.1\r\nHost: t\r\n\r\n");
+                    if r.status != 200 {
+                        eprintln!("failed during HUP: {:?}", r.head);
+                    }
                     if r.status == 200 { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -128,14 +131,4 @@ fn workers_exit_when_the_master_is_killed() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-#[test]
-fn usr2_is_reported_as_unsupported_and_does_not_kill_the_master() {
-    let s = Server::start(&["--workers", "1"]);
-    s.wait_log(&["worker ready"], 1);
-    s.signal(libc::SIGUSR2);
-    s.wait_log(&["USR2", "not supported"], 1);
-    assert!(alive(s.pid));
-    assert_eq!(s.get("/").status, 200);
 }
