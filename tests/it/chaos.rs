@@ -69,20 +69,18 @@ fn run_bounded(mut cmd: Command, deadline: Duration) -> (ExitStatus, String, Str
     (status, out.join().unwrap(), err.join().unwrap())
 }
 
-/// Issue 5: every graceful op loses no request; SIGKILL to a busy worker loses no more
-/// requests than the connections it held. Small bounds: 4 clients, 200 requests or 1 s
-/// per op (longer while an op is still completing). The verdicts are chaos's own; this test
-/// checks them field by field so that a failure says which op lost what.
-#[test]
-fn graceful_ops_lose_no_request_and_a_kill_only_its_own() {
-    let s = Server::start(&["--workers", "2"]); // stdin null, so WINCH is honoured
-    s.wait_log(&["worker ready"], 2);
-    let ops = "none,hup,ttin,ttou,winch-ttin,term-worker,kill-worker";
+/// Runs chaos in attach mode against `s` (a server with 2 workers) with small bounds:
+/// `clients` clients, 200 requests or 1 s per op (longer while an op is still completing). Checks
+/// chaos's verdicts field by field, so that a failure says which op lost what: sent and ok
+/// above zero, no failure for a graceful op, and for kill-worker no more failures than the
+/// connections the victim held.
+fn chaos_passes(s: &Server, ops: &str, clients: u32) {
     let mut cmd = Command::new(chaos_bin());
     cmd.args(["--addr", &s.addr.unwrap().to_string()])
         .args(["--pid", &s.pid.to_string()])
         .args(["--workers", "2", "--ops", ops, "--json"])
-        .args(["--concurrency", "4", "--requests", "200", "--duration", "1"])
+        .args(["--concurrency", &clients.to_string()])
+        .args(["--requests", "200", "--duration", "1"])
         .args([
             "--path",
             "/sleep?ms=10",
@@ -123,10 +121,39 @@ fn graceful_ops_lose_no_request_and_a_kill_only_its_own() {
     if !status.success() {
         fail(format!("chaos exited with {status}"));
     }
+    assert!(alive(s.pid));
+    assert_eq!(s.workers().len(), 2);
+}
+
+/// Issue 5: every graceful op loses no request; SIGKILL to a busy worker loses no more
+/// requests than the connections it held.
+#[test]
+fn graceful_ops_lose_no_request_and_a_kill_only_its_own() {
+    let s = Server::start(&["--workers", "2"]); // stdin null, so WINCH is honoured
+    s.wait_log(&["worker ready"], 2);
+    chaos_passes(
+        &s,
+        "none,hup,ttin,ttou,winch-ttin,term-worker,kill-worker",
+        4,
+    );
     // The ops happened, as the master tells it.
     assert_eq!(s.count_log(&["replacing every worker"]), 1);
     assert_eq!(s.count_log(&["stopping every worker"]), 1);
     assert_eq!(s.count_log(&["worker killed", "signal=SIGKILL"]), 1);
-    assert!(alive(s.pid));
-    assert_eq!(s.workers().len(), 2);
+}
+
+/// USR2 under a load that keeps every worker busy (8 clients for 2 workers: with 4 it
+/// passes). Fails today: the workers handed over
+/// to the new image are asked to stop only through their control pipe (they have no slot
+/// in the new scoreboard), and a worker with a connection always waiting serves and
+/// accepts without polling, so it never reads the pipe; it serves on until
+/// `--graceful-timeout` and is SIGKILLed with requests in flight (`graceful timeout:
+/// killing the worker`, then `worker killed ... reason="graceful timeout"`).
+#[test]
+#[ignore = "USR2 under sustained load: adopted workers miss the stop request (see above)"]
+fn usr2_under_load_loses_no_request() {
+    let s = Server::start(&["--workers", "2", "--graceful-timeout", "10"]);
+    s.wait_log(&["worker ready"], 2);
+    chaos_passes(&s, "usr2,usr2", 8);
+    assert_eq!(s.count_log(&["graceful timeout"]), 0);
 }
