@@ -19,10 +19,11 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Config, MAX_WORKERS};
+use crate::config::{Config, MAX_WORKERS, MemoryMeasure};
 use crate::error::{EXIT_CRASH_LOOP, EXIT_OK, WORKER_BOOT_ERROR};
 use crate::handler::App;
 use crate::listener::Listener;
+use crate::metrics::proc as memory;
 use crate::metrics::sample::{Identity, LiveWorker, Sampler};
 use crate::metrics::tcp::ListenQueue;
 use crate::notify::Notifier;
@@ -57,6 +58,8 @@ struct Worker {
     stop_sent: Option<Instant>,
     /// Why we sent SIGKILL, if we did (so its death is not blamed on the OOM killer).
     killed: Option<&'static str>,
+    /// Its memory limit (`--max-worker-memory`, with jitter); 0 none.
+    memory_limit_kib: u64,
 }
 
 /// What the master is doing.
@@ -137,6 +140,13 @@ pub fn request_limit(max: u64, jitter: u64, random: u64) -> u64 {
     }
 }
 
+/// A new worker's memory limit in KiB: `max_mib` less a random 0-10 %, so that workers
+/// growing alike pass their limits at different times. 0 (no limit) stays 0.
+pub fn memory_limit_kib(max_mib: u64, random: u64) -> u64 {
+    let max = max_mib.saturating_mul(1024);
+    max - random % (max / 10 + 1)
+}
+
 /// The kernel's accept queue, summed over the TCP listeners (TCP_INFO on a listening socket);
 /// `None` when there is no TCP listener.
 fn listen_queue(listeners: &[Listener]) -> Option<ListenQueue> {
@@ -201,6 +211,9 @@ pub struct Master<'c, A: App> {
     /// The service manager was told the current generation is ready (cleared by a reload).
     announced: bool,
     upgrade: Option<Upgrade>,
+    /// The worker being replaced for its memory, if one is: one at a time.
+    memory_recycle: Option<Pid>,
+    next_memory_check: Instant,
 }
 
 impl<'c, A: App> Master<'c, A> {
@@ -242,6 +255,8 @@ impl<'c, A: App> Master<'c, A> {
             notifier: startup.notifier,
             announced: false,
             upgrade: None,
+            memory_recycle: None,
+            next_memory_check: Instant::now(),
         };
         if let Some(h) = startup.handover {
             master.adopt(h);
@@ -275,6 +290,7 @@ impl<'c, A: App> Master<'c, A> {
                 ready: r.ready,
                 stop_sent: r.stopping.then_some(now),
                 killed: None,
+                memory_limit_kib: 0,
             });
             if r.stopping {
                 let _ = kill(Pid::from_raw(r.pid), Signal::SIGTERM);
@@ -300,6 +316,7 @@ impl<'c, A: App> Master<'c, A> {
                 return code;
             }
             self.check_timeouts();
+            self.check_memory();
             self.notice_ready();
             self.keep_worker_count();
             self.sample_metrics();
@@ -726,6 +743,51 @@ impl<'c, A: App> Master<'c, A> {
         }
     }
 
+    /// `--max-worker-memory`: once a second, replaces (gracefully: after its request) a
+    /// worker whose memory passed its limit, one worker at a time. Its successor is spawned
+    /// at once by `keep_worker_count`, as stopping workers do not count.
+    fn check_memory(&mut self) {
+        if self.config.max_worker_memory_mib == 0
+            || self.phase != Phase::Running
+            || Instant::now() < self.next_memory_check
+        {
+            return;
+        }
+        self.next_memory_check = Instant::now() + Duration::from_secs(1);
+        if let Some(pid) = self.memory_recycle {
+            if self.workers.iter().any(|w| w.pid == pid) {
+                return;
+            }
+            self.memory_recycle = None;
+        }
+        let measure = self.config.worker_memory;
+        let over = self.workers.iter().enumerate().find_map(|(i, w)| {
+            if w.memory_limit_kib == 0 || w.stop_sent.is_some() || w.killed.is_some() || !w.ready {
+                return None;
+            }
+            let m = memory::read_memory(w.pid.as_raw())?;
+            let used = match measure {
+                MemoryMeasure::Uss => m.uss_kib,
+                MemoryMeasure::Rss => m.rss_kib,
+            };
+            (used > w.memory_limit_kib).then_some((i, used))
+        });
+        if let Some((i, used_kib)) = over {
+            let w = &self.workers[i];
+            let mib = |kib: u64| format!("{:.2}", kib as f64 / 1024.0);
+            warn!(
+                worker = w.slot,
+                pid = w.pid.as_raw(),
+                measure = measure.as_str(),
+                memory_mb = mib(used_kib),
+                limit_mb = mib(w.memory_limit_kib),
+                "worker over its memory limit: replacing it after its request"
+            );
+            self.memory_recycle = Some(w.pid);
+            self.stop_worker(i);
+        }
+    }
+
     fn notice_ready(&mut self) {
         for w in &mut self.workers {
             if !w.ready
@@ -844,6 +906,7 @@ impl<'c, A: App> Master<'c, A> {
                 return;
             }
         };
+        let memory_limit_kib = memory_limit_kib(self.config.max_worker_memory_mib, self.next_random());
         let random = self.next_random();
         let max_requests = request_limit(
             self.config.max_requests,
@@ -864,6 +927,7 @@ impl<'c, A: App> Master<'c, A> {
                     ready: false,
                     stop_sent: None,
                     killed: None,
+                    memory_limit_kib,
                 });
             }
             Ok(Forked::Child) => {
@@ -1039,6 +1103,17 @@ mod tests {
         assert_eq!(*limits.iter().min().unwrap(), 100);
         assert_eq!(*limits.iter().max().unwrap(), 109);
         assert_eq!(request_limit(u64::MAX, u64::MAX, 3), u64::MAX);
+    }
+
+    #[test]
+    fn memory_limits_spread_over_the_top_tenth() {
+        assert_eq!(memory_limit_kib(0, 12345), 0);
+        assert_eq!(memory_limit_kib(100, 0), 102_400);
+        for r in [1, 999, 10_240, 10_241, u64::MAX] {
+            let l = memory_limit_kib(100, r);
+            assert!((92_160..=102_400).contains(&l), "{l}");
+        }
+        assert_eq!(memory_limit_kib(100, 10_240), 92_160);
     }
 
     #[test]

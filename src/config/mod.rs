@@ -54,6 +54,10 @@ pub struct Config {
     pub max_requests: u64,
     /// Up to this many requests added to `max_requests` per worker, at random.
     pub max_requests_jitter: u64,
+    /// A worker whose memory passes this many MiB is replaced after its request; 0 never.
+    pub max_worker_memory_mib: u64,
+    /// Which figure `max_worker_memory_mib` limits.
+    pub worker_memory: MemoryMeasure,
     /// The listen(2) backlog.
     pub backlog: i32,
     /// Keep-alive timeout in seconds; 0 closes every connection after its response.
@@ -72,6 +76,25 @@ pub struct Config {
     pub check_config: bool,
     /// Request size limits.
     pub limits: Limits,
+}
+
+/// Which memory figure of a worker `--max-worker-memory` limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryMeasure {
+    /// Unique set size: the pages only this worker maps, what replacing it frees.
+    Uss,
+    /// Resident set size: shared copy-on-write pages counted in full.
+    Rss,
+}
+
+impl MemoryMeasure {
+    /// `uss` or `rss`, as in the setting and the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryMeasure::Uss => "uss",
+            MemoryMeasure::Rss => "rss",
+        }
+    }
 }
 
 /// What the command line asks for.
@@ -117,6 +140,8 @@ impl Config {
             graceful_timeout: Duration::ZERO,
             max_requests: 0,
             max_requests_jitter: 0,
+            max_worker_memory_mib: 0,
+            worker_memory: MemoryMeasure::Uss,
             backlog: 1024,
             keepalive: 0,
             metrics_interval: None,

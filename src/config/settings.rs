@@ -250,6 +250,48 @@ pub static SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "max_worker_memory",
+        flag: "--max-worker-memory",
+        metavar: "MB",
+        env_aliases: &[],
+        default_doc: "0",
+        default: Default::Text("0"),
+        accepts: "a whole number of MiB (0 turns the limit off)",
+        doc: "A worker whose memory (see --worker-memory) grows past this many MiB finishes \
+              its current request and is replaced, with a log line; the master checks every \
+              second. Each worker's limit is set at random between 90% and 100% of this, and \
+              one worker at a time is replaced, so that workers that grow alike do not all \
+              restart together. For an app that leaks or bloats; size it from the metric \
+              lines' memory_uss.",
+        repeatable: false,
+        apply: |c, v| {
+            c.max_worker_memory_mib = whole(v).filter(|&n| n <= 1 << 30)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "worker_memory",
+        flag: "--worker-memory",
+        metavar: "uss|rss",
+        env_aliases: &[],
+        default_doc: "uss",
+        default: Default::Text("uss"),
+        accepts: "uss or rss",
+        doc: "Which figure --max-worker-memory limits: uss, the memory only this worker \
+              holds (what replacing it frees), or rss, which also counts the pages it \
+              shares copy-on-write with the master and the other workers (what uWSGI's \
+              reload-on-rss and most process monitors use).",
+        repeatable: false,
+        apply: |c, v| {
+            c.worker_memory = match v.to_ascii_lowercase().as_str() {
+                "uss" => super::MemoryMeasure::Uss,
+                "rss" => super::MemoryMeasure::Rss,
+                _ => return None,
+            };
+            Some(())
+        },
+    },
+    Setting {
         name: "backlog",
         flag: "--backlog",
         metavar: "N",
