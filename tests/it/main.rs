@@ -6,6 +6,8 @@
 /// Spawning servers, reading their logs, sending requests.
 mod support;
 
+/// Signals under load with bench/chaos (issue 5): graceful ops lose no request.
+mod chaos;
 /// The HTTP/1.1 conformance kit in ../shared/conformance, against examples/echo.
 mod conformance;
 /// Operator docs that must follow the code.
