@@ -142,15 +142,12 @@ fn graceful_ops_lose_no_request_and_a_kill_only_its_own() {
     assert_eq!(s.count_log(&["worker killed", "signal=SIGKILL"]), 1);
 }
 
-/// USR2 under a load that keeps every worker busy (8 clients for 2 workers: with 4 it
-/// passes). Fails today: the workers handed over
-/// to the new image are asked to stop only through their control pipe (they have no slot
-/// in the new scoreboard), and a worker with a connection always waiting serves and
-/// accepts without polling, so it never reads the pipe; it serves on until
-/// `--graceful-timeout` and is SIGKILLed with requests in flight (`graceful timeout:
-/// killing the worker`, then `worker killed ... reason="graceful timeout"`).
+/// USR2 under a load that keeps every worker busy (8 clients for 2 workers), twice in a
+/// row. Regression: the workers handed over to the new image were asked to stop only through
+/// their control pipe (they have no slot in the new scoreboard), and a worker with a
+/// connection always waiting serves without polling, so it never read the pipe; it served on
+/// until `--graceful-timeout` and was SIGKILLed with requests in flight. They now get TERM.
 #[test]
-#[ignore = "USR2 under sustained load: adopted workers miss the stop request (see above)"]
 fn usr2_under_load_loses_no_request() {
     let s = Server::start(&["--workers", "2", "--graceful-timeout", "10"]);
     s.wait_log(&["worker ready"], 2);
