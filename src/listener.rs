@@ -181,10 +181,7 @@ pub fn open(
 ) -> Result<Vec<Listener>, Error> {
     if let Some(fds) = upgraded {
         // Our own sockets: a Unix socket's file is ours to remove at exit.
-        return fds
-            .iter()
-            .map(|&fd| adopt(fd, "upgrade", true))
-            .collect();
+        return fds.iter().map(|&fd| adopt(fd, "upgrade", true)).collect();
     }
     if let Some(inherited) = inherited()? {
         return Ok(inherited);

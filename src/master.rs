@@ -509,7 +509,10 @@ impl<'c, A: App> Master<'c, A> {
             return;
         }
         if let Some(u) = &self.upgrade {
-            info!(checker = u.checker.as_raw(), "USR2 ignored: an upgrade is already being checked");
+            info!(
+                checker = u.checker.as_raw(),
+                "USR2 ignored: an upgrade is already being checked"
+            );
             return;
         }
         let Some(exe) = self.exe.clone() else {
@@ -698,7 +701,11 @@ impl<'c, A: App> Master<'c, A> {
         let graceful = self.config.graceful_timeout;
         for w in &mut self.workers {
             if w.killed.is_none() && w.stop_sent.is_some_and(|t| t.elapsed() > graceful) {
-                warn!(worker = w.slot, pid = w.pid.as_raw(), "graceful timeout: killing the worker");
+                warn!(
+                    worker = w.slot,
+                    pid = w.pid.as_raw(),
+                    "graceful timeout: killing the worker"
+                );
                 w.killed = Some("graceful timeout");
                 let _ = kill(w.pid, Signal::SIGKILL);
             }
@@ -821,7 +828,11 @@ impl<'c, A: App> Master<'c, A> {
             if ready >= self.target {
                 self.announced = true;
                 self.notifier.ready(ready);
-                info!(workers = ready, generation = self.generation, "workers ready");
+                info!(
+                    workers = ready,
+                    generation = self.generation,
+                    "workers ready"
+                );
             }
         }
     }
@@ -918,7 +929,8 @@ impl<'c, A: App> Master<'c, A> {
                 return;
             }
         };
-        let memory_limit_kib = memory_limit_kib(self.config.max_worker_memory_mib, self.next_random());
+        let memory_limit_kib =
+            memory_limit_kib(self.config.max_worker_memory_mib, self.next_random());
         let random = self.next_random();
         let max_requests = request_limit(
             self.config.max_requests,
@@ -980,7 +992,10 @@ impl<'c, A: App> Master<'c, A> {
         let busy_tick = !matches!(self.phase, Phase::Running)
             || self.respawn_after.is_some_and(|t| Instant::now() < t)
             || self.upgrade.is_some()
-            || self.workers.iter().any(|w| !w.ready || w.stop_sent.is_some());
+            || self
+                .workers
+                .iter()
+                .any(|w| !w.ready || w.stop_sent.is_some());
         let mut timeout = if busy_tick {
             Duration::from_millis(50)
         } else {

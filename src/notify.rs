@@ -141,7 +141,10 @@ mod tests {
         }
         assert!(got[0].starts_with("READY=1\nMAINPID="), "{got:?}");
         assert!(got[0].contains("STATUS=serving with 2 workers"));
-        assert!(got[1].starts_with("RELOADING=1\nMONOTONIC_USEC="), "{got:?}");
+        assert!(
+            got[1].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+            "{got:?}"
+        );
         assert_eq!(got[2], "STOPPING=1\nSTATUS=stopping\n");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -88,8 +88,12 @@ pub fn serve<A: App>(config: &Config, build: impl FnOnce() -> A) -> Result<i32, 
     let exe = std::env::current_dir()
         .ok()
         .and_then(|cwd| upgrade::startup_exe(std::path::Path::new(&argv0), &cwd));
-    let handover = upgrade::take_from_env()
-        .map_err(|e| Error::new(ErrorKind::System, format!("cannot take over from the previous binary: {e}")))?;
+    let handover = upgrade::take_from_env().map_err(|e| {
+        Error::new(
+            ErrorKind::System,
+            format!("cannot take over from the previous binary: {e}"),
+        )
+    })?;
     let notifier = Notifier::from_env();
     sys::remember_log_paths();
     let listeners = listener::open(

@@ -63,7 +63,11 @@ pub fn unmask_signals() -> io::Result<()> {
 /// (the mask survives the exec; the new image unblocks once its handlers are in place).
 pub fn block_signals() -> io::Result<SigSet> {
     let mut old = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old))?;
+    sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )?;
     Ok(old)
 }
 

@@ -169,7 +169,9 @@ pub fn exec(
             argv.push(cstr(a.as_bytes())?);
         }
         let mut env = Vec::new();
-        let extra = extra_env.iter().map(|(k, v)| (OsString::from(k), (*v).clone()));
+        let extra = extra_env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), (*v).clone()));
         for (k, v) in std::env::vars_os().chain(extra) {
             if k != ENV {
                 let mut kv = k.as_bytes().to_vec();
@@ -262,7 +264,10 @@ mod tests {
             decode("target=1;workers=1.2.3"),
             Err("bad worker '1.2.3'".into())
         );
-        assert_eq!(decode("target=1;color=red"), Err("unknown field 'color'".into()));
+        assert_eq!(
+            decode("target=1;color=red"),
+            Err("unknown field 'color'".into())
+        );
         assert_eq!(decode("nonsense"), Err("bad field 'nonsense'".into()));
     }
 

@@ -128,11 +128,17 @@ fn a_worker_over_its_memory_limit_answers_then_is_replaced() {
     s.wait_log(&["worker ready"], 1);
     let before = s.workers();
     let r = s.get("/alloc?mb=32");
-    assert_eq!(r.status, 200, "the request that crossed the limit is answered");
+    assert_eq!(
+        r.status, 200,
+        "the request that crossed the limit is answered"
+    );
     let line = &s.wait_log(&["worker over its memory limit"], 1)[0];
     assert!(line.contains("measure=uss"), "{line}");
     assert!(line.contains(&format!("pid={}", before[0])), "{line}");
-    s.wait_log(&["worker exited", &format!("pid={}", before[0]), "code=0"], 1);
+    s.wait_log(
+        &["worker exited", &format!("pid={}", before[0]), "code=0"],
+        1,
+    );
     s.wait_log(&["worker ready"], 2);
     let after = s.workers();
     assert_eq!(after.len(), 1);

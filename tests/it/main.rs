@@ -20,12 +20,12 @@ mod http;
 mod keepalive;
 /// USR1 log reopening, the access log.
 mod logs;
-/// examples/Procfile under honcho.
-mod procfile;
 /// Runtime metrics on stdout, parsed with a real logfmt parser; the dyno cgroup.
 mod metrics;
 /// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
 mod pool;
+/// examples/Procfile under honcho.
+mod procfile;
 /// RFC 9112 statuses from raw bytes.
 mod rfc9112;
 /// Settings on the command line and in the environment; listeners (PORT, Unix sockets).

@@ -21,9 +21,16 @@ fn honcho() -> Command {
         };
         if !quiet(Command::new("python3").args(["-m", "honcho", "--version"])) {
             let installed = quiet(Command::new("python3").args([
-                "-m", "pip", "install", "--quiet", "honcho==2.0.0",
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "honcho==2.0.0",
             ]));
-            assert!(installed, "this test needs honcho: python3 -m pip install honcho==2.0.0");
+            assert!(
+                installed,
+                "this test needs honcho: python3 -m pip install honcho==2.0.0"
+            );
         }
     });
     let mut c = Command::new("python3");

@@ -125,5 +125,8 @@ fn a_stopping_worker_answers_a_request_still_arriving() {
     let r = read_response(slow);
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.header("connection").as_deref(), Some("close"));
-    s.wait_log(&["worker exiting", &format!("pid={worker}"), "reason=signal"], 1);
+    s.wait_log(
+        &["worker exiting", &format!("pid={worker}"), "reason=signal"],
+        1,
+    );
 }

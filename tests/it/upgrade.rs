@@ -47,7 +47,12 @@ impl Dir {
             .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         assert!(child.wait().unwrap().success(), "{script}");
         dst
     }
@@ -145,8 +150,7 @@ fn usr2_runs_the_new_binary_with_the_same_pid_and_loses_no_request() {
     // likely, which then finishes it before it stops).
     let mut slow = std::net::TcpStream::connect(server.addr.unwrap()).unwrap();
     slow.set_read_timeout(Some(DEADLINE)).unwrap();
-    std::io::Write::write_all(&mut slow, b"GET /sleep?ms=700 HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    std::io::Write::write_all(&mut slow, b"GET /sleep?ms=700 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let load = Load::start(&server);
     load.wait_sent(20);
 
@@ -160,7 +164,10 @@ fn usr2_runs_the_new_binary_with_the_same_pid_and_loses_no_request() {
     });
     load.wait_sent(20);
     let (sent, failed, failures) = load.finish();
-    assert_eq!(failed, 0, "{failed} of {sent} requests failed: {failures:?}");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed: {failures:?}"
+    );
     assert_eq!(crate::support::read_response(slow).status, 200);
 
     // Same master, new workers, new code.
@@ -169,17 +176,26 @@ fn usr2_runs_the_new_binary_with_the_same_pid_and_loses_no_request() {
     assert_eq!(new.len(), 2, "{new:?}");
     assert!(new.iter().all(|p| !old.contains(p)), "{old:?} -> {new:?}");
     let body = String::from_utf8(server.get("/after").body).unwrap();
-    assert!(body.contains("\"path\": \"/after\""), "not the echo app: {body}");
+    assert!(
+        body.contains("\"path\": \"/after\""),
+        "not the echo app: {body}"
+    );
     assert_eq!(
         std::fs::read_to_string(&pid_file).unwrap().trim(),
         server.pid.to_string()
     );
-    assert_eq!(server.count_log(&["master started", &format!("pid={}", server.pid)]), 2);
+    assert_eq!(
+        server.count_log(&["master started", &format!("pid={}", server.pid)]),
+        2
+    );
 
     let mut server = server;
     server.signal(libc::SIGTERM);
     assert!(server.wait_exit().success());
-    assert!(!std::path::Path::new(&pid_file).exists(), "pid file left behind");
+    assert!(
+        !std::path::Path::new(&pid_file).exists(),
+        "pid file left behind"
+    );
 }
 
 #[test]
@@ -212,7 +228,10 @@ fn usr2_and_hup_during_an_upgrade_check_are_safe() {
     // A new binary whose --check-config waits until the test lets it go.
     let gate = dir.path("gate");
     let real = dir.install(BIN, "real");
-    let status = std::process::Command::new("mkfifo").arg(&gate).status().unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
     assert!(status.success());
     dir.script(
         "app",
@@ -270,7 +289,10 @@ fn systemd_hears_ready_reloading_and_stopping() {
         .start();
 
     let ready = expect_notify(&sock, &server, "READY=1");
-    assert!(ready.contains(&format!("MAINPID={}\n", server.pid)), "{ready}");
+    assert!(
+        ready.contains(&format!("MAINPID={}\n", server.pid)),
+        "{ready}"
+    );
     assert!(ready.contains("STATUS=serving with 2 workers"), "{ready}");
 
     server.signal(libc::SIGHUP);
@@ -282,7 +304,10 @@ fn systemd_hears_ready_reloading_and_stopping() {
     server.signal(libc::SIGUSR2);
     expect_notify(&sock, &server, "RELOADING=1");
     let ready = expect_notify(&sock, &server, "READY=1");
-    assert!(ready.contains(&format!("MAINPID={}\n", server.pid)), "{ready}");
+    assert!(
+        ready.contains(&format!("MAINPID={}\n", server.pid)),
+        "{ready}"
+    );
     server.wait_log(&["upgraded:"], 1);
 
     server.signal(libc::SIGTERM);
