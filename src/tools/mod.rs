@@ -4,6 +4,8 @@
 //!
 //! Not a stable API: public only so that the harnesses in `bench/` can use it.
 
+pub mod advice;
+
 /// Runs the subcommand named by `args[0]`, if it is one; returns its exit code, or `None`
 /// when `args` are a server's settings.
 pub fn dispatch(program: &str, args: &[String]) -> Option<i32> {
