@@ -293,7 +293,15 @@ mod tests {
         assert!(close(a.base_mb, 120.0), "{a:?}");
         assert_eq!(a.by_memory, 36); // (409.6 - 120) / 8 = 36.2
         // Without the cgroup figure: 5 + 2 + 2 = 9 MB.
-        let a = advise(512.0, 0.2, &Measured { dyno_total_mb: None, ..m }, None);
+        let a = advise(
+            512.0,
+            0.2,
+            &Measured {
+                dyno_total_mb: None,
+                ..m
+            },
+            None,
+        );
         assert!(close(a.base_mb, 9.0));
         assert_eq!(a.by_memory, 50); // (409.6 - 9) / 8 = 50.07
     }
@@ -345,7 +353,15 @@ mod tests {
             workers: &workers,
             dyno_total_mb: None,
         };
-        let a = advise(512.0, 0.2, &m, Some(Cpu { cpus: 8.0, on_cpu: 0.2 }));
+        let a = advise(
+            512.0,
+            0.2,
+            &m,
+            Some(Cpu {
+                cpus: 8.0,
+                on_cpu: 0.2,
+            }),
+        );
         // (409.6 - 30) / 190 = 1.99: one worker; the CPUs could use 40.
         assert_eq!((a.workers, a.by_memory, a.by_cpu), (1, 1, Some(40)));
         assert_eq!(a.limit, Limit::Memory);
@@ -387,7 +403,10 @@ mod tests {
             workers: &zero,
             ..m
         };
-        assert!(close(advise(512.0, 0.2, &m, None).per_worker_mb, MIN_WORKER_MB));
+        assert!(close(
+            advise(512.0, 0.2, &m, None).per_worker_mb,
+            MIN_WORKER_MB
+        ));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Not a stable API: public only so that the harnesses in `bench/` can use it.
 
 pub mod advice;
+pub mod chart;
 
 /// Runs the subcommand named by `args[0]`, if it is one; returns its exit code, or `None`
 /// when `args` are a server's settings.
