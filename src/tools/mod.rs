@@ -3,13 +3,25 @@
 //! process, never inside the master or a worker, so they may start threads.
 //!
 //! Not a stable API: public only so that the harnesses in `bench/` can use it.
+//!
+//! - `advice`: the advised `WEB_CONCURRENCY`, a pure function (also for `--workers auto`).
+//! - `chart`: SVG line charts.
+//! - `cli`: flag reading shared by the subcommands.
+//! - `metrics`: `runicorn metrics`, the reader of metric lines.
 
 pub mod advice;
 pub mod chart;
+pub mod cli;
+pub mod metrics;
 
 /// Runs the subcommand named by `args[0]`, if it is one; returns its exit code, or `None`
 /// when `args` are a server's settings.
+///
+/// `program tune ...` and `program metrics ...`; each takes `--help`. Anything else (flags
+/// of the server) is not a subcommand.
 pub fn dispatch(program: &str, args: &[String]) -> Option<i32> {
-    let _ = (program, args);
-    None
+    match args.first().map(String::as_str) {
+        Some("metrics") => Some(metrics::main(program, &args[1..])),
+        _ => None,
+    }
 }
