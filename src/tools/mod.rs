@@ -14,6 +14,8 @@ pub mod chart;
 pub mod cli;
 pub mod metrics;
 
+pub mod load;
+
 /// Runs the subcommand named by `args[0]`, if it is one; returns its exit code, or `None`
 /// when `args` are a server's settings.
 ///
