@@ -45,7 +45,7 @@ impl<'a> Args<'a> {
                 self.next += 1;
                 Ok(v)
             }
-            None => Err(format!("{flag} needs a value: {what}")),
+            None => Err(format!("{flag} needs a value; accepts {what}")),
         }
     }
 
@@ -115,7 +115,7 @@ mod tests {
         assert_eq!(it.next(), None);
         assert_eq!(
             it.value("--chart", None, "PATH"),
-            Err("--chart needs a value: PATH".to_string())
+            Err("--chart needs a value; accepts PATH".to_string())
         );
     }
 

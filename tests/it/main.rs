@@ -28,3 +28,5 @@ mod rfc9112;
 mod settings;
 /// TERM to the process group with requests in flight; INT.
 mod shutdown;
+/// `runicorn tune` and `runicorn metrics`: tables, advice, charts, recorded Heroku lines.
+mod tools;

@@ -265,7 +265,10 @@ fn flags() {
         err(&["--cpus", "0"]),
         "--cpus: invalid value '0': accepts a number of CPUs above 0"
     );
-    assert_eq!(err(&["--chart"]), "--chart needs a value: a file path");
+    assert_eq!(
+        err(&["--chart"]),
+        "--chart needs a value; accepts a file path"
+    );
     assert_eq!(
         err(&["a", "b"]),
         "unexpected argument 'b': one input FILE at most"
