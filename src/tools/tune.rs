@@ -358,7 +358,14 @@ fn tune(program: &str, s: &Settings, app: &Path) -> Result<(), String> {
     let on_cpu = estimate_on_cpu(&trials, concurrency, s.cpus);
     print!(
         "{}",
-        render_advice(&trials, s.headroom, s.cpus, on_cpu, quota.as_ref())
+        render_advice(
+            &trials,
+            concurrency,
+            s.headroom,
+            s.cpus,
+            on_cpu,
+            quota.as_ref()
+        )
     );
     let title = format!(
         "runicorn tune: GET {}, {concurrency} connections, {:.1} s per count",
@@ -572,6 +579,7 @@ fn why(a: &Advice) -> String {
 /// throughput curve showed here.
 fn render_advice(
     trials: &[Trial],
+    concurrency: usize,
     headroom: f64,
     cpus: f64,
     on_cpu: Option<f64>,
@@ -655,6 +663,28 @@ fn render_advice(
             knee.workers,
             NEAR_PEAK * 100.0,
             ms(knee.p99_ms)
+        );
+        let largest = trials.iter().map(|t| t.workers).max();
+        if trials.len() > 1 && Some(knee.workers) == largest {
+            if knee.workers >= concurrency {
+                let _ = writeln!(
+                    s,
+                    "  With {concurrency} connections no more than {concurrency} workers are busy at once: raise --concurrency to look further."
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "  Throughput was still rising at {} workers: try more (--max-workers).",
+                    knee.workers
+                );
+            }
+        }
+    }
+    if any.by_cpu.is_none() && on_cpu.is_some() {
+        let _ = writeln!(
+            s,
+            "  I/O-bound requests: the useful count is the requests in progress at your peak \
+(requests per second × seconds per request, Little's law), within the memory limits above."
         );
     }
     s

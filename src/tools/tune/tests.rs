@@ -216,7 +216,7 @@ fn advice_per_dyno_size_and_for_this_run() {
         mb: 512.0,
         what: "--dyno standard-1x (a child memory cgroup)".into(),
     };
-    let text = render_advice(&trials, 0.2, 2.0, Some(0.97), Some(&quota));
+    let text = render_advice(&trials, 8, 0.2, 2.0, Some(0.97), Some(&quota));
     assert!(text.contains("memory from the 4-worker trial: 1.17 MB + 0.12 MB a worker, 20 % headroom; requests 97 % on CPU, 2 CPUs: 2 workers keep them busy"), "{text}");
     for size in [
         "standard-1x",
@@ -233,17 +233,34 @@ fn advice_per_dyno_size_and_for_this_run() {
     assert!(text.contains("  this run           512 MB  WEB_CONCURRENCY=2     (CPU; memory allows 3403; --dyno standard-1x (a child memory cgroup))"), "{text}");
     assert!(text.contains("the most throughput was 380.0 req/s at 3 workers; 2 workers reach 95 % of it (p99 8.00 ms)"), "{text}");
     // Without a CPU figure, memory decides; without a quota, say so.
-    let text = render_advice(&trials, 0.2, 2.0, None, None);
+    let text = render_advice(&trials, 8, 0.2, 2.0, None, None);
     assert!(text.contains("CPU share not measured"));
     assert!(
         text.contains("WEB_CONCURRENCY=1024  (the most a server runs; memory allows 3403)"),
         "{text}"
     );
     assert!(text.contains("this run: no memory limit"));
+    assert!(!text.contains("still rising"), "{text}");
+    // Still rising at the largest count; then bound by the connections; I/O-bound.
+    let rising = [trial(1, 100.0, 5.0, 0.05), trial(2, 200.0, 5.0, 0.1)];
+    let text = render_advice(&rising, 8, 0.2, 2.0, Some(0.005), None);
+    assert!(
+        text.contains("Throughput was still rising at 2 workers"),
+        "{text}"
+    );
+    assert!(
+        text.contains("I/O-bound requests: the useful count"),
+        "{text}"
+    );
+    let text = render_advice(&rising, 2, 0.2, 2.0, Some(0.005), None);
+    assert!(
+        text.contains("With 2 connections no more than 2 workers are busy at once"),
+        "{text}"
+    );
     // No worker memory at all.
     let mut bare = trial(1, 1.0, 1.0, 1.0);
     bare.worker_memory.clear();
-    assert!(render_advice(&[bare], 0.2, 2.0, None, None).contains("No advice"));
+    assert!(render_advice(&[bare], 8, 0.2, 2.0, None, None).contains("No advice"));
 }
 
 #[test]
