@@ -32,5 +32,7 @@ mod rfc9112;
 mod settings;
 /// TERM to the process group with requests in flight; INT.
 mod shutdown;
+/// `runicorn tune` and `runicorn metrics`: tables, advice, charts, recorded Heroku lines.
+mod tools;
 /// USR2 upgrades in place; sd_notify.
 mod upgrade;
