@@ -94,6 +94,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod autoscale;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -19,6 +19,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, warn};
 
+use crate::autoscale::{self, Resizer};
 use crate::config::{Config, MAX_WORKERS, MemoryMeasure};
 use crate::error::{EXIT_CRASH_LOOP, EXIT_OK, WORKER_BOOT_ERROR};
 use crate::handler::App;
@@ -30,6 +31,7 @@ use crate::notify::Notifier;
 use crate::scoreboard::{Scoreboard, WorkerState};
 use crate::signals::{MasterSignal, MasterSignals};
 use crate::sys::{self, Forked};
+use crate::tools::advice::{Cpu, Measured, ProcessMemory, advise};
 use crate::upgrade::{self, Handover, WorkerRecord};
 use crate::worker::{self, WorkerContext};
 
@@ -149,6 +151,15 @@ pub fn memory_limit_kib(max_mib: u64, random: u64) -> u64 {
     max - random % (max / 10 + 1)
 }
 
+/// The memory `--workers auto` plans within, in MiB: the server's cgroup limit, else the
+/// machine's memory.
+fn memory_quota_mib() -> f64 {
+    crate::metrics::cgroup::own_quota_bytes()
+        .map(|b| b as f64 / (1024.0 * 1024.0))
+        .or_else(|| memory::read_mem_total_kib().map(|k| k as f64 / 1024.0))
+        .unwrap_or(512.0)
+}
+
 /// The kernel's accept queue, summed over the TCP listeners (TCP_INFO on a listening socket);
 /// `None` when there is no TCP listener.
 fn listen_queue(listeners: &[Listener]) -> Option<ListenQueue> {
@@ -181,6 +192,17 @@ pub struct Startup {
     pub notifier: Notifier,
     /// The workers left by the previous image.
     pub handover: Option<Handover>,
+}
+
+/// `--workers auto`: what the master remembers between evaluations.
+#[derive(Debug)]
+struct Auto {
+    cpus: usize,
+    resizer: Resizer,
+    next_evaluation: Instant,
+    /// Per worker pid: CPU ticks and busy microseconds at the last evaluation.
+    last: Vec<(Pid, u64, u64)>,
+    last_at: Instant,
 }
 
 /// A USR2 upgrade waiting for the new binary's `--check-config`.
@@ -216,6 +238,7 @@ pub struct Master<'c, A: App> {
     /// The worker being replaced for its memory, if one is: one at a time.
     memory_recycle: Option<Pid>,
     next_memory_check: Instant,
+    auto: Option<Auto>,
 }
 
 impl<'c, A: App> Master<'c, A> {
@@ -259,9 +282,14 @@ impl<'c, A: App> Master<'c, A> {
             upgrade: None,
             memory_recycle: None,
             next_memory_check: Instant::now(),
+            auto: None,
         };
+        let upgraded = startup.handover.is_some();
         if let Some(h) = startup.handover {
             master.adopt(h);
+        }
+        if config.workers_auto {
+            master.start_auto(upgraded);
         }
         Ok(master)
     }
@@ -321,6 +349,7 @@ impl<'c, A: App> Master<'c, A> {
             }
             self.check_timeouts();
             self.check_memory();
+            self.evaluate_auto();
             self.notice_ready();
             self.keep_worker_count();
             self.sample_metrics();
@@ -614,6 +643,7 @@ impl<'c, A: App> Master<'c, A> {
             return;
         }
         if self.phase == Phase::Running {
+            self.stop_auto("WINCH");
             self.target = 0;
             info!(
                 workers = 0,
@@ -622,7 +652,18 @@ impl<'c, A: App> Master<'c, A> {
         }
     }
 
+    /// The operator sets the count by hand from now on (TTIN, TTOU, WINCH).
+    fn stop_auto(&mut self, signal: &str) {
+        if self.auto.take().is_some() {
+            info!(
+                signal,
+                "auto: off; the operator sets the worker count from now on"
+            );
+        }
+    }
+
     fn on_ttin(&mut self) {
+        self.stop_auto("TTIN");
         if self.phase == Phase::Running && self.target < MAX_WORKERS {
             self.target += 1;
             info!(workers = self.target, "one worker more");
@@ -630,6 +671,7 @@ impl<'c, A: App> Master<'c, A> {
     }
 
     fn on_ttou(&mut self) {
+        self.stop_auto("TTOU");
         if self.phase == Phase::Running && self.target > 1 {
             self.target -= 1;
             info!(workers = self.target, "one worker fewer");
@@ -804,6 +846,145 @@ impl<'c, A: App> Master<'c, A> {
             );
             self.memory_recycle = Some(w.pid);
             self.stop_worker(i);
+        }
+    }
+
+    /// `--workers auto` at boot: one worker per CPU, as many as the memory quota holds at
+    /// the documented estimate a worker. After an upgrade the count carries over instead.
+    fn start_auto(&mut self, upgraded: bool) {
+        let cpus = crate::config::available_cpus();
+        let quota_mib = memory_quota_mib();
+        let master_mib = memory::read_memory(std::process::id() as i32)
+            .map_or(0.0, |m| m.pss_kib as f64 / 1024.0);
+        if !upgraded {
+            self.target = autoscale::boot_workers(cpus, quota_mib, master_mib);
+            info!(
+                workers = self.target,
+                cpus,
+                quota_mb = format!("{quota_mib:.2}"),
+                master_mb = format!("{master_mib:.2}"),
+                worker_estimate_mb = format!("{:.2}", autoscale::BOOT_WORKER_MIB),
+                "auto: workers at boot"
+            );
+        }
+        self.auto = Some(Auto {
+            cpus,
+            resizer: Resizer::default(),
+            next_evaluation: Instant::now() + self.config.auto_interval,
+            last: Vec::new(),
+            last_at: Instant::now(),
+        });
+    }
+
+    /// `--workers auto`, every `--auto-interval`: measure the workers that have served
+    /// traffic and resize the pool as `autoscale` decides.
+    fn evaluate_auto(&mut self) {
+        let Some(auto) = self.auto.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if self.phase != Phase::Running || now < auto.next_evaluation {
+            return;
+        }
+        auto.next_evaluation = now + self.config.auto_interval;
+        let ticks = sys::clock_ticks_per_sec() as f64;
+        let (mut workers, mut seen) = (Vec::new(), Vec::new());
+        let (mut cpu_secs, mut busy_secs) = (0.0, 0.0);
+        for w in &self.workers {
+            if w.adopted || w.stop_sent.is_some() || w.killed.is_some() || !w.ready {
+                continue;
+            }
+            let view = self.scoreboard.slot(w.slot).view();
+            let (Some(mem), Some(cpu)) = (
+                memory::read_memory(w.pid.as_raw()),
+                memory::read_cpu_ticks(w.pid.as_raw()),
+            ) else {
+                continue;
+            };
+            seen.push((w.pid, cpu, view.busy_us));
+            if let Some(&(_, cpu0, busy0)) = auto.last.iter().find(|(p, _, _)| *p == w.pid) {
+                cpu_secs += cpu.saturating_sub(cpu0) as f64 / ticks;
+                busy_secs += view.busy_us.saturating_sub(busy0) as f64 / 1e6;
+            }
+            if view.requests > 0 {
+                workers.push(ProcessMemory {
+                    pss_mb: mem.pss_kib as f64 / 1024.0,
+                    uss_mb: mem.uss_kib as f64 / 1024.0,
+                });
+            }
+        }
+        auto.last = seen;
+        let interval_secs = now.duration_since(auto.last_at).as_secs_f64();
+        auto.last_at = now;
+        if workers.is_empty() {
+            return; // nothing has served traffic yet: the boot estimate stands
+        }
+        let master = memory::read_memory(std::process::id() as i32).map_or_else(
+            ProcessMemory::default,
+            |m| ProcessMemory {
+                pss_mb: m.pss_kib as f64 / 1024.0,
+                uss_mb: m.uss_kib as f64 / 1024.0,
+            },
+        );
+        let quota_mib = memory_quota_mib();
+        let on_cpu = autoscale::on_cpu(cpu_secs, busy_secs);
+        let measured = Measured {
+            master,
+            workers: &workers,
+            dyno_total_mb: None,
+        };
+        let cpu = on_cpu.map(|on_cpu| Cpu {
+            cpus: auto.cpus as f64,
+            on_cpu,
+        });
+        let advice = advise(quota_mib, autoscale::HEADROOM, &measured, cpu);
+        // Too little serving to tell how CPU-bound requests are (an idle spell): only the
+        // memory may move the count.
+        // And with the CPUs saturated by the workers already, more workers only queue for
+        // them (a request that "waits" may be waiting for a CPU): do not grow.
+        let saturated = cpu_secs >= 0.9 * interval_secs * auto.cpus as f64;
+        let advised = match on_cpu {
+            Some(_) if saturated => advice.workers.min(self.target),
+            Some(_) => advice.workers,
+            None => self.target.min(advice.by_memory),
+        };
+        let bounds = autoscale::bounds(auto.cpus);
+        let next = auto
+            .resizer
+            .next(self.target, advised, advice.by_memory, bounds);
+        let figures = (
+            format!("{:.2}", advice.per_worker_mb),
+            format!("{:.2}", advice.base_mb),
+            format!("{quota_mib:.2}"),
+            on_cpu.map_or("-".to_string(), |f| format!("{f:.2}")),
+        );
+        match next {
+            Some(n) => {
+                info!(
+                    workers = n,
+                    from = self.target,
+                    advised,
+                    by_memory = advice.by_memory,
+                    by_cpu = advice
+                        .by_cpu
+                        .map_or("-".to_string(), |n| n.to_string())
+                        .as_str(),
+                    worker_mb = figures.0.as_str(),
+                    base_mb = figures.1.as_str(),
+                    quota_mb = figures.2.as_str(),
+                    on_cpu = figures.3.as_str(),
+                    "auto: resizing the pool"
+                );
+                self.target = n;
+            }
+            None => debug!(
+                workers = self.target,
+                advised,
+                by_memory = advice.by_memory,
+                worker_mb = figures.0.as_str(),
+                on_cpu = figures.3.as_str(),
+                "auto: evaluated"
+            ),
         }
     }
 

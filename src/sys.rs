@@ -416,6 +416,14 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// Clock ticks a second, the unit of CPU times in /proc/<pid>/stat (sysconf(3),
+/// `_SC_CLK_TCK`; 100 on Linux).
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf reads a constant; no memory is passed.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 { n as u64 } else { 100 }
+}
+
 /// This machine's host name (the `dyno` id of metric lines where no platform id exists).
 pub fn hostname() -> String {
     nix::unistd::gethostname()

@@ -6,6 +6,7 @@
 //! rendered from the same table, so they cannot drift from the parser.
 
 mod settings;
+pub use settings::available_cpus;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,8 +45,13 @@ pub struct Config {
     /// When `bind` was not given and `PORT` is set: the IPv4 address to fall back to when the
     /// machine has no IPv6.
     pub bind_fallback: Option<BindAddr>,
-    /// Number of worker processes.
+    /// Number of worker processes (with `workers_auto`, the count before the master's own
+    /// estimate replaces it).
     pub workers: usize,
+    /// `--workers auto`: the master sizes the pool from the CPUs and the memory quota.
+    pub workers_auto: bool,
+    /// How often `--workers auto` re-evaluates the count.
+    pub auto_interval: Duration,
     /// Kill a worker busy (or booting) for longer than this; `None` never.
     pub timeout: Option<Duration>,
     /// How long a graceful stop waits for in-flight requests before SIGKILL.
@@ -136,6 +142,8 @@ impl Config {
             binds: Vec::new(),
             bind_fallback: None,
             workers: 1,
+            workers_auto: false,
+            auto_interval: Duration::from_secs(30),
             timeout: None,
             graceful_timeout: Duration::ZERO,
             max_requests: 0,

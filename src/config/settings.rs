@@ -129,7 +129,8 @@ fn default_workers(_: Env<'_>) -> Result<String, ConfigError> {
 }
 
 fn apply_workers(c: &mut Config, v: &str) -> Option<()> {
-    let n = if v == "auto" {
+    c.workers_auto = v.eq_ignore_ascii_case("auto");
+    let n = if c.workers_auto {
         available_cpus()
     } else {
         whole(v)? as usize
@@ -176,13 +177,37 @@ pub static SETTINGS: &[Setting] = &[
         env_aliases: &["WEB_CONCURRENCY"],
         default_doc: "the number of CPUs available to the process",
         default: Default::From(default_workers),
-        accepts: "a whole number from 1 to 1024, or auto (the number of CPUs available)",
+        accepts: "a whole number from 1 to 1024, or auto",
         doc: "Number of worker processes. Each serves one request at a time, so this is the \
               number of requests served at once. On Heroku set WEB_CONCURRENCY; \
               RUNICORN_WORKERS wins over it, and the flag over both. TTIN and TTOU change it \
-              at run time.",
+              at run time. auto: the master picks the count from the CPUs available to it \
+              (affinity and cgroup CPU quota) and its memory quota (the cgroup limit, else the \
+              machine's memory), assuming 32 MiB a worker at boot; then every \
+              --auto-interval, once workers have served traffic, it recomputes from their \
+              measured memory (USS) and the master's (PSS) and from how much of their busy \
+              time is spent on a CPU, and grows or shrinks the pool (between 1 and 8 a CPU, \
+              keeping 20% of the quota free; see docs/tuning.md). TTIN, TTOU and WINCH turn \
+              auto off.",
         repeatable: false,
         apply: apply_workers,
+    },
+    Setting {
+        name: "auto_interval",
+        flag: "--auto-interval",
+        metavar: "SECS",
+        env_aliases: &[],
+        default_doc: "30",
+        default: Default::Text("30"),
+        accepts: "a whole number of seconds from 1",
+        doc: "How often --workers auto re-evaluates the worker count. Two evaluations in a \
+              row must agree before the pool grows (or shrinks for CPU's sake); too little \
+              memory shrinks it at once.",
+        repeatable: false,
+        apply: |c, v| {
+            c.auto_interval = Some(secs(v)?).filter(|d| !d.is_zero())?;
+            Some(())
+        },
     },
     Setting {
         name: "timeout",
