@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 use std::io::Write as _;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -19,21 +19,24 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tracing::{debug, error, info, warn};
 
-use crate::autoscale::{self, Resizer};
-use crate::config::{Config, MAX_WORKERS, MemoryMeasure};
+use crate::config::{Config, MAX_WORKERS};
 use crate::error::{EXIT_CRASH_LOOP, EXIT_OK, WORKER_BOOT_ERROR};
 use crate::handler::App;
 use crate::listener::Listener;
-use crate::metrics::proc as memory;
 use crate::metrics::sample::{Identity, LiveWorker, Sampler};
 use crate::metrics::tcp::ListenQueue;
 use crate::notify::Notifier;
 use crate::scoreboard::{Scoreboard, WorkerState};
 use crate::signals::{MasterSignal, MasterSignals};
 use crate::sys::{self, Forked};
-use crate::tools::advice::{Cpu, Measured, ProcessMemory, advise};
-use crate::upgrade::{self, Handover, WorkerRecord};
+use crate::upgrade::Handover;
 use crate::worker::{self, WorkerContext};
+
+mod reexec;
+mod sizing;
+
+use reexec::Upgrade;
+use sizing::{Auto, memory_limit_kib};
 
 /// Consecutive workers that die before they are ready, after which the master gives up and
 /// exits with `EXIT_CRASH_LOOP`.
@@ -144,22 +147,6 @@ pub fn request_limit(max: u64, jitter: u64, random: u64) -> u64 {
     }
 }
 
-/// A new worker's memory limit in KiB: `max_mib` less a random 0-10 %, so that workers
-/// growing alike pass their limits at different times. 0 (no limit) stays 0.
-pub fn memory_limit_kib(max_mib: u64, random: u64) -> u64 {
-    let max = max_mib.saturating_mul(1024);
-    max - random % (max / 10 + 1)
-}
-
-/// The memory `--workers auto` plans within, in MiB: the server's cgroup limit, else the
-/// machine's memory.
-fn memory_quota_mib() -> f64 {
-    crate::metrics::cgroup::own_quota_bytes()
-        .map(|b| b as f64 / (1024.0 * 1024.0))
-        .or_else(|| memory::read_mem_total_kib().map(|k| k as f64 / 1024.0))
-        .unwrap_or(512.0)
-}
-
 /// The kernel's accept queue, summed over the TCP listeners (TCP_INFO on a listening socket);
 /// `None` when there is no TCP listener.
 fn listen_queue(listeners: &[Listener]) -> Option<ListenQueue> {
@@ -192,24 +179,6 @@ pub struct Startup {
     pub notifier: Notifier,
     /// The workers left by the previous image.
     pub handover: Option<Handover>,
-}
-
-/// `--workers auto`: what the master remembers between evaluations.
-#[derive(Debug)]
-struct Auto {
-    cpus: usize,
-    resizer: Resizer,
-    next_evaluation: Instant,
-    /// Per worker pid: CPU ticks and busy microseconds at the last evaluation.
-    last: Vec<(Pid, u64, u64)>,
-    last_at: Instant,
-}
-
-/// A USR2 upgrade waiting for the new binary's `--check-config`.
-#[derive(Debug)]
-struct Upgrade {
-    checker: Pid,
-    started: Instant,
 }
 
 /// The master process.
@@ -292,49 +261,6 @@ impl<'c, A: App> Master<'c, A> {
             master.start_auto(upgraded);
         }
         Ok(master)
-    }
-
-    /// Takes over the workers a previous image left running (USR2): they are our children
-    /// still, and keep serving as an old generation until ours are ready (`plan`).
-    fn adopt(&mut self, h: Handover) {
-        let now = Instant::now();
-        for r in &h.workers {
-            let control = match sys::adopt_fd(r.control_fd) {
-                Ok(fd) => fd,
-                Err(e) => {
-                    // Without its pipe it cannot be stopped softly: TERM does the same.
-                    warn!(worker = r.slot, pid = r.pid, error = %e, "old worker's control pipe is gone");
-                    match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
-                        Ok((_, w)) => w,
-                        Err(_) => continue,
-                    }
-                }
-            };
-            let _ = sys::set_cloexec(&control);
-            self.workers.push(Worker {
-                slot: r.slot,
-                pid: Pid::from_raw(r.pid),
-                generation: 0,
-                control,
-                spawned_at: now,
-                ready: r.ready,
-                stop_sent: r.stopping.then_some(now),
-                killed: None,
-                memory_limit_kib: 0,
-                adopted: true,
-            });
-            if r.stopping {
-                // Asked before the exec, through a flag this image cannot see: repeat it.
-                let _ = kill(Pid::from_raw(r.pid), Signal::SIGTERM);
-            }
-        }
-        self.target = h.target;
-        self.generation = 1;
-        info!(
-            workers = self.workers.len(),
-            target = self.target,
-            "upgraded: the previous binary's workers serve until the new ones are ready"
-        );
     }
 
     /// Runs until stopped; returns the exit code.
@@ -529,103 +455,6 @@ impl<'c, A: App> Master<'c, A> {
         }
     }
 
-    /// Zero-downtime upgrade, step 1: check that the binary at our startup path can start
-    /// with our settings (`--check-config`, in a child reaped by `reap`); step 2, in
-    /// `on_check_done`, re-executes it.
-    fn on_usr2(&mut self) {
-        if self.phase != Phase::Running {
-            info!("USR2 ignored: stopping");
-            return;
-        }
-        if let Some(u) = &self.upgrade {
-            info!(
-                checker = u.checker.as_raw(),
-                "USR2 ignored: an upgrade is already being checked"
-            );
-            return;
-        }
-        let Some(exe) = self.exe.clone() else {
-            error!("upgrade impossible: the path of this binary is unknown; still serving");
-            return;
-        };
-        let child = std::process::Command::new(&exe)
-            .args(&self.args)
-            .arg("--check-config")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .spawn();
-        match child {
-            Ok(child) => {
-                let checker = Pid::from_raw(child.id() as i32);
-                // Reaped by `reap`, with every other child: the Child handle is not waited on.
-                drop(child);
-                info!(exe = %exe.display(), checker = checker.as_raw(), "upgrade: checking the new binary");
-                self.notifier.reloading("upgrading");
-                self.announced = false;
-                self.upgrade = Some(Upgrade {
-                    checker,
-                    started: Instant::now(),
-                });
-            }
-            Err(e) => error!(
-                exe = %exe.display(),
-                error = %e,
-                "upgrade aborted: cannot run the new binary; still serving with the old one"
-            ),
-        }
-    }
-
-    /// The new binary's check ended: re-execute it if it passed.
-    fn on_check_done(&mut self, status: WaitStatus) {
-        self.upgrade = None;
-        if self.phase != Phase::Running {
-            return;
-        }
-        if !matches!(status, WaitStatus::Exited(_, 0)) {
-            let outcome = match status {
-                WaitStatus::Exited(_, c) => format!("exit code {c}"),
-                WaitStatus::Signaled(_, s, _) => format!("signal {}", s.as_str()),
-                other => format!("{other:?}"),
-            };
-            error!(
-                check = outcome.as_str(),
-                "upgrade aborted: the new binary failed --check-config; still serving with the old one"
-            );
-            return;
-        }
-        let Some(exe) = self.exe.clone() else { return };
-        let handover = Handover {
-            target: self.target,
-            listen_fds: self.listeners.iter().map(|l| l.as_raw_fd()).collect(),
-            workers: self
-                .workers
-                .iter()
-                .map(|w| WorkerRecord {
-                    slot: w.slot,
-                    pid: w.pid.as_raw(),
-                    control_fd: w.control.as_raw_fd(),
-                    ready: w.ready,
-                    stopping: w.stop_sent.is_some() || w.killed.is_some(),
-                })
-                .collect(),
-        };
-        let keep: Vec<BorrowedFd<'_>> = self
-            .listeners
-            .iter()
-            .map(|l| l.as_fd())
-            .chain(self.workers.iter().map(|w| w.control.as_fd()))
-            .collect();
-        info!(
-            exe = %exe.display(),
-            workers = handover.workers.len(),
-            "upgrade: re-executing; the workers serve on meanwhile"
-        );
-        let _ = std::io::stdout().flush();
-        let env: Vec<(&str, &OsString)> = self.notifier.env().into_iter().collect();
-        let e = upgrade::exec(&exe, &self.args, &env, &keep, &handover);
-        error!(exe = %exe.display(), error = %e, "upgrade aborted: exec failed; still serving with the old binary");
-    }
-
     fn on_usr1(&mut self) {
         let files = sys::reopen_append_logs();
         info!(files, "reopened log files");
@@ -801,190 +630,6 @@ impl<'c, A: App> Master<'c, A> {
                 w.killed = Some("boot timeout");
                 let _ = kill(w.pid, Signal::SIGKILL);
             }
-        }
-    }
-
-    /// `--max-worker-memory`: once a second, replaces (gracefully: after its request) a
-    /// worker whose memory passed its limit, one worker at a time. Its successor is spawned
-    /// at once by `keep_worker_count`, as stopping workers do not count.
-    fn check_memory(&mut self) {
-        if self.config.max_worker_memory_mib == 0
-            || self.phase != Phase::Running
-            || Instant::now() < self.next_memory_check
-        {
-            return;
-        }
-        self.next_memory_check = Instant::now() + Duration::from_secs(1);
-        if let Some(pid) = self.memory_recycle {
-            if self.workers.iter().any(|w| w.pid == pid) {
-                return;
-            }
-            self.memory_recycle = None;
-        }
-        let measure = self.config.worker_memory;
-        let over = self.workers.iter().enumerate().find_map(|(i, w)| {
-            if w.memory_limit_kib == 0 || w.stop_sent.is_some() || w.killed.is_some() || !w.ready {
-                return None;
-            }
-            let m = memory::read_memory(w.pid.as_raw())?;
-            let used = match measure {
-                MemoryMeasure::Uss => m.uss_kib,
-                MemoryMeasure::Rss => m.rss_kib,
-            };
-            (used > w.memory_limit_kib).then_some((i, used))
-        });
-        if let Some((i, used_kib)) = over {
-            let w = &self.workers[i];
-            let mib = |kib: u64| format!("{:.2}", kib as f64 / 1024.0);
-            warn!(
-                worker = w.slot,
-                pid = w.pid.as_raw(),
-                measure = measure.as_str(),
-                memory_mb = mib(used_kib),
-                limit_mb = mib(w.memory_limit_kib),
-                "worker over its memory limit: replacing it after its request"
-            );
-            self.memory_recycle = Some(w.pid);
-            self.stop_worker(i);
-        }
-    }
-
-    /// `--workers auto` at boot: one worker per CPU, as many as the memory quota holds at
-    /// the documented estimate a worker. After an upgrade the count carries over instead.
-    fn start_auto(&mut self, upgraded: bool) {
-        let cpus = crate::config::available_cpus();
-        let quota_mib = memory_quota_mib();
-        let master_mib = memory::read_memory(std::process::id() as i32)
-            .map_or(0.0, |m| m.pss_kib as f64 / 1024.0);
-        if !upgraded {
-            self.target = autoscale::boot_workers(cpus, quota_mib, master_mib);
-            info!(
-                workers = self.target,
-                cpus,
-                quota_mb = format!("{quota_mib:.2}"),
-                master_mb = format!("{master_mib:.2}"),
-                worker_estimate_mb = format!("{:.2}", autoscale::BOOT_WORKER_MIB),
-                "auto: workers at boot"
-            );
-        }
-        self.auto = Some(Auto {
-            cpus,
-            resizer: Resizer::default(),
-            next_evaluation: Instant::now() + self.config.auto_interval,
-            last: Vec::new(),
-            last_at: Instant::now(),
-        });
-    }
-
-    /// `--workers auto`, every `--auto-interval`: measure the workers that have served
-    /// traffic and resize the pool as `autoscale` decides.
-    fn evaluate_auto(&mut self) {
-        let Some(auto) = self.auto.as_mut() else {
-            return;
-        };
-        let now = Instant::now();
-        if self.phase != Phase::Running || now < auto.next_evaluation {
-            return;
-        }
-        auto.next_evaluation = now + self.config.auto_interval;
-        let ticks = sys::clock_ticks_per_sec() as f64;
-        let (mut workers, mut seen) = (Vec::new(), Vec::new());
-        let (mut cpu_secs, mut busy_secs) = (0.0, 0.0);
-        for w in &self.workers {
-            if w.adopted || w.stop_sent.is_some() || w.killed.is_some() || !w.ready {
-                continue;
-            }
-            let view = self.scoreboard.slot(w.slot).view();
-            let (Some(mem), Some(cpu)) = (
-                memory::read_memory(w.pid.as_raw()),
-                memory::read_cpu_ticks(w.pid.as_raw()),
-            ) else {
-                continue;
-            };
-            seen.push((w.pid, cpu, view.busy_us));
-            if let Some(&(_, cpu0, busy0)) = auto.last.iter().find(|(p, _, _)| *p == w.pid) {
-                cpu_secs += cpu.saturating_sub(cpu0) as f64 / ticks;
-                busy_secs += view.busy_us.saturating_sub(busy0) as f64 / 1e6;
-            }
-            if view.requests > 0 {
-                workers.push(ProcessMemory {
-                    pss_mb: mem.pss_kib as f64 / 1024.0,
-                    uss_mb: mem.uss_kib as f64 / 1024.0,
-                });
-            }
-        }
-        auto.last = seen;
-        let interval_secs = now.duration_since(auto.last_at).as_secs_f64();
-        auto.last_at = now;
-        if workers.is_empty() {
-            return; // nothing has served traffic yet: the boot estimate stands
-        }
-        let master = memory::read_memory(std::process::id() as i32).map_or_else(
-            ProcessMemory::default,
-            |m| ProcessMemory {
-                pss_mb: m.pss_kib as f64 / 1024.0,
-                uss_mb: m.uss_kib as f64 / 1024.0,
-            },
-        );
-        let quota_mib = memory_quota_mib();
-        let on_cpu = autoscale::on_cpu(cpu_secs, busy_secs);
-        let measured = Measured {
-            master,
-            workers: &workers,
-            dyno_total_mb: None,
-        };
-        let cpu = on_cpu.map(|on_cpu| Cpu {
-            cpus: auto.cpus as f64,
-            on_cpu,
-        });
-        let advice = advise(quota_mib, autoscale::HEADROOM, &measured, cpu);
-        // Too little serving to tell how CPU-bound requests are (an idle spell): only the
-        // memory may move the count.
-        // And with the CPUs saturated by the workers already, more workers only queue for
-        // them (a request that "waits" may be waiting for a CPU): do not grow.
-        let saturated = cpu_secs >= 0.9 * interval_secs * auto.cpus as f64;
-        let advised = match on_cpu {
-            Some(_) if saturated => advice.workers.min(self.target),
-            Some(_) => advice.workers,
-            None => self.target.min(advice.by_memory),
-        };
-        let bounds = autoscale::bounds(auto.cpus);
-        let next = auto
-            .resizer
-            .next(self.target, advised, advice.by_memory, bounds);
-        let figures = (
-            format!("{:.2}", advice.per_worker_mb),
-            format!("{:.2}", advice.base_mb),
-            format!("{quota_mib:.2}"),
-            on_cpu.map_or("-".to_string(), |f| format!("{f:.2}")),
-        );
-        match next {
-            Some(n) => {
-                info!(
-                    workers = n,
-                    from = self.target,
-                    advised,
-                    by_memory = advice.by_memory,
-                    by_cpu = advice
-                        .by_cpu
-                        .map_or("-".to_string(), |n| n.to_string())
-                        .as_str(),
-                    worker_mb = figures.0.as_str(),
-                    base_mb = figures.1.as_str(),
-                    quota_mb = figures.2.as_str(),
-                    on_cpu = figures.3.as_str(),
-                    "auto: resizing the pool"
-                );
-                self.target = n;
-            }
-            None => debug!(
-                workers = self.target,
-                advised,
-                by_memory = advice.by_memory,
-                worker_mb = figures.0.as_str(),
-                on_cpu = figures.3.as_str(),
-                "auto: evaluated"
-            ),
         }
     }
 
@@ -1201,133 +846,4 @@ impl<'c, A: App> Master<'c, A> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn w(slot: usize, generation: u64, ready: bool) -> WorkerView {
-        WorkerView {
-            slot,
-            generation,
-            ready,
-            stopping: false,
-        }
-    }
-
-    #[test]
-    fn tops_up_to_target() {
-        assert_eq!(
-            plan(&[], 3, 0),
-            Plan {
-                spawn: 3,
-                stop: vec![]
-            }
-        );
-        assert_eq!(
-            plan(&[w(0, 0, true)], 3, 0),
-            Plan {
-                spawn: 2,
-                stop: vec![]
-            }
-        );
-        assert_eq!(
-            plan(&[w(0, 0, true), w(1, 0, false), w(2, 0, true)], 3, 0),
-            Plan::default()
-        );
-    }
-
-    #[test]
-    fn stops_the_newest_extras() {
-        let ws = [w(0, 0, true), w(1, 0, true), w(2, 0, true)];
-        assert_eq!(
-            plan(&ws, 2, 0),
-            Plan {
-                spawn: 0,
-                stop: vec![2]
-            }
-        );
-        assert_eq!(
-            plan(&ws, 0, 0),
-            Plan {
-                spawn: 0,
-                stop: vec![2, 1, 0]
-            }
-        );
-    }
-
-    #[test]
-    fn stopping_workers_do_not_count() {
-        let ws = [
-            w(0, 0, true),
-            WorkerView {
-                stopping: true,
-                ..w(1, 0, true)
-            },
-        ];
-        assert_eq!(
-            plan(&ws, 2, 0),
-            Plan {
-                spawn: 1,
-                stop: vec![]
-            }
-        );
-    }
-
-    #[test]
-    fn hup_keeps_old_workers_until_new_ones_are_ready() {
-        let old = [w(0, 0, true), w(1, 0, true)];
-        // Right after HUP: spawn two new ones, stop nothing.
-        assert_eq!(
-            plan(&old, 2, 1),
-            Plan {
-                spawn: 2,
-                stop: vec![]
-            }
-        );
-        // One new worker ready: one old one may go.
-        let ws = [old[0], old[1], w(2, 1, true), w(3, 1, false)];
-        assert_eq!(
-            plan(&ws, 2, 1),
-            Plan {
-                spawn: 0,
-                stop: vec![0]
-            }
-        );
-        // Both ready: both old ones go.
-        let ws = [old[0], old[1], w(2, 1, true), w(3, 1, true)];
-        assert_eq!(
-            plan(&ws, 2, 1),
-            Plan {
-                spawn: 0,
-                stop: vec![0, 1]
-            }
-        );
-    }
-
-    #[test]
-    fn request_limits_spread_within_the_jitter() {
-        assert_eq!(request_limit(0, 50, 12345), 0);
-        assert_eq!(request_limit(100, 0, 12345), 100);
-        let limits: Vec<u64> = (0..1000).map(|r| request_limit(100, 9, r * 7919)).collect();
-        assert!(limits.iter().all(|&l| (100..=109).contains(&l)));
-        assert_eq!(*limits.iter().min().unwrap(), 100);
-        assert_eq!(*limits.iter().max().unwrap(), 109);
-        assert_eq!(request_limit(u64::MAX, u64::MAX, 3), u64::MAX);
-    }
-
-    #[test]
-    fn memory_limits_spread_over_the_top_tenth() {
-        assert_eq!(memory_limit_kib(0, 12345), 0);
-        assert_eq!(memory_limit_kib(100, 0), 102_400);
-        for r in [1, 999, 10_240, 10_241, u64::MAX] {
-            let l = memory_limit_kib(100, r);
-            assert!((92_160..=102_400).contains(&l), "{l}");
-        }
-        assert_eq!(memory_limit_kib(100, 10_240), 92_160);
-    }
-
-    #[test]
-    fn free_slots_are_reused_lowest_first() {
-        assert_eq!(free_slot([0, 2].into_iter(), 4), Some(1));
-        assert_eq!(free_slot([0, 1].into_iter(), 2), None);
-    }
-}
+mod tests;
