@@ -80,7 +80,7 @@
 //! | 1 | `config`, `handler`, `signals`, `scoreboard` |
 //! | 2 | `listener`, `log`, `metrics`, `notify` |
 //! | 3 | `worker` |
-//! | 4 | `master`, `server`, `upgrade` |
+//! | 4 | `master`, `server`, `upgrade`, `autoscale` |
 //! | tools | `tools` (subcommands in their own process) |
 //!
 //! # Limitations
