@@ -474,6 +474,16 @@ fn progress_line(
     )
 }
 
+/// A share as a percentage: one decimal below 10 %, so that 0.9 % does not read as 1 %.
+fn percent(share: f64) -> String {
+    let p = share * 100.0;
+    if p < 10.0 {
+        format!("{p:.1}")
+    } else {
+        format!("{p:.0}")
+    }
+}
+
 fn ms(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2} ms"))
 }
@@ -503,8 +513,7 @@ fn render_table(trials: &[Trial], cgroup: bool) -> String {
         } else {
             String::new()
         };
-        let _ = writeln!(
-            s,
+        let row = format!(
             "{:>7} {:>9.1} {:>8} {:>8} {:>8} {:>7} {:>8.2} {:>8.2} {:>5}{dyno}  {}",
             t.workers,
             t.req_per_sec,
@@ -517,6 +526,7 @@ fn render_table(trials: &[Trial], cgroup: bool) -> String {
             t.cpu_cores.map_or("-".into(), |c| format!("{c:.2}")),
             notes.join("; ")
         );
+        let _ = writeln!(s, "{}", row.trim_end());
     }
     let _ = writeln!(
         s,
@@ -594,8 +604,8 @@ fn render_advice(
     let any = advise_for(t, 512.0, headroom, cpu);
     let cpu_text = match on_cpu {
         Some(f) => format!(
-            "requests {:.0} % on CPU, {cpus} CPUs: {}",
-            f * 100.0,
+            "requests {} % on CPU, {cpus} CPUs: {}",
+            percent(f),
             any.by_cpu
                 .map_or("I/O-bound, no CPU limit".into(), |n| format!(
                     "{n} workers keep them busy"

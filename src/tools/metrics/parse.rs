@@ -425,6 +425,9 @@ pub enum Event {
     R15,
     /// runicorn's `msg="worker killed"` with `reason="perhaps out of memory"`.
     WorkerOom,
+    /// runicorn's `msg="worker over its memory limit: replacing it after its request"`
+    /// (`--max-worker-memory`).
+    WorkerOverLimit,
 }
 
 /// One line, read.
@@ -522,6 +525,8 @@ pub fn parse_line(line: &str) -> Option<Record> {
     } else if get("msg") == Some("worker killed") && get("reason") == Some("perhaps out of memory")
     {
         Event::WorkerOom
+    } else if get("msg") == Some("worker over its memory limit: replacing it after its request") {
+        Event::WorkerOverLimit
     } else if body.starts_with("Error R14") {
         Event::R14
     } else if body.starts_with("Error R15") {
@@ -810,6 +815,8 @@ mod tests {
             (r.event, r.source.as_deref()),
             (Event::WorkerOom, Some("web.1"))
         );
+        let r = parse_line(r#"at=warn msg="worker over its memory limit: replacing it after its request" worker=0 pid=7 measure=uss memory_mb=40.1 limit_mb=38.2"#).unwrap();
+        assert_eq!(r.event, Event::WorkerOverLimit);
         // Other log lines are not metrics, even with worker= keys.
         assert_eq!(
             parse_line(r#"at=info msg="worker ready" worker=0 pid=4242"#),

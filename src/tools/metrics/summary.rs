@@ -91,6 +91,7 @@ struct Dyno {
     r14: usize,
     r15: usize,
     oom_kills: usize,
+    over_limit: usize,
     process_running: Option<(f64, Option<f64>)>,
 }
 
@@ -305,6 +306,10 @@ impl Tracker {
                 d.oom_kills += 1;
                 false
             }
+            Event::WorkerOverLimit => {
+                d.over_limit += 1;
+                false
+            }
         };
         if complete {
             self.sets += 1;
@@ -440,6 +445,14 @@ impl Tracker {
                 d.saturated,
                 d.busy_samples,
                 plural(d.busy_samples)
+            );
+        }
+        if d.over_limit > 0 {
+            let _ = writeln!(
+                s,
+                "  recycled   {} worker{} over --max-worker-memory",
+                d.over_limit,
+                plural(d.over_limit)
             );
         }
         if d.r14 + d.r15 + d.oom_kills > 0 {

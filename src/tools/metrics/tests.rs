@@ -414,3 +414,15 @@ fn a_file_gives_only_the_final_summary_and_a_chart() {
     );
     assert!(out.is_empty());
 }
+
+#[test]
+fn workers_recycled_over_their_memory_limit_are_counted() {
+    let lines = r#"source=web.1 dyno=vm sample#memory_total=40.00MB sample#memory_rss=40.00MB sample#memory_cache=0.00MB sample#memory_swap=0.00MB sample#memory_quota=512.00MB
+at=warn msg="worker over its memory limit: replacing it after its request" worker=0 pid=7 measure=uss memory_mb=40.1 limit_mb=38.2
+at=warn msg="worker over its memory limit: replacing it after its request" worker=1 pid=8 measure=uss memory_mb=39.0 limit_mb=37.5
+"#;
+    has(
+        &summary(lines),
+        "recycled   2 workers over --max-worker-memory",
+    );
+}

@@ -185,7 +185,7 @@ fn table_rows_and_notes() {
     trials[3].cgroup_peak_mb = Some(3.25);
     let t = render_table(&trials, true);
     assert!(t.contains("workers     req/s   p50 ms   p95 ms   p99 ms  errors   PSS MB   USS MB  CPUs  dyno MB  notes"), "{t}");
-    assert!(t.contains("      1     190.0     3.00     5.40     6.00       0     0.80     0.12  0.97        -  \n"), "{t}");
+    assert!(t.contains("      1     190.0     3.00     5.40     6.00       0     0.80     0.12  0.97        -\n"), "{t}");
     assert!(t.contains("      4     375.0    22.50    40.50    45.00       3     1.70     0.12  1.90     3.25  1 killed, perhaps out of memory; 1 respawned; reset 3"), "{t}");
     assert!(t.contains("dyno MB: the cgroup's peak"));
     assert!(!render_table(&trials, false).contains("dyno MB"));
