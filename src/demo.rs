@@ -1,7 +1,7 @@
 //! The demo app served by the `runicorn` binary (DESIGN.md section 5): routes that exercise
 //! every part of the process model (slow I/O, CPU, memory growth, panics, aborts).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Method, StatusCode, header};
 
@@ -71,9 +71,12 @@ impl App for Demo {
             }
             "/work" => {
                 let ms = query_number(query, "ms").unwrap_or(0);
-                let until = Instant::now() + Duration::from_millis(ms);
+                // N ms of CPU time, not of wall-clock time: on a busy machine a worker is
+                // preempted, and a wall-clock loop would then do less work per request the
+                // more workers share the CPUs (flattering any worker count above the CPUs).
+                let until = cpu_time() + Duration::from_millis(ms);
                 let mut x = 0u64;
-                while Instant::now() < until {
+                while cpu_time() < until {
                     for i in 0..1000u64 {
                         x = std::hint::black_box(
                             x.wrapping_mul(6364136223846793005).wrapping_add(i),
@@ -101,6 +104,13 @@ impl App for Demo {
             _ => text(StatusCode::NOT_FOUND, "Not Found\n"),
         }
     }
+}
+
+/// The CPU time this thread has used (clock_gettime(2), CLOCK_THREAD_CPUTIME_ID).
+fn cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
