@@ -10,9 +10,9 @@ use super::{Master, Phase};
 use crate::autoscale::{self, Resizer};
 use crate::config::MemoryMeasure;
 use crate::handler::App;
+use crate::metrics::advice::{Cpu, Measured, ProcessMemory, advise};
 use crate::metrics::proc as memory;
 use crate::sys;
-use crate::tools::advice::{Cpu, Measured, ProcessMemory, advise};
 
 /// A new worker's memory limit in KiB: `max_mib` less a random 0-10 %, so that workers
 /// growing alike pass their limits at different times. 0 (no limit) stays 0.

@@ -5,6 +5,7 @@
 //! seconds. Parsers take text (or bytes) and return plain data, so they are tested on
 //! fixtures; the few functions that read files are thin and say so.
 
+pub mod advice;
 pub mod cgroup;
 pub mod load;
 pub mod proc;

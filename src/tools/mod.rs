@@ -11,7 +11,7 @@
 //! - `metrics`: `runicorn metrics`, the reader of metric lines.
 //! - `tune`: `runicorn tune`, trials of an app at several worker counts.
 
-pub mod advice;
+pub use crate::metrics::advice;
 pub mod chart;
 pub mod cli;
 pub mod load;

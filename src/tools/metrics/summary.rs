@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::parse::{DynoFigures, Event, Origin, ProcFigures, Record, RequestFigures, format_time};
-use crate::tools::advice::{self, Advice, Cpu, DYNO_SIZES, Limit, Measured, ProcessMemory};
+use crate::metrics::advice::{self, Advice, Cpu, DYNO_SIZES, Limit, Measured, ProcessMemory};
 use crate::tools::chart::{Chart, Panel, Series};
 
 /// Settings that change the advice.

@@ -1,7 +1,7 @@
 //! The pure parts of `tune`: flags, worker counts, the table, the advice, the chart.
 
 use super::*;
-use crate::tools::advice::ProcessMemory;
+use crate::metrics::advice::ProcessMemory;
 use crate::tools::load::Failure;
 
 fn args(list: &[&str]) -> Vec<String> {

@@ -19,8 +19,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::cgroup::DynoCgroup;
+use crate::metrics::advice::ProcessMemory;
 use crate::metrics::proc::{self, ProcMemory};
-use crate::tools::advice::ProcessMemory;
 use crate::tools::load::{self, Failure, LoadSpec, Progress};
 
 /// How long the app may take to answer with all its workers.
