@@ -104,9 +104,9 @@ impl Resizer {
     }
 }
 
-/// The share of busy time the workers spent on a CPU, from the CPU time their processes
-/// used (`cpu_secs`) over the time they spent serving (`busy_secs`), both over the same
-/// interval. `None` with too little traffic to tell (under a second of serving).
+/// The share of busy time the workers spent on a CPU or waiting for one, from the time
+/// their processes ran or were queued to run (`cpu_secs`) over the time they spent serving
+/// (`busy_secs`), both over the same interval. `None` with too little traffic to tell (under a second of serving).
 pub fn on_cpu(cpu_secs: f64, busy_secs: f64) -> Option<f64> {
     (busy_secs >= 1.0 && cpu_secs.is_finite()).then(|| (cpu_secs / busy_secs).clamp(0.0, 1.0))
 }

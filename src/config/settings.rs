@@ -186,7 +186,7 @@ pub static SETTINGS: &[Setting] = &[
               machine's memory), assuming 32 MiB a worker at boot; then every \
               --auto-interval, once workers have served traffic, it recomputes from their \
               measured memory (USS) and the master's (PSS) and from how much of their busy \
-              time is spent on a CPU, and grows or shrinks the pool (between 1 and 8 a CPU, \
+              time is spent on (or waiting for) a CPU, and grows or shrinks the pool (between 1 and 8 a CPU, \
               keeping 20% of the quota free; see docs/tuning.md). TTIN, TTOU and WINCH turn \
               auto off.",
         repeatable: false,

@@ -36,8 +36,9 @@ pub(super) struct Auto {
     pub(super) cpus: usize,
     pub(super) resizer: Resizer,
     pub(super) next_evaluation: Instant,
-    /// Per worker pid: CPU ticks and busy microseconds at the last evaluation.
-    pub(super) last: Vec<(Pid, u64, u64)>,
+    /// Per worker pid at the last evaluation: nanoseconds run on a CPU, nanoseconds run or
+    /// waited for one, and busy microseconds (see `evaluate_auto`).
+    pub(super) last: Vec<(Pid, u64, u64, u64)>,
     pub(super) last_at: Instant,
 }
 
@@ -125,23 +126,29 @@ impl<A: App> Master<'_, A> {
             return;
         }
         auto.next_evaluation = now + self.config.auto_interval;
-        let ticks = sys::clock_ticks_per_sec() as f64;
+        let ticks = sys::clock_ticks_per_sec();
         let (mut workers, mut seen) = (Vec::new(), Vec::new());
-        let (mut cpu_secs, mut busy_secs) = (0.0, 0.0);
+        // How CPU-bound the requests are: the time the workers ran on a CPU or waited on a
+        // run queue for one, over the time they spent serving. Counting the wait matters:
+        // on a machine whose CPUs are busy (other processes, or too many workers), a
+        // computing request spends much of its time waiting for a CPU, and would otherwise
+        // look like one waiting on I/O and ask for still more workers.
+        let (mut cpu_secs, mut demand_secs, mut busy_secs) = (0.0, 0.0, 0.0);
         for w in &self.workers {
             if w.adopted || w.stop_sent.is_some() || w.killed.is_some() || !w.ready {
                 continue;
             }
             let view = self.scoreboard.slot(w.slot).view();
-            let (Some(mem), Some(cpu)) = (
+            let (Some(mem), Some((ran, wanted))) = (
                 memory::read_memory(w.pid.as_raw()),
-                memory::read_cpu_ticks(w.pid.as_raw()),
+                memory::read_cpu_demand_ns(w.pid.as_raw(), ticks),
             ) else {
                 continue;
             };
-            seen.push((w.pid, cpu, view.busy_us));
-            if let Some(&(_, cpu0, busy0)) = auto.last.iter().find(|(p, _, _)| *p == w.pid) {
-                cpu_secs += cpu.saturating_sub(cpu0) as f64 / ticks;
+            seen.push((w.pid, ran, wanted, view.busy_us));
+            if let Some(&(_, ran0, wanted0, busy0)) = auto.last.iter().find(|(p, ..)| *p == w.pid) {
+                cpu_secs += ran.saturating_sub(ran0) as f64 / 1e9;
+                demand_secs += wanted.saturating_sub(wanted0) as f64 / 1e9;
                 busy_secs += view.busy_us.saturating_sub(busy0) as f64 / 1e6;
             }
             if view.requests > 0 {
@@ -165,7 +172,7 @@ impl<A: App> Master<'_, A> {
             },
         );
         let quota_mib = memory_quota_mib();
-        let on_cpu = autoscale::on_cpu(cpu_secs, busy_secs);
+        let on_cpu = autoscale::on_cpu(demand_secs, busy_secs);
         let measured = Measured {
             master,
             workers: &workers,

@@ -158,9 +158,30 @@ pub fn parse_stat_cpu_ticks(text: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Reads the CPU time of process `pid` in clock ticks (see [`parse_stat_cpu_ticks`]).
-pub fn read_cpu_ticks(pid: i32) -> Option<u64> {
-    parse_stat_cpu_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+/// The time a process has run on a CPU and waited on a run queue for one, in nanoseconds:
+/// the first two fields of /proc/pid/schedstat (sched-stats.rst, "/proc/<pid>/schedstat").
+pub fn parse_schedstat(text: &str) -> Option<(u64, u64)> {
+    let mut fields = text.split_whitespace();
+    let run = fields.next()?.parse().ok()?;
+    let wait = fields.next()?.parse().ok()?;
+    Some((run, wait))
+}
+
+/// How much CPU a process used and wanted, in nanoseconds: `(ran, ran + waited for a CPU)`.
+/// From /proc/pid/schedstat when the kernel keeps it (CONFIG_SCHED_INFO; all zeros without
+/// schedstats on some kernels), else from the CPU time in /proc/pid/stat (clock ticks),
+/// without the waiting, which is then unknown.
+pub fn read_cpu_demand_ns(pid: i32, ticks_per_sec: u64) -> Option<(u64, u64)> {
+    let sched = fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|t| parse_schedstat(&t))
+        .filter(|&(run, _)| run > 0);
+    if let Some((run, wait)) = sched {
+        return Some((run, run + wait));
+    }
+    let ticks = parse_stat_cpu_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    let ns = ticks.saturating_mul(1_000_000_000) / ticks_per_sec.max(1);
+    Some((ns, ns))
 }
 
 /// The machine's memory in KiB, from a /proc/meminfo text (`MemTotal:`).
@@ -399,6 +420,16 @@ Swap: 99999999999999999999999 kB
         assert_eq!(parse_status("Name:\tapp\nState:\tZ (zombie)\n"), None);
         assert_eq!(parse_status(""), None);
         assert_eq!(parse_status("VmRSS:\tlots kB\n"), None);
+    }
+
+    #[test]
+    fn schedstat_gives_run_and_wait() {
+        assert_eq!(
+            parse_schedstat("109672 1049264 2\n"),
+            Some((109_672, 1_049_264))
+        );
+        assert_eq!(parse_schedstat("0 0 0"), Some((0, 0)));
+        assert_eq!(parse_schedstat("12"), None);
     }
 
     #[test]
