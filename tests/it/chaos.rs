@@ -10,27 +10,7 @@ use crate::support::*;
 /// a program), as `http::echo_bin` does for the echo example.
 fn chaos_bin() -> String {
     static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let bin = std::path::Path::new(BIN);
-            let profile_dir = bin.parent().unwrap();
-            let target_dir = profile_dir.parent().unwrap();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--quiet", "--example", "chaos", "--manifest-path"])
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-                .arg("--target-dir")
-                .arg(target_dir);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("run cargo build --example chaos");
-            assert!(status.success(), "cargo build --example chaos failed");
-            let chaos = profile_dir.join("examples").join("chaos");
-            assert!(chaos.exists(), "{} was not built", chaos.display());
-            chaos.to_str().unwrap().to_string()
-        })
-        .clone()
+    BUILT.get_or_init(|| example_bin("chaos")).clone()
 }
 
 /// Runs a command to its end, or kills it (by pid) after a generous deadline: chaos bounds

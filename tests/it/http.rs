@@ -106,27 +106,7 @@ fn a_head_that_never_completes_gets_408() {
 /// own unit tests, not as a program).
 pub fn echo_bin() -> String {
     static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let bin = std::path::Path::new(BIN);
-            let profile_dir = bin.parent().unwrap();
-            let target_dir = profile_dir.parent().unwrap();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = std::process::Command::new(cargo);
-            cmd.args(["build", "--quiet", "--example", "echo", "--manifest-path"])
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-                .arg("--target-dir")
-                .arg(target_dir);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("run cargo build --example echo");
-            assert!(status.success(), "cargo build --example echo failed");
-            let echo = profile_dir.join("examples").join("echo");
-            assert!(echo.exists(), "{} was not built", echo.display());
-            echo.to_str().unwrap().to_string()
-        })
-        .clone()
+    BUILT.get_or_init(|| example_bin("echo")).clone()
 }
 
 #[test]

@@ -353,3 +353,25 @@ pub fn parse_response(bytes: &[u8]) -> Response {
         body: bytes[end + 4..].to_vec(),
     }
 }
+
+/// Builds an example of this crate (`cargo build --example NAME`, same profile and target
+/// directory as the test binary) and returns its path.
+pub fn example_bin(name: &str) -> String {
+    let bin = std::path::Path::new(BIN);
+    let profile_dir = bin.parent().unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--example", name, "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build --example");
+    assert!(status.success(), "cargo build --example {name} failed");
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path.to_str().unwrap().to_string()
+}
