@@ -190,6 +190,10 @@ impl<'a, A: App> Worker<'a, A> {
             .register(&mut control, CONTROL, Interest::READABLE)
             .map_err(|e| setup("control pipe", e))?;
         for (i, l) in ctx.listeners.iter().enumerate() {
+            // Best effort: without it responses may wait for Nagle, they are still served.
+            if let Err(e) = l.set_nodelay_for_accepted() {
+                warn!(worker = ctx.slot_index, pid, error = %e, "cannot set TCP_NODELAY");
+            }
             poll.registry()
                 .register(&mut SourceFd(&l.as_raw_fd()), Token(i), Interest::READABLE)
                 .map_err(|e| setup("listener", e))?;
