@@ -176,6 +176,40 @@ pub fn set_dual_stack(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)
 }
 
+/// Adds a listening socket to an epoll instance with EPOLLEXCLUSIVE (epoll_ctl(2), Linux
+/// 4.5), edge-triggered and for reading, with `token` as the event's data: the value mio
+/// reads back as the `Token` (its epoll selector stores and returns `data.u64`).
+///
+/// Scope: only for listeners shared by workers that each poll them from their own epoll,
+/// on the worker side of fork. Without it, one new connection wakes every idle worker and
+/// all but one find nothing to accept (the "thundering herd"); with it the kernel wakes one
+/// (or a few) of the epoll instances that wait. Not for connections or pipes: an exclusive
+/// registration cannot be modified later (EPOLL_CTL_MOD fails with EINVAL), and the caller
+/// must not expect every waiter to hear about the event (a shutdown(2) of the listener
+/// wakes one worker, so stops go through the control pipe). `Err` with EINVAL on kernels
+/// without EPOLLEXCLUSIVE: the caller then registers through mio as usual.
+pub fn epoll_add_exclusive(epoll: &impl AsRawFd, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32,
+        u64: token,
+    };
+    // SAFETY: both descriptors are open for the call (borrowed from their owners); the kernel copies the
+    // event structure, which lives on our stack until the call returns.
+    let rc = unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            &mut event,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Waits until `fd` is readable (or writable, with `write`) for at most `timeout`
 /// (poll(2)). `Ok(false)` on timeout.
 pub fn wait_fd(fd: BorrowedFd<'_>, write: bool, timeout: Duration) -> io::Result<bool> {

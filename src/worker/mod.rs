@@ -194,9 +194,7 @@ impl<'a, A: App> Worker<'a, A> {
             if let Err(e) = l.set_nodelay_for_accepted() {
                 warn!(worker = ctx.slot_index, pid, error = %e, "cannot set TCP_NODELAY");
             }
-            poll.registry()
-                .register(&mut SourceFd(&l.as_raw_fd()), Token(i), Interest::READABLE)
-                .map_err(|e| setup("listener", e))?;
+            register_listener(&poll, l, Token(i)).map_err(|e| setup("listener", e))?;
         }
         ctx.slot.set_state(WorkerState::Idle);
         let ctx_listeners = ctx.listeners.len();
@@ -896,6 +894,20 @@ impl Client {
             self.registered = true;
         }
         Ok(())
+    }
+}
+
+/// Puts a listener in the worker's poll, exclusively where the kernel allows it: a new
+/// connection then wakes one idle worker instead of all of them (see
+/// [`sys::epoll_add_exclusive`]); elsewhere as an ordinary edge-triggered source. Either
+/// way the worker drains it (accepts until EAGAIN) after an event.
+fn register_listener(poll: &Poll, l: &Listener, token: Token) -> std::io::Result<()> {
+    match sys::epoll_add_exclusive(poll, l.as_fd(), token.0 as u64) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            poll.registry()
+                .register(&mut SourceFd(&l.as_raw_fd()), token, Interest::READABLE)
+        }
+        other => other,
     }
 }
 
