@@ -72,7 +72,10 @@ impl Listener {
     /// socket (the kernel does not report it).
     pub fn listen_queue(&self) -> Option<ListenQueue> {
         match self {
-            Listener::Tcp(_) => sys::tcp_info(self.as_fd()).and_then(|b| decode_listen_queue(&b)),
+            Listener::Tcp(_) => {
+                let mut buf = [0u8; sys::TCP_INFO_LEN];
+                sys::tcp_info(self.as_fd(), &mut buf).and_then(decode_listen_queue)
+            }
             Listener::Unix(..) => None,
         }
     }

@@ -396,10 +396,15 @@ pub fn remove_env(name: &str) {
     unsafe { std::env::remove_var(name) };
 }
 
-/// The raw `struct tcp_info` of a TCP socket (getsockopt(2) TCP_INFO, tcp(7)); decoded by
-/// `metrics::tcp`. On a listening socket the kernel reports the accept queue in it.
-pub fn tcp_info(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; std::mem::size_of::<libc::tcp_info>()];
+/// Size of the kernel's `struct tcp_info` as the libc crate knows it: a buffer for
+/// [`tcp_info`].
+pub const TCP_INFO_LEN: usize = std::mem::size_of::<libc::tcp_info>();
+
+/// The raw `struct tcp_info` of a TCP socket (getsockopt(2) TCP_INFO, tcp(7)), written into
+/// `buf` (no allocation: the keep-alive check reads it once per response); returns the bytes
+/// the kernel wrote. Decoded by `metrics::tcp`. On a listening socket the kernel reports
+/// the accept queue in it.
+pub fn tcp_info<'b>(fd: BorrowedFd<'_>, buf: &'b mut [u8; TCP_INFO_LEN]) -> Option<&'b [u8]> {
     let mut len = buf.len() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `buf`, which is that long, and
     // updates `len` to what it wrote.
@@ -415,8 +420,7 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
     if rc != 0 {
         return None;
     }
-    buf.truncate(len as usize);
-    Some(buf)
+    buf.get(..len as usize)
 }
 
 /// This machine's host name (the `dyno` id of metric lines where no platform id exists).
