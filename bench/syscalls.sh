@@ -43,7 +43,7 @@ workers=$(pgrep -P $master | paste -sd,)
 
 calls="accept4 recvfrom read writev write sendto close shutdown epoll_wait epoll_ctl poll
        setsockopt getsockopt clock_gettime futex"
-events=raw_syscalls:sys_enter
+events=raw_syscalls:sys_enter,sched:sched_switch
 for c in $calls; do events="$events,syscalls:sys_enter_$c"; done
 
 timeout $((SECS + 30)) perf stat -x, -e "$events" -p "$workers" -o "$work/perf.txt" \
@@ -58,7 +58,9 @@ echo "$mode, $WORKERS workers, wrk -t1 -c$CONNS, ${SECS} s: $requests requests,"
     "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt") req/s"
 awk -F, -v r="$requests" '
     $1 ~ /^[0-9]+$/ {
-        name = $3; sub(/^(raw_)?syscalls:sys_enter_?/, "", name)
+        name = $3
+        if (name == "sched:sched_switch") { switches = $1; next }
+        sub(/^(raw_)?syscalls:sys_enter_?/, "", name)
         if (name == "") { total = $1; next }
         listed += $1
         if ($1 > 0) printf "  %-14s %6.3f per request\n", name, $1 / r
@@ -66,4 +68,6 @@ awk -F, -v r="$requests" '
     END {
         printf "  %-14s %6.3f per request\n", "(other)", (total - listed) / r
         printf "  %-14s %6.3f per request\n", "total", total / r
+        printf "  %-14s %6.3f per request (context switches away from the workers, sched_switch)\n", \
+            "switches", switches / r
     }' "$work/perf.txt"
