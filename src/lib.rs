@@ -68,8 +68,9 @@
 //! worker's own poll instead of holding it. The master never serves and never starts a thread: it reaps
 //! dead workers and respawns them, kills workers stuck past `timeout` (logging the request
 //! they were stuck on, read from the shared-memory scoreboard), grows and shrinks the pool
-//! on TTIN/TTOU, replaces every worker on HUP, and stops gracefully on TERM. See
-//! `docs/design.md` and `docs/signals.md`.
+//! on TTIN/TTOU, replaces every worker on HUP, re-executes a rebuilt binary in place on
+//! USR2 (same pid, no dropped request), tells systemd how it is doing (`NOTIFY_SOCKET`), and
+//! stops gracefully on TERM. See `docs/design.md` and `docs/signals.md`.
 //!
 //! # Anatomy of the crate
 //!
@@ -77,9 +78,10 @@
 //! |---|---|
 //! | 0 | `error`, `sys` (the only `unsafe`), `http` (pure parsing and encoding) |
 //! | 1 | `config`, `handler`, `signals`, `scoreboard` |
-//! | 2 | `listener`, `log` |
+//! | 2 | `listener`, `log`, `metrics`, `notify` |
 //! | 3 | `worker` |
-//! | 4 | `master`, `server` |
+//! | 4 | `master`, `server`, `upgrade`, `autoscale` |
+//! | tools | `tools` (subcommands in their own process) |
 //!
 //! # Limitations
 //!
@@ -92,6 +94,7 @@
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod autoscale;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -101,12 +104,14 @@ mod listener;
 mod log;
 mod master;
 mod metrics;
+mod notify;
 mod scoreboard;
 mod server;
 mod signals;
 mod sys;
 #[doc(hidden)]
 pub mod tools;
+mod upgrade;
 mod worker;
 
 pub use error::{Error, ErrorKind};

@@ -182,8 +182,9 @@ impl Write for Conn {
     }
 }
 
-/// The listeners the server should use: the sockets systemd passed (`LISTEN_FDS` with our
-/// pid in `LISTEN_PID`), else the configured addresses, bound now.
+/// The listeners the server should use: those handed over by the previous image in a USR2
+/// upgrade (`upgraded`), else the sockets systemd passed (`LISTEN_FDS` with our pid in
+/// `LISTEN_PID`), else the configured addresses, bound now.
 ///
 /// `fallback` replaces the first address when it cannot be bound because the machine has
 /// no IPv6 (the platform default `[::]:$PORT` becoming `0.0.0.0:$PORT`).
@@ -191,7 +192,12 @@ pub fn open(
     binds: &[BindAddr],
     fallback: Option<&BindAddr>,
     backlog: i32,
+    upgraded: Option<&[RawFd]>,
 ) -> Result<Vec<Listener>, Error> {
+    if let Some(fds) = upgraded {
+        // Our own sockets: a Unix socket's file is ours to remove at exit.
+        return fds.iter().map(|&fd| adopt(fd, "upgrade", true)).collect();
+    }
     if let Some(inherited) = inherited()? {
         return Ok(inherited);
     }
@@ -288,29 +294,41 @@ fn inherited() -> Result<Option<Vec<Listener>>, Error> {
             format!("LISTEN_FDS: invalid value '{count}': accepts a number of sockets"),
         )
     })?;
-    let mut out = Vec::new();
-    for fd in 3..3 + count {
-        let owned: OwnedFd = sys::adopt_fd(fd)
-            .map_err(|e| Error::io(ErrorKind::Listen, format!("LISTEN_FDS: fd {fd}"), e))?;
-        if !sys::is_stream_socket(owned.as_fd()) || !sys::is_listening(owned.as_fd()) {
-            return Err(Error::new(
-                ErrorKind::Listen,
-                format!("LISTEN_FDS: fd {fd} is not a listening stream socket"),
-            ));
-        }
-        sys::set_cloexec(&owned).map_err(|e| Error::io(ErrorKind::Listen, "LISTEN_FDS", e))?;
-        let listener = match sys::socket_family(owned.as_fd()) {
-            Some(libc::AF_UNIX) => Listener::Unix(UnixListener::from(owned), None),
-            _ => Listener::Tcp(TcpListener::from(owned)),
-        };
-        match &listener {
-            Listener::Tcp(l) => l.set_nonblocking(true),
-            Listener::Unix(l, _) => l.set_nonblocking(true),
-        }
-        .map_err(|e| Error::io(ErrorKind::Listen, format!("LISTEN_FDS: fd {fd}"), e))?;
-        out.push(listener);
+    (3..3 + count)
+        .map(|fd| adopt(fd, "LISTEN_FDS", false))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Takes an inherited listening socket: checks it is one, marks it close-on-exec (so it does
+/// not leak into programs the app runs) and non-blocking. `owns_file`: remove a Unix socket's
+/// file at exit (not for systemd's sockets: the socket unit owns those).
+fn adopt(fd: RawFd, source: &str, owns_file: bool) -> Result<Listener, Error> {
+    let fail = |e| Error::io(ErrorKind::Listen, format!("{source}: fd {fd}"), e);
+    let owned: OwnedFd = sys::adopt_fd(fd).map_err(fail)?;
+    if !sys::is_stream_socket(owned.as_fd()) || !sys::is_listening(owned.as_fd()) {
+        return Err(Error::new(
+            ErrorKind::Listen,
+            format!("{source}: fd {fd} is not a listening stream socket"),
+        ));
     }
-    Ok(Some(out))
+    sys::set_cloexec(&owned).map_err(fail)?;
+    let listener = match sys::socket_family(owned.as_fd()) {
+        Some(libc::AF_UNIX) => {
+            let l = UnixListener::from(owned);
+            let path = owns_file
+                .then(|| l.local_addr().ok()?.as_pathname().map(Path::to_path_buf))
+                .flatten();
+            Listener::Unix(l, path)
+        }
+        _ => Listener::Tcp(TcpListener::from(owned)),
+    };
+    match &listener {
+        Listener::Tcp(l) => l.set_nonblocking(true),
+        Listener::Unix(l, _) => l.set_nonblocking(true),
+    }
+    .map_err(fail)?;
+    Ok(listener)
 }
 
 #[cfg(test)]

@@ -157,6 +157,7 @@ const SERVICE_MAX: usize = 6;
 const QUEUE_MAX: usize = 7;
 const QUEUED: usize = 8;
 const STATUS: usize = 9; // five words: 1xx to 5xx
+const BUSY_US: usize = 14;
 const TEXT: usize = 16;
 const TEXT_WORDS: usize = 32;
 const SERVICE_HIST: usize = TEXT + TEXT_WORDS;
@@ -197,6 +198,8 @@ pub struct SlotView {
     pub busy_since_ns: Option<u64>,
     /// Requests served since it started.
     pub requests: u64,
+    /// Time spent serving them (the sum of their service times), microseconds.
+    pub busy_us: u64,
 }
 
 /// Request counters since they were last taken.
@@ -291,6 +294,7 @@ impl Slot<'_> {
     /// worker's own cache lines; no syscall.
     pub fn count_response(&self, status: u16, service_us: u64, queue_us: Option<u64>) {
         self.word(REQUESTS).fetch_add(1, Ordering::Relaxed);
+        self.word(BUSY_US).fetch_add(service_us, Ordering::Relaxed);
         let class = (usize::from(status / 100)).clamp(1, 5) - 1;
         self.word(STATUS + class).fetch_add(1, Ordering::Relaxed);
         self.word(SERVICE_HIST + bucket_of(service_us))
@@ -335,6 +339,7 @@ impl Slot<'_> {
             busy_since_ns: (state == WorkerState::Busy)
                 .then(|| self.word(BUSY_SINCE).load(Ordering::Relaxed)),
             requests: self.word(REQUESTS).load(Ordering::Relaxed),
+            busy_us: self.word(BUSY_US).load(Ordering::Relaxed),
         }
     }
 

@@ -9,8 +9,10 @@ use crate::config::{self, Command, Config};
 use crate::error::{EXIT_CONFIG, EXIT_OK, Error, ErrorKind};
 use crate::handler::App;
 use crate::listener;
-use crate::master::Master;
+use crate::master::{Master, Startup};
+use crate::notify::Notifier;
 use crate::sys;
+use crate::upgrade;
 
 /// Runs an app binary: reads the settings from the command line and the environment,
 /// builds the app with `build` (once, in the master, before the workers are forked), serves
@@ -78,8 +80,28 @@ pub fn serve<A: App>(config: &Config, build: impl FnOnce() -> A) -> Result<i32, 
         );
         return Ok(EXIT_OK);
     }
+    // What a USR2 upgrade needs, read before the app runs (it could change the working
+    // directory or the environment).
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    let args: Vec<std::ffi::OsString> = argv.collect();
+    let exe = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| upgrade::startup_exe(std::path::Path::new(&argv0), &cwd));
+    let handover = upgrade::take_from_env().map_err(|e| {
+        Error::new(
+            ErrorKind::System,
+            format!("cannot take over from the previous binary: {e}"),
+        )
+    })?;
+    let notifier = Notifier::from_env();
     sys::remember_log_paths();
-    let listeners = listener::open(&config.binds, config.bind_fallback.as_ref(), config.backlog)?;
+    let listeners = listener::open(
+        &config.binds,
+        config.bind_fallback.as_ref(),
+        config.backlog,
+        handover.as_ref().map(|h| h.listen_fds.as_slice()),
+    )?;
     for l in &listeners {
         info!(addr = l.describe(), "listening");
     }
@@ -95,7 +117,13 @@ pub fn serve<A: App>(config: &Config, build: impl FnOnce() -> A) -> Result<i32, 
         ));
     }
     let pid_file = config.pid_file.as_deref().map(PidFile::write).transpose()?;
-    let mut master = Master::new(config, app, listeners)
+    let startup = Startup {
+        exe,
+        args,
+        notifier,
+        handover,
+    };
+    let mut master = Master::new(config, app, listeners, startup)
         .map_err(|e| Error::io(ErrorKind::System, "cannot set up the master", e))?;
     info!(
         pid = std::process::id(),

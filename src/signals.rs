@@ -24,8 +24,7 @@ pub enum MasterSignal {
     Hup,
     /// USR1: reopen log files, forward to workers.
     Usr1,
-    /// USR2: zero-downtime upgrade (not implemented yet: caught so that it does not kill
-    /// the master, whose default action it would be).
+    /// USR2: zero-downtime upgrade (re-execute the binary in place; see `upgrade`).
     Usr2,
     /// WINCH: stop every worker, keep the master.
     Winch,

@@ -59,6 +59,24 @@ pub fn unmask_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// Blocks every signal; returns the mask to restore. The master calls it around execve(2)
+/// (the mask survives the exec; the new image unblocks once its handlers are in place).
+pub fn block_signals() -> io::Result<SigSet> {
+    let mut old = SigSet::empty();
+    sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )?;
+    Ok(old)
+}
+
+/// Restores a mask saved by [`block_signals`].
+pub fn restore_signal_mask(mask: &SigSet) -> io::Result<()> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)?;
+    Ok(())
+}
+
 /// Sets the default disposition for `sig`.
 pub fn default_signal(sig: Signal) -> io::Result<()> {
     set_disposition(sig, nix::sys::signal::SigHandler::SigDfl)
@@ -264,6 +282,19 @@ pub fn set_cloexec(fd: impl AsFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets or clears FD_CLOEXEC: the master clears it on the descriptors an upgrade hands to
+/// the new image, just before execve(2), and sets it back if the exec fails.
+pub fn set_inheritable(fd: BorrowedFd<'_>, inheritable: bool) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let flags = if inheritable {
+        FdFlag::empty()
+    } else {
+        FdFlag::FD_CLOEXEC
+    };
+    fcntl(fd, FcntlArg::F_SETFD(flags))?;
+    Ok(())
+}
+
 /// The socket type of `fd` (SOCK_STREAM for listeners we can use).
 pub fn is_stream_socket(fd: BorrowedFd<'_>) -> bool {
     matches!(
@@ -421,6 +452,14 @@ pub fn tcp_info<'b>(fd: BorrowedFd<'_>, buf: &'b mut [u8; TCP_INFO_LEN]) -> Opti
         return None;
     }
     buf.get(..len as usize)
+}
+
+/// Clock ticks a second, the unit of CPU times in /proc/<pid>/stat (sysconf(3),
+/// `_SC_CLK_TCK`; 100 on Linux).
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf reads a constant; no memory is passed.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 { n as u64 } else { 100 }
 }
 
 /// This machine's host name (the `dyno` id of metric lines where no platform id exists).

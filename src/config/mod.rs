@@ -6,6 +6,7 @@
 //! rendered from the same table, so they cannot drift from the parser.
 
 mod settings;
+pub use settings::available_cpus;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,8 +45,13 @@ pub struct Config {
     /// When `bind` was not given and `PORT` is set: the IPv4 address to fall back to when the
     /// machine has no IPv6.
     pub bind_fallback: Option<BindAddr>,
-    /// Number of worker processes.
+    /// Number of worker processes (with `workers_auto`, the count before the master's own
+    /// estimate replaces it).
     pub workers: usize,
+    /// `--workers auto`: the master sizes the pool from the CPUs and the memory quota.
+    pub workers_auto: bool,
+    /// How often `--workers auto` re-evaluates the count.
+    pub auto_interval: Duration,
     /// Kill a worker busy (or booting) for longer than this; `None` never.
     pub timeout: Option<Duration>,
     /// How long a graceful stop waits for in-flight requests before SIGKILL.
@@ -54,6 +60,10 @@ pub struct Config {
     pub max_requests: u64,
     /// Up to this many requests added to `max_requests` per worker, at random.
     pub max_requests_jitter: u64,
+    /// A worker whose memory passes this many MiB is replaced after its request; 0 never.
+    pub max_worker_memory_mib: u64,
+    /// Which figure `max_worker_memory_mib` limits.
+    pub worker_memory: MemoryMeasure,
     /// The listen(2) backlog.
     pub backlog: i32,
     /// Keep-alive timeout in seconds; 0 closes every connection after its response.
@@ -72,6 +82,25 @@ pub struct Config {
     pub check_config: bool,
     /// Request size limits.
     pub limits: Limits,
+}
+
+/// Which memory figure of a worker `--max-worker-memory` limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryMeasure {
+    /// Unique set size: the pages only this worker maps, what replacing it frees.
+    Uss,
+    /// Resident set size: shared copy-on-write pages counted in full.
+    Rss,
+}
+
+impl MemoryMeasure {
+    /// `uss` or `rss`, as in the setting and the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryMeasure::Uss => "uss",
+            MemoryMeasure::Rss => "rss",
+        }
+    }
 }
 
 /// What the command line asks for.
@@ -113,10 +142,14 @@ impl Config {
             binds: Vec::new(),
             bind_fallback: None,
             workers: 1,
+            workers_auto: false,
+            auto_interval: Duration::from_secs(30),
             timeout: None,
             graceful_timeout: Duration::ZERO,
             max_requests: 0,
             max_requests_jitter: 0,
+            max_worker_memory_mib: 0,
+            worker_memory: MemoryMeasure::Uss,
             backlog: 1024,
             keepalive: 0,
             metrics_interval: None,

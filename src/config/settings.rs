@@ -129,7 +129,8 @@ fn default_workers(_: Env<'_>) -> Result<String, ConfigError> {
 }
 
 fn apply_workers(c: &mut Config, v: &str) -> Option<()> {
-    let n = if v == "auto" {
+    c.workers_auto = v.eq_ignore_ascii_case("auto");
+    let n = if c.workers_auto {
         available_cpus()
     } else {
         whole(v)? as usize
@@ -176,13 +177,37 @@ pub static SETTINGS: &[Setting] = &[
         env_aliases: &["WEB_CONCURRENCY"],
         default_doc: "the number of CPUs available to the process",
         default: Default::From(default_workers),
-        accepts: "a whole number from 1 to 1024, or auto (the number of CPUs available)",
+        accepts: "a whole number from 1 to 1024, or auto",
         doc: "Number of worker processes. Each serves one request at a time, so this is the \
               number of requests served at once. On Heroku set WEB_CONCURRENCY; \
               RUNICORN_WORKERS wins over it, and the flag over both. TTIN and TTOU change it \
-              at run time.",
+              at run time. auto: the master picks the count from the CPUs available to it \
+              (affinity and cgroup CPU quota) and its memory quota (the cgroup limit, else the \
+              machine's memory), assuming 32 MiB a worker at boot; then every \
+              --auto-interval, once workers have served traffic, it recomputes from their \
+              measured memory (USS) and the master's (PSS) and from how much of their busy \
+              time is spent on a CPU, and grows or shrinks the pool (between 1 and 8 a CPU, \
+              keeping 20% of the quota free; see docs/tuning.md). TTIN, TTOU and WINCH turn \
+              auto off.",
         repeatable: false,
         apply: apply_workers,
+    },
+    Setting {
+        name: "auto_interval",
+        flag: "--auto-interval",
+        metavar: "SECS",
+        env_aliases: &[],
+        default_doc: "30",
+        default: Default::Text("30"),
+        accepts: "a whole number of seconds from 1",
+        doc: "How often --workers auto re-evaluates the worker count. Two evaluations in a \
+              row must agree before the pool grows (or shrinks for CPU's sake); too little \
+              memory shrinks it at once.",
+        repeatable: false,
+        apply: |c, v| {
+            c.auto_interval = Some(secs(v)?).filter(|d| !d.is_zero())?;
+            Some(())
+        },
     },
     Setting {
         name: "timeout",
@@ -246,6 +271,48 @@ pub static SETTINGS: &[Setting] = &[
         repeatable: false,
         apply: |c, v| {
             c.max_requests_jitter = whole(v)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "max_worker_memory",
+        flag: "--max-worker-memory",
+        metavar: "MB",
+        env_aliases: &[],
+        default_doc: "0",
+        default: Default::Text("0"),
+        accepts: "a whole number of MiB (0 turns the limit off)",
+        doc: "A worker whose memory (see --worker-memory) grows past this many MiB finishes \
+              its current request and is replaced, with a log line; the master checks every \
+              second. Each worker's limit is set at random between 90% and 100% of this, and \
+              one worker at a time is replaced, so that workers that grow alike do not all \
+              restart together. For an app that leaks or bloats; size it from the metric \
+              lines' memory_uss.",
+        repeatable: false,
+        apply: |c, v| {
+            c.max_worker_memory_mib = whole(v).filter(|&n| n <= 1 << 30)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "worker_memory",
+        flag: "--worker-memory",
+        metavar: "uss|rss",
+        env_aliases: &[],
+        default_doc: "uss",
+        default: Default::Text("uss"),
+        accepts: "uss or rss",
+        doc: "Which figure --max-worker-memory limits: uss, the memory only this worker \
+              holds (what replacing it frees), or rss, which also counts the pages it \
+              shares copy-on-write with the master and the other workers (what uWSGI's \
+              reload-on-rss and most process monitors use).",
+        repeatable: false,
+        apply: |c, v| {
+            c.worker_memory = match v.to_ascii_lowercase().as_str() {
+                "uss" => super::MemoryMeasure::Uss,
+                "rss" => super::MemoryMeasure::Rss,
+                _ => return None,
+            };
             Some(())
         },
     },

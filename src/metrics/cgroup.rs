@@ -215,6 +215,14 @@ pub fn read(version: CgroupVersion, dir: &Path) -> Option<CgroupMemory> {
     }
 }
 
+/// The memory limit of this process's own cgroup (the lowest up the hierarchy on v2), in
+/// bytes; `None` without cgroup memory accounting or without a limit.
+pub fn own_quota_bytes() -> Option<u64> {
+    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let (version, path) = parse_proc_cgroup(&text)?;
+    read(version, &memory_dir(version, &path))?.quota_bytes
+}
+
 /// The pids listed in a `cgroup.procs` text, sorted and without duplicates.
 ///
 /// cgroup-v1/cgroups.rst, on cgroup.procs: "This list is not guaranteed to be sorted or

@@ -146,6 +146,36 @@ pub fn parse_stat_state(text: &str) -> Option<char> {
         .filter(char::is_ascii_alphabetic)
 }
 
+/// The CPU time a process has used, user plus system, in clock ticks (proc(5),
+/// "/proc/pid/stat", fields (14) utime and (15) stime; `sysconf(_SC_CLK_TCK)` ticks a second).
+/// Split at the last ')' as [`parse_stat_state`] is; `None` when the fields are missing.
+pub fn parse_stat_cpu_ticks(text: &str) -> Option<u64> {
+    let (_, after_comm) = text.rsplit_once(')')?;
+    // After the command name: (3) state is the first field, so utime (14) is the 12th.
+    let mut fields = after_comm.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Reads the CPU time of process `pid` in clock ticks (see [`parse_stat_cpu_ticks`]).
+pub fn read_cpu_ticks(pid: i32) -> Option<u64> {
+    parse_stat_cpu_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The machine's memory in KiB, from a /proc/meminfo text (`MemTotal:`).
+pub fn parse_mem_total_kib(meminfo: &str) -> Option<u64> {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The machine's memory in KiB (/proc/meminfo).
+pub fn read_mem_total_kib() -> Option<u64> {
+    parse_mem_total_kib(&fs::read_to_string("/proc/meminfo").ok()?)
+}
+
 /// Reads the memory of process `pid`: smaps_rollup, else smaps, else status.
 ///
 /// Thin I/O over the parsers. Any failure (the file is missing on this kernel, access is
@@ -369,6 +399,27 @@ Swap: 99999999999999999999999 kB
         assert_eq!(parse_status("Name:\tapp\nState:\tZ (zombie)\n"), None);
         assert_eq!(parse_status(""), None);
         assert_eq!(parse_status("VmRSS:\tlots kB\n"), None);
+    }
+
+    #[test]
+    fn mem_total_from_meminfo() {
+        let text = "MemTotal:       24589604 kB\nMemFree:        1234 kB\n";
+        assert_eq!(parse_mem_total_kib(text), Some(24_589_604));
+        assert_eq!(parse_mem_total_kib("MemFree: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn stat_cpu_ticks_add_user_and_system_time() {
+        // A real line (Linux 6.1): utime 1234, stime 56.
+        let line = "4242 (worker[0]) S 4241 4241 4241 0 -1 4194624 300 0 0 0 1234 56 0 0 20 0 1 0 \
+                    91234 2039808 356 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(parse_stat_cpu_ticks(line), Some(1290));
+        assert_eq!(
+            parse_stat_cpu_ticks("5 (a) b) S 1 5 5 0 -1 0 0 0 0 0 7 8 0"),
+            Some(15)
+        );
+        assert_eq!(parse_stat_cpu_ticks("5 (a) S 1 5"), None);
+        assert_eq!(parse_stat_cpu_ticks("no parens"), None);
     }
 
     #[test]

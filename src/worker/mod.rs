@@ -232,7 +232,9 @@ impl<'a, A: App> Worker<'a, A> {
         let mut retry_soon = false;
         loop {
             self.check_stop();
-            if let Some(reason) = self.stopping {
+            if let Some(reason) = self.stopping
+                && !self.owes_requests()
+            {
                 return self.exit(reason);
             }
             if let Some(id) = self.ready.pop_front() {
@@ -273,6 +275,31 @@ impl<'a, A: App> Worker<'a, A> {
                 }
             }
         }
+    }
+
+    /// While stopping: whether a connection we accepted still owes us its request, so the
+    /// worker must wait for it (a fresh connection whose head has not fully arrived, or a
+    /// keep-alive one with part of its next request). Closing those would lose a request
+    /// the client already sent (it was never answered, and a client does not retry a new
+    /// connection). They are bounded by `--header-timeout` (408) and, from the master, by
+    /// `--graceful-timeout`. Idle keep-alive connections owe nothing: they are closed now,
+    /// as RFC 9112 section 9.8 allows, and their clients retry elsewhere.
+    fn owes_requests(&mut self) -> bool {
+        let mut owed = false;
+        for id in 0..self.clients.len() {
+            let Some(c) = self.clients[id].as_ref() else {
+                continue;
+            };
+            if c.lingering || self.ready.contains(&id) {
+                continue;
+            }
+            if c.requests == 0 || !c.buf.is_empty() {
+                owed = true;
+            } else {
+                self.close(id, false);
+            }
+        }
+        owed || !self.ready.is_empty()
     }
 
     /// Stops: requests already complete are answered (with `Connection: close`), parked

@@ -121,3 +121,43 @@ fn a_crash_loop_stops_the_master_with_exit_code_3() {
     assert!(line.contains("failures=10"), "{line}");
     assert!(s.count_log(&["after_fork failed"]) >= 10);
 }
+
+#[test]
+fn a_worker_over_its_memory_limit_answers_then_is_replaced() {
+    let s = Server::start(&["--workers", "1", "--max-worker-memory", "16"]);
+    s.wait_log(&["worker ready"], 1);
+    let before = s.workers();
+    let r = s.get("/alloc?mb=32");
+    assert_eq!(
+        r.status, 200,
+        "the request that crossed the limit is answered"
+    );
+    let line = &s.wait_log(&["worker over its memory limit"], 1)[0];
+    assert!(line.contains("measure=uss"), "{line}");
+    assert!(line.contains(&format!("pid={}", before[0])), "{line}");
+    s.wait_log(
+        &["worker exited", &format!("pid={}", before[0]), "code=0"],
+        1,
+    );
+    s.wait_log(&["worker ready"], 2);
+    let after = s.workers();
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before);
+    assert_eq!(s.get("/").status, 200);
+}
+
+#[test]
+fn the_memory_limit_can_count_shared_pages_too() {
+    // RSS counts the pages shared with the master: a limit below a worker's idle RSS
+    // (about 1.4 MiB) replaces it even though its unique memory is tiny.
+    let s = Server::start(&[
+        "--workers",
+        "1",
+        "--max-worker-memory",
+        "1",
+        "--worker-memory",
+        "rss",
+    ]);
+    let line = &s.wait_log(&["worker over its memory limit"], 1)[0];
+    assert!(line.contains("measure=rss"), "{line}");
+}

@@ -6,6 +6,8 @@
 /// Spawning servers, reading their logs, sending requests.
 mod support;
 
+/// Signals under load with bench/chaos (issue 5): graceful ops lose no request.
+mod chaos;
 /// The HTTP/1.1 conformance kit in ../shared/conformance, against examples/echo.
 mod conformance;
 /// Operator docs that must follow the code.
@@ -22,9 +24,15 @@ mod logs;
 mod metrics;
 /// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
 mod pool;
+/// examples/Procfile under honcho.
+mod procfile;
 /// RFC 9112 statuses from raw bytes.
 mod rfc9112;
 /// Settings on the command line and in the environment; listeners (PORT, Unix sockets).
 mod settings;
 /// TERM to the process group with requests in flight; INT.
 mod shutdown;
+/// `runicorn tune` and `runicorn metrics`: tables, advice, charts, recorded Heroku lines.
+mod tools;
+/// USR2 upgrades in place; sd_notify.
+mod upgrade;

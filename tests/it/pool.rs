@@ -75,6 +75,9 @@ fn hup_replaces_every_worker_while_requests_keep_succeeding() {
                         break;
                     }
                     let r = request(addr, "GET /sleep?ms=2 HTTP/1.1\r\nHost: t\r\n\r\n");
+                    if r.status != 200 {
+                        eprintln!("failed during HUP: {:?}", r.head);
+                    }
                     if r.status == 200 { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -131,11 +134,53 @@ fn workers_exit_when_the_master_is_killed() {
 }
 
 #[test]
-fn usr2_is_reported_as_unsupported_and_does_not_kill_the_master() {
-    let s = Server::start(&["--workers", "1"]);
-    s.wait_log(&["worker ready"], 1);
-    s.signal(libc::SIGUSR2);
-    s.wait_log(&["USR2", "not supported"], 1);
-    assert!(alive(s.pid));
+fn auto_sizes_the_pool_at_boot_from_cpus_and_memory() {
+    let s = Server::start(&["--workers", "auto"]);
+    let line = &s.wait_log(&["auto: workers at boot"], 1)[0];
+    let field = |k: &str| -> usize {
+        let v = line.split(&format!(" {k}=")).nth(1).unwrap();
+        v.split(' ').next().unwrap().parse().unwrap()
+    };
+    let (workers, cpus) = (field("workers"), field("cpus"));
+    assert!((1..=cpus).contains(&workers), "{line}");
+    assert!(line.contains("worker_estimate_mb=32.00"), "{line}");
+    s.wait_log(&["worker ready"], workers);
     assert_eq!(s.get("/").status, 200);
+}
+
+/// Requests that mostly wait (sleep) use little CPU: `auto` measures that and grows the pool
+/// past one worker per CPU, after two agreeing evaluations.
+#[test]
+fn auto_grows_the_pool_for_requests_that_wait() {
+    let s = Server::start(&["--workers", "auto", "--auto-interval", "1"]);
+    let boot = s.wait_log(&["auto: workers at boot"], 1)[0].clone();
+    let addr = s.addr.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let until = Instant::now() + DEADLINE;
+                for _ in 0..20_000 {
+                    if stop.load(Ordering::Relaxed) || Instant::now() > until {
+                        break;
+                    }
+                    request(addr, "GET /sleep?ms=20 HTTP/1.1\r\nHost: t\r\n\r\n");
+                }
+            })
+        })
+        .collect();
+    let line = s.wait_log(&["auto: resizing the pool"], 1)[0].clone();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let num = |l: &str, k: &str| -> usize {
+        let v = l.split(&format!(" {k}=")).nth(1).unwrap();
+        v.split(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(num(&line, "from"), num(&boot, "workers"), "{line}");
+    assert!(num(&line, "workers") > num(&line, "from"), "{line}");
+    assert!(line.contains("on_cpu=0."), "{line}");
+    s.wait_log(&["worker ready"], num(&line, "workers"));
 }

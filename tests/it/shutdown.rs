@@ -100,3 +100,33 @@ fn graceful_timeout_kills_what_is_left() {
     );
     assert_eq!(t.join().unwrap().status, 0);
 }
+
+/// A connection the worker accepted before its request fully arrived is owed an answer: a
+/// graceful stop (HUP, TTOU, an upgrade, TERM to the worker) must not close it unanswered,
+/// since the client would not know whether to retry.
+#[test]
+fn a_stopping_worker_answers_a_request_still_arriving() {
+    use std::io::Write;
+    let s = Server::start(&["--workers", "1"]);
+    s.wait_log(&["worker ready"], 1);
+    let worker = s.workers()[0];
+    let addr = s.addr.unwrap();
+
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(DEADLINE)).unwrap();
+    slow.write_all(b"GET /sleep?ms=1 HTTP/1.1\r\n").unwrap();
+    // The accept queue is FIFO: once a later connection is answered, the worker has
+    // accepted the slow one and parked it.
+    assert_eq!(s.get("/").status, 200);
+
+    // SAFETY: plain kill(2).
+    assert_eq!(unsafe { libc::kill(worker, libc::SIGTERM) }, 0);
+    slow.write_all(b"Host: t\r\n\r\n").unwrap();
+    let r = read_response(slow);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    s.wait_log(
+        &["worker exiting", &format!("pid={worker}"), "reason=signal"],
+        1,
+    );
+}

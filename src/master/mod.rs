@@ -5,8 +5,10 @@
 //! worker count, wait. The decisions ("how many to spawn, which to stop") are the pure
 //! function [`plan`], tested without fork.
 
+use std::ffi::OsString;
 use std::io::Write as _;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
@@ -23,10 +25,18 @@ use crate::handler::App;
 use crate::listener::Listener;
 use crate::metrics::sample::{Identity, LiveWorker, Sampler};
 use crate::metrics::tcp::ListenQueue;
+use crate::notify::Notifier;
 use crate::scoreboard::{Scoreboard, WorkerState};
 use crate::signals::{MasterSignal, MasterSignals};
 use crate::sys::{self, Forked};
+use crate::upgrade::Handover;
 use crate::worker::{self, WorkerContext};
+
+mod reexec;
+mod sizing;
+
+use reexec::Upgrade;
+use sizing::{Auto, memory_limit_kib};
 
 /// Consecutive workers that die before they are ready, after which the master gives up and
 /// exits with `EXIT_CRASH_LOOP`.
@@ -49,9 +59,14 @@ struct Worker {
     control: OwnedFd,
     spawned_at: Instant,
     ready: bool,
-    stop_sent: bool,
+    /// When we asked it to stop (graceful), if we did.
+    stop_sent: Option<Instant>,
     /// Why we sent SIGKILL, if we did (so its death is not blamed on the OOM killer).
     killed: Option<&'static str>,
+    /// Its memory limit (`--max-worker-memory`, with jitter); 0 none.
+    memory_limit_kib: u64,
+    /// Handed over by the previous image (USR2): its slot is in a scoreboard we cannot see.
+    adopted: bool,
 }
 
 /// What the master is doing.
@@ -153,6 +168,19 @@ fn free_slot(used: impl Iterator<Item = usize>, capacity: usize) -> Option<usize
     taken.iter().position(|t| !t)
 }
 
+/// What the master needs to re-execute itself on USR2 (see `upgrade`), and what a previous
+/// image handed over, if this one was upgraded into.
+pub struct Startup {
+    /// The binary to re-execute (the path it was started from).
+    pub exe: Option<PathBuf>,
+    /// Its arguments, without `argv[0]`.
+    pub args: Vec<OsString>,
+    /// The service manager, when there is one.
+    pub notifier: Notifier,
+    /// The workers left by the previous image.
+    pub handover: Option<Handover>,
+}
+
 /// The master process.
 pub struct Master<'c, A: App> {
     config: &'c Config,
@@ -170,16 +198,34 @@ pub struct Master<'c, A: App> {
     respawn_after: Option<Instant>,
     rng: u64,
     sampler: Option<Sampler>,
+    exe: Option<PathBuf>,
+    args: Vec<OsString>,
+    notifier: Notifier,
+    /// The service manager was told the current generation is ready (cleared by a reload).
+    announced: bool,
+    upgrade: Option<Upgrade>,
+    /// The worker being replaced for its memory, if one is: one at a time.
+    memory_recycle: Option<Pid>,
+    next_memory_check: Instant,
+    auto: Option<Auto>,
 }
 
 impl<'c, A: App> Master<'c, A> {
     /// A master over bound `listeners` serving `app` (already built: it is shared with the
     /// workers copy-on-write).
-    pub fn new(config: &'c Config, app: A, listeners: Vec<Listener>) -> std::io::Result<Self> {
+    pub fn new(
+        config: &'c Config,
+        app: A,
+        listeners: Vec<Listener>,
+        startup: Startup,
+    ) -> std::io::Result<Self> {
         let poll = Poll::new()?;
         let signals = MasterSignals::install(poll.registry(), SIGNALS)?;
+        // An upgraded image starts with every signal blocked (see `upgrade::exec`); ours
+        // are handled from here on.
+        sys::unmask_signals()?;
         let scoreboard = Scoreboard::new(2 * MAX_WORKERS)?;
-        Ok(Master {
+        let mut master = Master {
             config,
             app,
             listeners,
@@ -198,7 +244,23 @@ impl<'c, A: App> Master<'c, A> {
                 let id = Identity::from_env(&|k| std::env::var(k).ok(), sys::hostname());
                 Sampler::new(id, interval)
             }),
-        })
+            exe: startup.exe,
+            args: startup.args,
+            notifier: startup.notifier,
+            announced: false,
+            upgrade: None,
+            memory_recycle: None,
+            next_memory_check: Instant::now(),
+            auto: None,
+        };
+        let upgraded = startup.handover.is_some();
+        if let Some(h) = startup.handover {
+            master.adopt(h);
+        }
+        if config.workers_auto {
+            master.start_auto(upgraded);
+        }
+        Ok(master)
     }
 
     /// Runs until stopped; returns the exit code.
@@ -212,6 +274,8 @@ impl<'c, A: App> Master<'c, A> {
                 return code;
             }
             self.check_timeouts();
+            self.check_memory();
+            self.evaluate_auto();
             self.notice_ready();
             self.keep_worker_count();
             self.sample_metrics();
@@ -238,6 +302,10 @@ impl<'c, A: App> Master<'c, A> {
                 Ok(s) => s,
             };
             let Some(pid) = status.pid() else { continue };
+            if self.upgrade.as_ref().is_some_and(|u| u.checker == pid) {
+                self.on_check_done(status);
+                continue;
+            }
             let Some(i) = self.workers.iter().position(|w| w.pid == pid) else {
                 // A process the app started and did not wait for; not ours to report.
                 continue;
@@ -257,7 +325,7 @@ impl<'c, A: App> Master<'c, A> {
     /// Logs how a worker ended, and counts a death before ready as a boot failure.
     fn report_exit(&mut self, w: &Worker, status: WaitStatus, requests: u64, ready: bool) {
         let (slot, pid) = (w.slot, w.pid.as_raw());
-        let expected = w.stop_sent || matches!(self.phase, Phase::Stopping { .. });
+        let expected = w.stop_sent.is_some() || matches!(self.phase, Phase::Stopping { .. });
         match status {
             WaitStatus::Exited(_, 0) => {
                 info!(worker = slot, pid, code = 0, requests, "worker exited");
@@ -338,9 +406,7 @@ impl<'c, A: App> Master<'c, A> {
                 MasterSignal::Int => self.on_int(),
                 MasterSignal::Hup => self.on_hup(),
                 MasterSignal::Usr1 => self.on_usr1(),
-                MasterSignal::Usr2 => {
-                    warn!("USR2 (zero-downtime upgrade) is not supported by this version; ignored")
-                }
+                MasterSignal::Usr2 => self.on_usr2(),
                 MasterSignal::Winch => self.on_winch(),
                 MasterSignal::Ttin => self.on_ttin(),
                 MasterSignal::Ttou => self.on_ttou(),
@@ -369,12 +435,18 @@ impl<'c, A: App> Master<'c, A> {
             code: EXIT_OK,
         };
         self.kill_all("quick stop");
+        if let Some(u) = self.upgrade.take() {
+            let _ = kill(u.checker, Signal::SIGKILL);
+        }
+        self.notifier.stopping();
         info!(workers = self.workers.len(), "quick stop");
     }
 
     fn on_hup(&mut self) {
         if self.phase == Phase::Running {
             self.generation += 1;
+            self.announced = false;
+            self.notifier.reloading("replacing every worker");
             info!(
                 workers = self.target,
                 generation = self.generation,
@@ -400,6 +472,7 @@ impl<'c, A: App> Master<'c, A> {
             return;
         }
         if self.phase == Phase::Running {
+            self.stop_auto("WINCH");
             self.target = 0;
             info!(
                 workers = 0,
@@ -408,7 +481,18 @@ impl<'c, A: App> Master<'c, A> {
         }
     }
 
+    /// The operator sets the count by hand from now on (TTIN, TTOU, WINCH).
+    fn stop_auto(&mut self, signal: &str) {
+        if self.auto.take().is_some() {
+            info!(
+                signal,
+                "auto: off; the operator sets the worker count from now on"
+            );
+        }
+    }
+
     fn on_ttin(&mut self) {
+        self.stop_auto("TTIN");
         if self.phase == Phase::Running && self.target < MAX_WORKERS {
             self.target += 1;
             info!(workers = self.target, "one worker more");
@@ -416,6 +500,7 @@ impl<'c, A: App> Master<'c, A> {
     }
 
     fn on_ttou(&mut self) {
+        self.stop_auto("TTOU");
         if self.phase == Phase::Running && self.target > 1 {
             self.target -= 1;
             info!(workers = self.target, "one worker fewer");
@@ -433,20 +518,32 @@ impl<'c, A: App> Master<'c, A> {
         for i in 0..self.workers.len() {
             self.stop_worker(i);
         }
+        if let Some(u) = self.upgrade.take() {
+            let _ = kill(u.checker, Signal::SIGKILL);
+        }
+        self.notifier.stopping();
         let deadline = Instant::now() + self.config.graceful_timeout;
         self.phase = Phase::Stopping { deadline, code };
     }
 
     /// Asks a worker to stop after its current request: the scoreboard flag is seen by a
     /// busy worker, the pipe byte wakes an idle one.
+    ///
+    /// A worker handed over by an upgrade watches a scoreboard this image cannot see, and a
+    /// worker that always finds a connection waiting serves on without polling its pipe; so
+    /// it gets TERM, which every worker checks between requests (a flag its signal handler
+    /// sets, no syscall), and which means the same graceful stop.
     fn stop_worker(&mut self, i: usize) {
         let w = &mut self.workers[i];
-        if w.stop_sent {
+        if w.stop_sent.is_some() {
             return;
         }
-        w.stop_sent = true;
+        w.stop_sent = Some(Instant::now());
         self.scoreboard.slot(w.slot).request_stop();
         let _ = nix::unistd::write(w.control.as_fd(), b"s");
+        if w.adopted {
+            let _ = kill(w.pid, Signal::SIGTERM);
+        }
     }
 
     fn kill_all(&mut self, reason: &'static str) {
@@ -469,9 +566,34 @@ impl<'c, A: App> Master<'c, A> {
             );
             self.kill_all("graceful timeout");
         }
+        // A worker asked to stop has `graceful_timeout` to finish its request, as at a
+        // graceful stop. It matters for the workers a previous image handed over: their
+        // scoreboard did not cross the exec, so the request timeout below cannot see them.
+        let graceful = self.config.graceful_timeout;
+        for w in &mut self.workers {
+            if w.killed.is_none() && w.stop_sent.is_some_and(|t| t.elapsed() > graceful) {
+                warn!(
+                    worker = w.slot,
+                    pid = w.pid.as_raw(),
+                    "graceful timeout: killing the worker"
+                );
+                w.killed = Some("graceful timeout");
+                let _ = kill(w.pid, Signal::SIGKILL);
+            }
+        }
         let Some(timeout) = self.config.timeout else {
             return;
         };
+        if let Some(u) = &self.upgrade
+            && u.started.elapsed() > timeout
+        {
+            error!(
+                checker = u.checker.as_raw(),
+                "upgrade: the new binary's --check-config is still running after the timeout; killing it"
+            );
+            // Reaped by `reap`, which then reports the upgrade aborted.
+            let _ = kill(u.checker, Signal::SIGKILL);
+        }
         let now_ns = sys::monotonic_ns();
         for w in &mut self.workers {
             if w.killed.is_some() {
@@ -523,6 +645,22 @@ impl<'c, A: App> Master<'c, A> {
                 self.boot_failures = 0;
             }
         }
+        if !self.announced && self.phase == Phase::Running && self.upgrade.is_none() {
+            let ready = self
+                .workers
+                .iter()
+                .filter(|w| w.generation == self.generation && w.ready && w.stop_sent.is_none())
+                .count();
+            if ready >= self.target {
+                self.announced = true;
+                self.notifier.ready(ready);
+                info!(
+                    workers = ready,
+                    generation = self.generation,
+                    "workers ready"
+                );
+            }
+        }
     }
 
     fn keep_worker_count(&mut self) {
@@ -536,7 +674,7 @@ impl<'c, A: App> Master<'c, A> {
                 slot: w.slot,
                 generation: w.generation,
                 ready: w.ready,
-                stopping: w.stop_sent || w.killed.is_some(),
+                stopping: w.stop_sent.is_some() || w.killed.is_some(),
             })
             .collect();
         let plan = plan(&views, self.target, self.generation);
@@ -617,6 +755,8 @@ impl<'c, A: App> Master<'c, A> {
                 return;
             }
         };
+        let memory_limit_kib =
+            memory_limit_kib(self.config.max_worker_memory_mib, self.next_random());
         let random = self.next_random();
         let max_requests = request_limit(
             self.config.max_requests,
@@ -635,8 +775,10 @@ impl<'c, A: App> Master<'c, A> {
                     control: write,
                     spawned_at: Instant::now(),
                     ready: false,
-                    stop_sent: false,
+                    stop_sent: None,
                     killed: None,
+                    memory_limit_kib,
+                    adopted: false,
                 });
             }
             Ok(Forked::Child) => {
@@ -675,7 +817,11 @@ impl<'c, A: App> Master<'c, A> {
     fn wait(&mut self) {
         let busy_tick = !matches!(self.phase, Phase::Running)
             || self.respawn_after.is_some_and(|t| Instant::now() < t)
-            || self.workers.iter().any(|w| !w.ready || w.stop_sent);
+            || self.upgrade.is_some()
+            || self
+                .workers
+                .iter()
+                .any(|w| !w.ready || w.stop_sent.is_some());
         let mut timeout = if busy_tick {
             Duration::from_millis(50)
         } else {
@@ -700,122 +846,4 @@ impl<'c, A: App> Master<'c, A> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn w(slot: usize, generation: u64, ready: bool) -> WorkerView {
-        WorkerView {
-            slot,
-            generation,
-            ready,
-            stopping: false,
-        }
-    }
-
-    #[test]
-    fn tops_up_to_target() {
-        assert_eq!(
-            plan(&[], 3, 0),
-            Plan {
-                spawn: 3,
-                stop: vec![]
-            }
-        );
-        assert_eq!(
-            plan(&[w(0, 0, true)], 3, 0),
-            Plan {
-                spawn: 2,
-                stop: vec![]
-            }
-        );
-        assert_eq!(
-            plan(&[w(0, 0, true), w(1, 0, false), w(2, 0, true)], 3, 0),
-            Plan::default()
-        );
-    }
-
-    #[test]
-    fn stops_the_newest_extras() {
-        let ws = [w(0, 0, true), w(1, 0, true), w(2, 0, true)];
-        assert_eq!(
-            plan(&ws, 2, 0),
-            Plan {
-                spawn: 0,
-                stop: vec![2]
-            }
-        );
-        assert_eq!(
-            plan(&ws, 0, 0),
-            Plan {
-                spawn: 0,
-                stop: vec![2, 1, 0]
-            }
-        );
-    }
-
-    #[test]
-    fn stopping_workers_do_not_count() {
-        let ws = [
-            w(0, 0, true),
-            WorkerView {
-                stopping: true,
-                ..w(1, 0, true)
-            },
-        ];
-        assert_eq!(
-            plan(&ws, 2, 0),
-            Plan {
-                spawn: 1,
-                stop: vec![]
-            }
-        );
-    }
-
-    #[test]
-    fn hup_keeps_old_workers_until_new_ones_are_ready() {
-        let old = [w(0, 0, true), w(1, 0, true)];
-        // Right after HUP: spawn two new ones, stop nothing.
-        assert_eq!(
-            plan(&old, 2, 1),
-            Plan {
-                spawn: 2,
-                stop: vec![]
-            }
-        );
-        // One new worker ready: one old one may go.
-        let ws = [old[0], old[1], w(2, 1, true), w(3, 1, false)];
-        assert_eq!(
-            plan(&ws, 2, 1),
-            Plan {
-                spawn: 0,
-                stop: vec![0]
-            }
-        );
-        // Both ready: both old ones go.
-        let ws = [old[0], old[1], w(2, 1, true), w(3, 1, true)];
-        assert_eq!(
-            plan(&ws, 2, 1),
-            Plan {
-                spawn: 0,
-                stop: vec![0, 1]
-            }
-        );
-    }
-
-    #[test]
-    fn request_limits_spread_within_the_jitter() {
-        assert_eq!(request_limit(0, 50, 12345), 0);
-        assert_eq!(request_limit(100, 0, 12345), 100);
-        let limits: Vec<u64> = (0..1000).map(|r| request_limit(100, 9, r * 7919)).collect();
-        assert!(limits.iter().all(|&l| (100..=109).contains(&l)));
-        assert_eq!(*limits.iter().min().unwrap(), 100);
-        assert_eq!(*limits.iter().max().unwrap(), 109);
-        assert_eq!(request_limit(u64::MAX, u64::MAX, 3), u64::MAX);
-    }
-
-    #[test]
-    fn free_slots_are_reused_lowest_first() {
-        assert_eq!(free_slot([0, 2].into_iter(), 4), Some(1));
-        assert_eq!(free_slot([0, 1].into_iter(), 2), None);
-    }
-}
+mod tests;

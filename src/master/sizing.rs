@@ -1,0 +1,228 @@
+//! Sizing the pool from measurements: `--workers auto` (the decisions are
+//! `crate::autoscale`'s) and `--max-worker-memory`.
+
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+use tracing::{debug, info, warn};
+
+use super::{Master, Phase};
+use crate::autoscale::{self, Resizer};
+use crate::config::MemoryMeasure;
+use crate::handler::App;
+use crate::metrics::proc as memory;
+use crate::sys;
+use crate::tools::advice::{Cpu, Measured, ProcessMemory, advise};
+
+/// A new worker's memory limit in KiB: `max_mib` less a random 0-10 %, so that workers
+/// growing alike pass their limits at different times. 0 (no limit) stays 0.
+pub(super) fn memory_limit_kib(max_mib: u64, random: u64) -> u64 {
+    let max = max_mib.saturating_mul(1024);
+    max - random % (max / 10 + 1)
+}
+
+/// The memory `--workers auto` plans within, in MiB: the server's cgroup limit, else the
+/// machine's memory.
+pub(super) fn memory_quota_mib() -> f64 {
+    crate::metrics::cgroup::own_quota_bytes()
+        .map(|b| b as f64 / (1024.0 * 1024.0))
+        .or_else(|| memory::read_mem_total_kib().map(|k| k as f64 / 1024.0))
+        .unwrap_or(512.0)
+}
+
+/// `--workers auto`: what the master remembers between evaluations.
+#[derive(Debug)]
+pub(super) struct Auto {
+    pub(super) cpus: usize,
+    pub(super) resizer: Resizer,
+    pub(super) next_evaluation: Instant,
+    /// Per worker pid: CPU ticks and busy microseconds at the last evaluation.
+    pub(super) last: Vec<(Pid, u64, u64)>,
+    pub(super) last_at: Instant,
+}
+
+impl<A: App> Master<'_, A> {
+    /// `--max-worker-memory`: once a second, replaces (gracefully: after its request) a
+    /// worker whose memory passed its limit, one worker at a time. Its successor is spawned
+    /// at once by `keep_worker_count`, as stopping workers do not count.
+    pub(super) fn check_memory(&mut self) {
+        if self.config.max_worker_memory_mib == 0
+            || self.phase != Phase::Running
+            || Instant::now() < self.next_memory_check
+        {
+            return;
+        }
+        self.next_memory_check = Instant::now() + Duration::from_secs(1);
+        if let Some(pid) = self.memory_recycle {
+            if self.workers.iter().any(|w| w.pid == pid) {
+                return;
+            }
+            self.memory_recycle = None;
+        }
+        let measure = self.config.worker_memory;
+        let over = self.workers.iter().enumerate().find_map(|(i, w)| {
+            if w.memory_limit_kib == 0 || w.stop_sent.is_some() || w.killed.is_some() || !w.ready {
+                return None;
+            }
+            let m = memory::read_memory(w.pid.as_raw())?;
+            let used = match measure {
+                MemoryMeasure::Uss => m.uss_kib,
+                MemoryMeasure::Rss => m.rss_kib,
+            };
+            (used > w.memory_limit_kib).then_some((i, used))
+        });
+        if let Some((i, used_kib)) = over {
+            let w = &self.workers[i];
+            let mib = |kib: u64| format!("{:.2}", kib as f64 / 1024.0);
+            warn!(
+                worker = w.slot,
+                pid = w.pid.as_raw(),
+                measure = measure.as_str(),
+                memory_mb = mib(used_kib),
+                limit_mb = mib(w.memory_limit_kib),
+                "worker over its memory limit: replacing it after its request"
+            );
+            self.memory_recycle = Some(w.pid);
+            self.stop_worker(i);
+        }
+    }
+
+    /// `--workers auto` at boot: one worker per CPU, as many as the memory quota holds at
+    /// the documented estimate a worker. After an upgrade the count carries over instead.
+    pub(super) fn start_auto(&mut self, upgraded: bool) {
+        let cpus = crate::config::available_cpus();
+        let quota_mib = memory_quota_mib();
+        let master_mib = memory::read_memory(std::process::id() as i32)
+            .map_or(0.0, |m| m.pss_kib as f64 / 1024.0);
+        if !upgraded {
+            self.target = autoscale::boot_workers(cpus, quota_mib, master_mib);
+            info!(
+                workers = self.target,
+                cpus,
+                quota_mb = format!("{quota_mib:.2}"),
+                master_mb = format!("{master_mib:.2}"),
+                worker_estimate_mb = format!("{:.2}", autoscale::BOOT_WORKER_MIB),
+                "auto: workers at boot"
+            );
+        }
+        self.auto = Some(Auto {
+            cpus,
+            resizer: Resizer::default(),
+            next_evaluation: Instant::now() + self.config.auto_interval,
+            last: Vec::new(),
+            last_at: Instant::now(),
+        });
+    }
+
+    /// `--workers auto`, every `--auto-interval`: measure the workers that have served
+    /// traffic and resize the pool as `autoscale` decides.
+    pub(super) fn evaluate_auto(&mut self) {
+        let Some(auto) = self.auto.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if self.phase != Phase::Running || now < auto.next_evaluation {
+            return;
+        }
+        auto.next_evaluation = now + self.config.auto_interval;
+        let ticks = sys::clock_ticks_per_sec() as f64;
+        let (mut workers, mut seen) = (Vec::new(), Vec::new());
+        let (mut cpu_secs, mut busy_secs) = (0.0, 0.0);
+        for w in &self.workers {
+            if w.adopted || w.stop_sent.is_some() || w.killed.is_some() || !w.ready {
+                continue;
+            }
+            let view = self.scoreboard.slot(w.slot).view();
+            let (Some(mem), Some(cpu)) = (
+                memory::read_memory(w.pid.as_raw()),
+                memory::read_cpu_ticks(w.pid.as_raw()),
+            ) else {
+                continue;
+            };
+            seen.push((w.pid, cpu, view.busy_us));
+            if let Some(&(_, cpu0, busy0)) = auto.last.iter().find(|(p, _, _)| *p == w.pid) {
+                cpu_secs += cpu.saturating_sub(cpu0) as f64 / ticks;
+                busy_secs += view.busy_us.saturating_sub(busy0) as f64 / 1e6;
+            }
+            if view.requests > 0 {
+                workers.push(ProcessMemory {
+                    pss_mb: mem.pss_kib as f64 / 1024.0,
+                    uss_mb: mem.uss_kib as f64 / 1024.0,
+                });
+            }
+        }
+        auto.last = seen;
+        let interval_secs = now.duration_since(auto.last_at).as_secs_f64();
+        auto.last_at = now;
+        if workers.is_empty() {
+            return; // nothing has served traffic yet: the boot estimate stands
+        }
+        let master = memory::read_memory(std::process::id() as i32).map_or_else(
+            ProcessMemory::default,
+            |m| ProcessMemory {
+                pss_mb: m.pss_kib as f64 / 1024.0,
+                uss_mb: m.uss_kib as f64 / 1024.0,
+            },
+        );
+        let quota_mib = memory_quota_mib();
+        let on_cpu = autoscale::on_cpu(cpu_secs, busy_secs);
+        let measured = Measured {
+            master,
+            workers: &workers,
+            dyno_total_mb: None,
+        };
+        let cpu = on_cpu.map(|on_cpu| Cpu {
+            cpus: auto.cpus as f64,
+            on_cpu,
+        });
+        let advice = advise(quota_mib, autoscale::HEADROOM, &measured, cpu);
+        // Too little serving to tell how CPU-bound requests are (an idle spell): only the
+        // memory may move the count.
+        // And with the CPUs saturated by the workers already, more workers only queue for
+        // them (a request that "waits" may be waiting for a CPU): do not grow.
+        let saturated = cpu_secs >= 0.9 * interval_secs * auto.cpus as f64;
+        let advised = match on_cpu {
+            Some(_) if saturated => advice.workers.min(self.target),
+            Some(_) => advice.workers,
+            None => self.target.min(advice.by_memory),
+        };
+        let bounds = autoscale::bounds(auto.cpus);
+        let next = auto
+            .resizer
+            .next(self.target, advised, advice.by_memory, bounds);
+        let figures = (
+            format!("{:.2}", advice.per_worker_mb),
+            format!("{:.2}", advice.base_mb),
+            format!("{quota_mib:.2}"),
+            on_cpu.map_or("-".to_string(), |f| format!("{f:.2}")),
+        );
+        match next {
+            Some(n) => {
+                info!(
+                    workers = n,
+                    from = self.target,
+                    advised,
+                    by_memory = advice.by_memory,
+                    by_cpu = advice
+                        .by_cpu
+                        .map_or("-".to_string(), |n| n.to_string())
+                        .as_str(),
+                    worker_mb = figures.0.as_str(),
+                    base_mb = figures.1.as_str(),
+                    quota_mb = figures.2.as_str(),
+                    on_cpu = figures.3.as_str(),
+                    "auto: resizing the pool"
+                );
+                self.target = n;
+            }
+            None => debug!(
+                workers = self.target,
+                advised,
+                by_memory = advice.by_memory,
+                worker_mb = figures.0.as_str(),
+                on_cpu = figures.3.as_str(),
+                "auto: evaluated"
+            ),
+        }
+    }
+}
