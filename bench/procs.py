@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 BODY = b"Hello world\n"
@@ -41,6 +42,8 @@ def stop(proc, grace=5.0):
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
+            # A worker left stopped by an interrupted TTIN measure must see the TERM.
+            os.killpg(proc.pid, signal.SIGCONT)
         except ProcessLookupError:
             break
         deadline = time.monotonic() + wait
@@ -116,6 +119,9 @@ def cleanup():
 
 
 def on_signal(signum, _frame):
+    """SIGINT, SIGTERM, SIGHUP, and SIGALRM at the time limit: stop every server, exit."""
+    name = signal.Signals(signum).name
+    print(f"{name}: stopping the servers and exiting", file=sys.stderr, flush=True)
     raise SystemExit(128 + signum)
 
 

@@ -78,7 +78,7 @@ fi
 
 # --- runicorn -----------------------------------------------------------------------------
 log "building runicorn (cargo build --release --example hello)"
-cargo build --release --quiet --example hello
+timeout 1800 cargo build --release --quiet --example hello
 
 # bench.py bounds its own run (--time-limit) and stops every server it started, on Ctrl-C too.
 exec python3 "$ROOT/bench/bench.py" \
