@@ -218,69 +218,76 @@ class Bench:
     # -- start to first 200, TTIN to a serving worker ------------------------------------
 
     def startup(self):
+        """Start to first 200 and TTIN to a serving worker, in rounds over the servers (as
+        for throughput: a burst of load from elsewhere touches every server alike)."""
         a = self.args
         log(f"start and TTIN: load {load1():.2f}")
-        for s in self.servers:
-            if s.name == "runicorn-ka":
-                continue
-            starts, ttins = [], []
-            # The first start is not counted: it reads the binary (or the interpreter and
-            # its libraries) from disk, which the others find in the page cache.
-            for i in range(a.startup_runs + 1):
+        servers = [s for s in self.servers if s.name != "runicorn-ka"]
+        starts = {s.name: [] for s in servers}
+        # Round 0 is not counted: it reads the binary (or the interpreter and its
+        # libraries) from disk, which the later rounds find in the page cache.
+        for r in range(a.startup_runs + 1):
+            for s in servers:
                 up = self.up(s, a.startup_workers)
-                if not up:
-                    continue
-                proc, port, took = up
-                if i > 0:
-                    starts.append(took * 1000)
-                stop(proc)
-            if s.ttin:
-                ttins = self.ttin(s)
+                if up:
+                    stop(up[0])
+                    if r > 0:
+                        starts[s.name].append(up[2] * 1000)
+        ttins = self.ttins([s for s in servers if s.ttin])
+        for s in servers:
             self.results["startup"].append({
                 "server": "runicorn" if s.name.startswith("runicorn") else s.name,
-                "start_ms": median(starts),
-                "starts": starts,
-                "ttin_ms": median(ttins) if s.ttin else None,
-                "ttins": ttins,
+                "start_ms": median(starts[s.name]),
+                "starts": starts[s.name],
+                "ttin_ms": median(ttins.get(s.name, [])) if s.ttin else None,
+                "ttins": ttins.get(s.name, []),
             })
-            log(f"  {s.name:11} start {fmt(median(starts), 1)} ms, TTIN "
-                f"{fmt(median(ttins), 1) if s.ttin else 'n/a'} ms")
+            log(f"  {s.name:11} start {fmt(median(starts[s.name]), 1)} ms, TTIN "
+                f"{fmt(median(ttins.get(s.name, [])), 1) if s.ttin else 'n/a'} ms")
 
-    def ttin(self, s):
+    def ttins(self, servers):
         """TTIN to a serving worker: every existing worker is stopped (SIGSTOP), TTIN goes
         to the master, and one GET is sent at once. Only the new worker can answer it, so
-        the time from the signal to the 200 is fork + boot + accept + serve. Repeated on
-        the same server (1 worker, then 2, ...), the old workers resumed in between."""
-        up = self.up(s, 1)
-        if not up:
-            return []
-        proc, port, _ = up
-        out = []
+        the time from the signal to the 200 is fork + boot + accept + serve. Each server
+        starts with 1 worker and is measured once per round (with 1, then 2, ... workers
+        already there), the old workers resumed in between."""
+        running = {}
+        for s in servers:
+            up = self.up(s, 1)
+            if up:
+                running[s.name] = up
+        out = {name: [] for name in running}
         try:
             for i in range(self.args.startup_runs):
-                if not self.wait_workers(proc, i + 1):
-                    break
-                for _ in range(20):
-                    get_status(port, timeout=5)
-                old = workers_of(proc.pid)
-                for w in old:
-                    os.kill(w, signal.SIGSTOP)
-                try:
-                    t0 = time.monotonic()
-                    os.kill(proc.pid, signal.SIGTTIN)
-                    status = get_status(port, timeout=30)
-                    took = time.monotonic() - t0
-                finally:
-                    for w in old:
-                        try:
-                            os.kill(w, signal.SIGCONT)
-                        except ProcessLookupError:
-                            pass
-                if status == 200:
-                    out.append(took * 1000)
+                for name, (proc, port, _) in running.items():
+                    took = self.ttin_once(proc, port, i + 1)
+                    if took is not None:
+                        out[name].append(took * 1000)
         finally:
-            stop(proc)
+            for proc, _, _ in running.values():
+                stop(proc)
         return out
+
+    def ttin_once(self, proc, port, workers):
+        if not self.wait_workers(proc, workers):
+            return None
+        for _ in range(20):
+            get_status(port, timeout=5)
+        old = workers_of(proc.pid)
+        for w in old:
+            os.kill(w, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            os.kill(proc.pid, signal.SIGTTIN)
+            status = get_status(port, timeout=30)
+            took = time.monotonic() - t0
+        finally:
+            for w in old:
+                try:
+                    os.kill(w, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        return took if status == 200 else None
 
 
 def workers_of(master):
@@ -321,8 +328,8 @@ def main():
                    help="worker counts for the memory figures (default: 1 2 4 16)")
     p.add_argument("--startup-workers", type=int, default=2,
                    help="workers for the start-to-first-200 measure (default: 2)")
-    p.add_argument("--startup-runs", type=int, default=3,
-                   help="starts and TTINs per server (default: 3)")
+    p.add_argument("--startup-runs", type=int, default=5,
+                   help="starts and TTINs per server (default: 5)")
     p.add_argument("--runs", type=int, default=3, help="wrk runs per figure (default: 3)")
     p.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default: 5)")
     p.add_argument("--connections", type=int, default=16, help="wrk -c (default: 16)")
