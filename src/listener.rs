@@ -2,9 +2,10 @@
 //! `LISTEN_FDS`), shared by every worker through fork, and accepted from by the workers.
 //!
 //! TCP listeners get SO_REUSEADDR, dual-stack for `[::]`, the configured backlog and
-//! TCP_DEFER_ACCEPT; accepted TCP connections get TCP_NODELAY (a response is written in one
-//! go and must not wait for Nagle). Listeners are non-blocking (workers poll them);
-//! accepted connections are blocking with a receive timeout.
+//! TCP_DEFER_ACCEPT. Accepted TCP connections have TCP_NODELAY (a response is written in one
+//! go and must not wait for Nagle), inherited from the listener rather than set per
+//! connection (see [`Listener::set_nodelay_for_accepted`]). Listeners and accepted
+//! connections are non-blocking: workers poll both.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -39,20 +40,31 @@ pub enum Conn {
 
 impl Listener {
     /// Accepts one connection, non-blocking and close-on-exec from the start (accept4(2):
-    /// no extra fcntl), or `WouldBlock` when none is waiting.
+    /// no extra fcntl), or `WouldBlock` when none is waiting. One syscall: TCP_NODELAY comes
+    /// from the listener ([`Listener::set_nodelay_for_accepted`]).
     pub fn accept(&self) -> io::Result<Conn> {
         let fd = sock::accept4(
             self.as_fd(),
             SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         )?;
         match self {
-            Listener::Tcp(_) => {
-                let s = TcpStream::from(fd);
-                // Best effort: a connection reset between accept and here is found on read.
-                let _ = s.set_nodelay(true);
-                Ok(Conn::Tcp(s))
-            }
+            Listener::Tcp(_) => Ok(Conn::Tcp(TcpStream::from(fd))),
             Listener::Unix(..) => Ok(Conn::Unix(UnixStream::from(fd))),
+        }
+    }
+
+    /// Sets TCP_NODELAY on a TCP listening socket, so that every connection accepted from it
+    /// has it without a setsockopt(2) per connection: Linux builds the accepted socket as a
+    /// copy of the listener (`sk_clone_lock`, then `tcp_create_openreq_child`), Nagle
+    /// setting included. A test checks it on the running kernel. Idempotent (each worker
+    /// calls it once at boot, for listeners bound here and inherited ones alike); nothing to
+    /// do for a Unix socket.
+    pub fn set_nodelay_for_accepted(&self) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => {
+                sock::setsockopt(l, sock::sockopt::TcpNoDelay, &true).map_err(io::Error::from)
+            }
+            Listener::Unix(..) => Ok(()),
         }
     }
 
@@ -60,7 +72,10 @@ impl Listener {
     /// socket (the kernel does not report it).
     pub fn listen_queue(&self) -> Option<ListenQueue> {
         match self {
-            Listener::Tcp(_) => sys::tcp_info(self.as_fd()).and_then(|b| decode_listen_queue(&b)),
+            Listener::Tcp(_) => {
+                let mut buf = [0u8; sys::TCP_INFO_LEN];
+                sys::tcp_info(self.as_fd(), &mut buf).and_then(decode_listen_queue)
+            }
             Listener::Unix(..) => None,
         }
     }
@@ -328,13 +343,7 @@ mod tests {
         assert_eq!(l.accept().unwrap_err().kind(), io::ErrorKind::WouldBlock);
         let mut client = TcpStream::connect(addr).unwrap();
         client.write_all(b"x").unwrap(); // TCP_DEFER_ACCEPT waits for data
-        let mut conn = loop {
-            match l.accept() {
-                Ok(c) => break c,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let mut conn = accept_blocking(&l);
         let mut b = [0u8; 1];
         assert_eq!(
             conn.read(&mut b).unwrap(),
@@ -348,6 +357,30 @@ mod tests {
             "non-blocking"
         );
         assert_eq!(l.listen_queue().map(|q| q.depth), Some(0));
+    }
+
+    fn accept_blocking(l: &Listener) -> Conn {
+        loop {
+            match l.accept() {
+                Ok(c) => break c,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// `accept` no longer sets TCP_NODELAY itself: the kernel must copy it from the listener.
+    #[test]
+    fn accepted_connections_inherit_nodelay_from_the_listener() {
+        let l = bind(&BindAddr::Tcp("127.0.0.1:0".parse().unwrap()), 16).unwrap();
+        l.set_nodelay_for_accepted().unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).unwrap();
+        client.write_all(b"x").unwrap();
+        match accept_blocking(&l) {
+            Conn::Tcp(s) => assert!(s.nodelay().unwrap(), "TCP_NODELAY inherited"),
+            Conn::Unix(_) => unreachable!(),
+        }
     }
 
     #[test]

@@ -194,6 +194,40 @@ pub fn set_dual_stack(fd: BorrowedFd<'_>) -> io::Result<()> {
     setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)
 }
 
+/// Adds a listening socket to an epoll instance with EPOLLEXCLUSIVE (epoll_ctl(2), Linux
+/// 4.5), edge-triggered and for reading, with `token` as the event's data: the value mio
+/// reads back as the `Token` (its epoll selector stores and returns `data.u64`).
+///
+/// Scope: only for listeners shared by workers that each poll them from their own epoll,
+/// on the worker side of fork. Without it, one new connection wakes every idle worker and
+/// all but one find nothing to accept (the "thundering herd"); with it the kernel wakes one
+/// (or a few) of the epoll instances that wait. Not for connections or pipes: an exclusive
+/// registration cannot be modified later (EPOLL_CTL_MOD fails with EINVAL), and the caller
+/// must not expect every waiter to hear about the event (a shutdown(2) of the listener
+/// wakes one worker, so stops go through the control pipe). `Err` with EINVAL on kernels
+/// without EPOLLEXCLUSIVE: the caller then registers through mio as usual.
+pub fn epoll_add_exclusive(epoll: &impl AsRawFd, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32,
+        u64: token,
+    };
+    // SAFETY: both descriptors are open for the call (borrowed from their owners); the kernel copies the
+    // event structure, which lives on our stack until the call returns.
+    let rc = unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            fd.as_raw_fd(),
+            &mut event,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Waits until `fd` is readable (or writable, with `write`) for at most `timeout`
 /// (poll(2)). `Ok(false)` on timeout.
 pub fn wait_fd(fd: BorrowedFd<'_>, write: bool, timeout: Duration) -> io::Result<bool> {
@@ -393,10 +427,15 @@ pub fn remove_env(name: &str) {
     unsafe { std::env::remove_var(name) };
 }
 
-/// The raw `struct tcp_info` of a TCP socket (getsockopt(2) TCP_INFO, tcp(7)); decoded by
-/// `metrics::tcp`. On a listening socket the kernel reports the accept queue in it.
-pub fn tcp_info(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; std::mem::size_of::<libc::tcp_info>()];
+/// Size of the kernel's `struct tcp_info` as the libc crate knows it: a buffer for
+/// [`tcp_info`].
+pub const TCP_INFO_LEN: usize = std::mem::size_of::<libc::tcp_info>();
+
+/// The raw `struct tcp_info` of a TCP socket (getsockopt(2) TCP_INFO, tcp(7)), written into
+/// `buf` (no allocation: the keep-alive check reads it once per response); returns the bytes
+/// the kernel wrote. Decoded by `metrics::tcp`. On a listening socket the kernel reports
+/// the accept queue in it.
+pub fn tcp_info<'b>(fd: BorrowedFd<'_>, buf: &'b mut [u8; TCP_INFO_LEN]) -> Option<&'b [u8]> {
     let mut len = buf.len() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `buf`, which is that long, and
     // updates `len` to what it wrote.
@@ -412,8 +451,7 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
     if rc != 0 {
         return None;
     }
-    buf.truncate(len as usize);
-    Some(buf)
+    buf.get(..len as usize)
 }
 
 /// Clock ticks a second, the unit of CPU times in /proc/<pid>/stat (sysconf(3),

@@ -132,6 +132,9 @@ struct Worker<'a, A: App> {
     head: Vec<u8>,
     chunk: Vec<u8>,
     date: DateCache,
+    /// The current request's id and path, kept for the logs (buffers reused per request).
+    request_id: String,
+    path: String,
 }
 
 impl<'a, A: App> Worker<'a, A> {
@@ -190,9 +193,11 @@ impl<'a, A: App> Worker<'a, A> {
             .register(&mut control, CONTROL, Interest::READABLE)
             .map_err(|e| setup("control pipe", e))?;
         for (i, l) in ctx.listeners.iter().enumerate() {
-            poll.registry()
-                .register(&mut SourceFd(&l.as_raw_fd()), Token(i), Interest::READABLE)
-                .map_err(|e| setup("listener", e))?;
+            // Best effort: without it responses may wait for Nagle, they are still served.
+            if let Err(e) = l.set_nodelay_for_accepted() {
+                warn!(worker = ctx.slot_index, pid, error = %e, "cannot set TCP_NODELAY");
+            }
+            register_listener(&poll, l, Token(i)).map_err(|e| setup("listener", e))?;
         }
         ctx.slot.set_state(WorkerState::Idle);
         let ctx_listeners = ctx.listeners.len();
@@ -214,6 +219,8 @@ impl<'a, A: App> Worker<'a, A> {
             head: Vec::with_capacity(512),
             chunk: vec![0; 16 * 1024],
             date: DateCache::default(),
+            request_id: String::with_capacity(64),
+            path: String::with_capacity(256),
         })
     }
 
@@ -601,7 +608,7 @@ impl<'a, A: App> Worker<'a, A> {
         let slot = self.ctx.slot;
         slot.set_state(WorkerState::Busy);
         let started = Instant::now();
-        let answered = self.respond(&mut client, *parsed, started);
+        let answered = self.respond(&mut client, parsed, started);
         let service_us = started.elapsed().as_micros() as u64;
         self.served += 1;
         slot.count_response(answered.status.as_u16(), service_us, answered.queue_us);
@@ -649,11 +656,17 @@ impl<'a, A: App> Worker<'a, A> {
             expect_continue,
             keep_alive,
         } = parsed;
-        let request_id = request
-            .headers()
-            .get("x-request-id")
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_else(|| format!("{}-{}", self.pid, self.served));
+        // The request id and the path are kept after the app has taken the request (for the
+        // logs), in buffers reused from one request to the next.
+        let mut request_id = std::mem::take(&mut self.request_id);
+        request_id.clear();
+        match request.headers().get("x-request-id") {
+            Some(v) => request_id.push_str(&String::from_utf8_lossy(v.as_bytes())),
+            None => {
+                use std::fmt::Write as _;
+                let _ = write!(request_id, "{}-{}", self.pid, self.served);
+            }
+        }
         // Queue time: from when the router got the request to when this worker took it.
         let queue_us = request
             .headers()
@@ -667,7 +680,9 @@ impl<'a, A: App> Worker<'a, A> {
             });
         let method = request.method().clone();
         let version = request.version();
-        let path = request.uri().path().to_string();
+        let mut path = std::mem::take(&mut self.path);
+        path.clear();
+        path.push_str(request.uri().path());
         self.ctx.slot.set_request(
             method.as_str().as_bytes(),
             path.as_bytes(),
@@ -776,6 +791,8 @@ impl<'a, A: App> Worker<'a, A> {
         if keep && sent.is_some() {
             client.buf.drain(..consumed.min(client.buf.len()));
         }
+        self.request_id = request_id;
+        self.path = path;
         Answered {
             status,
             queue_us,
@@ -845,7 +862,7 @@ struct Client {
     lingering: bool,
     /// The head of the complete request at the front of `buf`, while it waits in the ready
     /// queue.
-    parsed: Option<Box<Parsed>>,
+    parsed: Option<Parsed>,
 }
 
 impl Client {
@@ -922,12 +939,30 @@ impl Client {
     }
 }
 
+/// Puts a listener in the worker's poll, exclusively where the kernel allows it: a new
+/// connection then wakes one idle worker instead of all of them (see
+/// [`sys::epoll_add_exclusive`]); elsewhere as an ordinary edge-triggered source. Either
+/// way the worker drains it (accepts until EAGAIN) after an event.
+fn register_listener(poll: &Poll, l: &Listener, token: Token) -> std::io::Result<()> {
+    match sys::epoll_add_exclusive(poll, l.as_fd(), token.0 as u64) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            poll.registry()
+                .register(&mut SourceFd(&l.as_raw_fd()), token, Interest::READABLE)
+        }
+        other => other,
+    }
+}
+
 /// Where a client's buffered request stands.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a short-lived return value; boxing the parsed head cost an allocation per request"
+)]
 enum RequestState {
     /// A complete request (head, and a small body in full) can be served; its parsed head is
     /// kept so that serving it does not parse it again.
-    Ready(Box<Parsed>),
+    Ready(Parsed),
     /// More bytes are needed.
     Incomplete,
     /// The request breaks a rule or a limit.
@@ -945,7 +980,7 @@ fn request_state(buf: &[u8], limits: &Limits) -> RequestState {
         Err(e) => return RequestState::Refused(e),
     };
     match body_ready(&parsed, &buf[parsed.head_len..], limits) {
-        Ok(true) => RequestState::Ready(Box::new(parsed)),
+        Ok(true) => RequestState::Ready(parsed),
         Ok(false) => RequestState::Incomplete,
         Err(e) => RequestState::Refused(e),
     }
