@@ -215,12 +215,18 @@ pub fn read(version: CgroupVersion, dir: &Path) -> Option<CgroupMemory> {
     }
 }
 
+/// This process's memory cgroup: its hierarchy and directory (see [`memory_dir`]).
+pub fn own() -> Option<(CgroupVersion, PathBuf)> {
+    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let (version, path) = parse_proc_cgroup(&text)?;
+    Some((version, memory_dir(version, &path)))
+}
+
 /// The memory limit of this process's own cgroup (the lowest up the hierarchy on v2), in
 /// bytes; `None` without cgroup memory accounting or without a limit.
 pub fn own_quota_bytes() -> Option<u64> {
-    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let (version, path) = parse_proc_cgroup(&text)?;
-    read(version, &memory_dir(version, &path))?.quota_bytes
+    let (version, dir) = own()?;
+    read(version, &dir)?.quota_bytes
 }
 
 /// The pids listed in a `cgroup.procs` text, sorted and without duplicates.

@@ -274,10 +274,7 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler printing every `interval`, starting one interval from now.
     pub fn new(id: Identity, interval: Duration) -> Sampler {
-        let cgroup = std::fs::read_to_string("/proc/self/cgroup")
-            .ok()
-            .and_then(|t| cgroup::parse_proc_cgroup(&t))
-            .map(|(v, path)| (v, cgroup::memory_dir(v, &path)));
+        let cgroup = cgroup::own();
         let now = Instant::now();
         Sampler {
             id,

@@ -11,20 +11,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::metrics::cgroup::{self, CgroupVersion};
+use crate::metrics::cgroup::CgroupVersion;
 
-/// This process's memory cgroup: its hierarchy and directory.
-pub fn own() -> Option<(CgroupVersion, PathBuf)> {
-    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let (version, path) = cgroup::parse_proc_cgroup(&text)?;
-    Some((version, cgroup::memory_dir(version, &path)))
-}
-
-/// The memory limit of this process's cgroup (the lowest on the way up), in bytes.
-pub fn own_quota_bytes() -> Option<u64> {
-    let (version, dir) = own()?;
-    cgroup::read(version, &dir)?.quota_bytes
-}
+pub use crate::metrics::cgroup::{own, own_quota_bytes};
 
 /// A child memory cgroup made for one trial; removed by [`DynoCgroup::remove`].
 #[derive(Debug)]
