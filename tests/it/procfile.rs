@@ -71,9 +71,11 @@ fn the_procfile_serves_under_honcho_and_stops_cleanly_on_term() {
         .spawn()
         .expect("start honcho");
     let pid = child.id() as i32;
-    let guard = KillGroup(pid);
-
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let guard = KillGroups {
+        honcho: pid,
+        lines: lines.clone(),
+    };
     let out = child.stdout.take().unwrap();
     let sink = lines.clone();
     let reader = std::thread::spawn(move || {
@@ -114,12 +116,32 @@ fn the_procfile_serves_under_honcho_and_stops_cleanly_on_term() {
     assert_eq!(status.code(), Some(143), "{out}");
 }
 
-/// Kills a process group on drop (the test's failure path).
-struct KillGroup(i32);
+/// On drop (the test's failure path), kills honcho's process group and the session honcho
+/// started for each process (it logs `web.1 started (pid=N)`; with start_new_session the
+/// process group id is N), so that no server outlives a failed test.
+struct KillGroups {
+    honcho: i32,
+    lines: Arc<Mutex<Vec<String>>>,
+}
 
-impl Drop for KillGroup {
+impl Drop for KillGroups {
     fn drop(&mut self) {
-        // SAFETY: plain kill(2) to the process group we created.
-        unsafe { libc::kill(-self.0, libc::SIGKILL) };
+        // The lock may be poisoned: the failure being unwound may have panicked holding it.
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let started: Vec<i32> = lines
+            .iter()
+            .filter_map(|l| {
+                l.split("started (pid=")
+                    .nth(1)?
+                    .split(')')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        for group in std::iter::once(self.honcho).chain(started) {
+            // SAFETY: plain kill(2) to a process group this test started.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
     }
 }
