@@ -127,6 +127,8 @@ struct Worker<'a, A: App> {
     /// Clients with a complete request, in the order they became ready.
     ready: VecDeque<usize>,
     listener_ready: Vec<bool>,
+    /// The listeners were taken out of the poll when the worker began stopping.
+    handed_off: bool,
     /// A buffer kept for the next accepted connection (no allocation per connection).
     spare: Vec<u8>,
     head: Vec<u8>,
@@ -215,6 +217,7 @@ impl<'a, A: App> Worker<'a, A> {
             free_ids: Vec::new(),
             ready: VecDeque::new(),
             listener_ready: vec![true; ctx_listeners],
+            handed_off: false,
             spare: Vec::new(),
             head: Vec::with_capacity(512),
             chunk: vec![0; 16 * 1024],
@@ -232,6 +235,9 @@ impl<'a, A: App> Worker<'a, A> {
         let mut retry_soon = false;
         loop {
             self.check_stop();
+            if self.stopping.is_some() && !self.handed_off {
+                self.hand_off();
+            }
             if let Some(reason) = self.stopping
                 && !self.owes_requests()
             {
@@ -318,6 +324,37 @@ impl<'a, A: App> Worker<'a, A> {
             "worker exiting"
         );
         0
+    }
+
+    /// Stopping: takes the listeners out of this worker's poll, then accepts what is already
+    /// queued (those connections are then owed, and served before the worker exits).
+    ///
+    /// Why: the listeners are registered with EPOLLEXCLUSIVE, so the kernel wakes one idle
+    /// worker per new connection, not all of them. If that one is a worker that stops instead
+    /// of accepting, nobody else hears of the connection until the next one arrives, and
+    /// with no next one it waits forever (seen as requests hanging during HUP and USR2).
+    /// Once out of the poll, this worker is woken no more; a wake-up it may already have
+    /// taken is honoured by the drain, done after the removal so that none falls in between.
+    fn hand_off(&mut self) {
+        self.handed_off = true;
+        for l in &self.ctx.listeners {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&l.as_raw_fd()));
+        }
+        for i in 0..self.listener_ready.len() {
+            while self.open_clients() < MAX_CLIENTS {
+                match self.ctx.listeners[i].accept() {
+                    Ok(conn) => self.admit(conn),
+                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                    // EAGAIN (drained), EINVAL (shut down by the master), or out of
+                    // resources: nothing more to take.
+                    Err(_) => break,
+                }
+            }
+            self.listener_ready[i] = false;
+        }
     }
 
     /// Accepts from every ready listener while fewer than [`MAX_CLIENTS`] connections are

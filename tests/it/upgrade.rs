@@ -85,10 +85,21 @@ impl Load {
             // Bounded in count as well as by the caller's stop.
             while !s.load(Ordering::Relaxed) && n.load(Ordering::Relaxed) < 20_000 {
                 n.fetch_add(1, Ordering::Relaxed);
-                let r = crate::support::request(addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-                if r.status != 200 {
-                    f.fetch_add(1, Ordering::Relaxed);
-                    failures.push(r.head);
+                let outcome = std::net::TcpStream::connect(addr).and_then(|mut c| {
+                    c.set_read_timeout(Some(DEADLINE))?;
+                    std::io::Write::write_all(&mut c, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")?;
+                    Ok(crate::support::read_response(c))
+                });
+                match outcome {
+                    Ok(r) if r.status == 200 => {}
+                    Ok(r) => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        failures.push(format!("status {}: {:?}", r.status, r.head));
+                    }
+                    Err(e) => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        failures.push(format!("{e} at {:?}", Instant::now()));
+                    }
                 }
             }
             failures
