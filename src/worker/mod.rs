@@ -326,15 +326,18 @@ impl<'a, A: App> Worker<'a, A> {
         0
     }
 
-    /// Stopping: takes the listeners out of this worker's poll, then accepts what is already
-    /// queued (those connections are then owed, and served before the worker exits).
+    /// Stopping: takes the listeners out of this worker's poll, then accepts one queued
+    /// connection from each (owed, and served before the worker exits).
     ///
     /// Why: the listeners are registered with EPOLLEXCLUSIVE, so the kernel wakes one idle
     /// worker per new connection, not all of them. If that one is a worker that stops instead
     /// of accepting, nobody else hears of the connection until the next one arrives, and
     /// with no next one it waits forever (seen as requests hanging during HUP and USR2).
-    /// Once out of the poll, this worker is woken no more; a wake-up it may already have
-    /// taken is honoured by the drain, done after the removal so that none falls in between.
+    /// Once out of the poll, this worker is woken no more. A waiting worker takes at most
+    /// one wake-up before it runs again (epoll removes it from the wait queue as it wakes
+    /// it), so one accept honours the wake-up it may have taken; done after the removal,
+    /// none falls in between. Taking more would serve queued requests one after the other
+    /// in a worker that is leaving, while the others could take them at once.
     fn hand_off(&mut self) {
         self.handed_off = true;
         for l in &self.ctx.listeners {
@@ -344,16 +347,15 @@ impl<'a, A: App> Worker<'a, A> {
                 .deregister(&mut SourceFd(&l.as_raw_fd()));
         }
         for i in 0..self.listener_ready.len() {
-            while self.open_clients() < MAX_CLIENTS {
-                match self.ctx.listeners[i].accept() {
-                    Ok(conn) => self.admit(conn),
-                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                    // EAGAIN (drained), EINVAL (shut down by the master), or out of
-                    // resources: nothing more to take.
-                    Err(_) => break,
-                }
-            }
             self.listener_ready[i] = false;
+            if self.open_clients() >= MAX_CLIENTS {
+                continue;
+            }
+            // EAGAIN (nothing queued), EINVAL (shut down by the master) or out of
+            // resources: nothing to take.
+            if let Ok(conn) = self.ctx.listeners[i].accept() {
+                self.admit(conn);
+            }
         }
     }
 
