@@ -99,7 +99,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 mod handler;
-mod http;
+mod h1;
 mod listener;
 mod log;
 mod master;
@@ -116,7 +116,7 @@ mod worker;
 
 pub use error::{Error, ErrorKind};
 pub use handler::{App, Body, BoxError, Request, RequestBody, Response, WorkerInfo};
-pub use http::RawHead;
+pub use h1::RawHead;
 pub use master::{CRASH_BACKOFF_MAX, CRASH_BACKOFF_START, CRASH_LOOP_LIMIT};
 pub use server::{run, serve};
 pub use worker::RequestId;
@@ -126,5 +126,5 @@ pub use worker::RequestId;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::http::{ChunkedDecoder, Limits, Step, parse_head};
+    pub use crate::h1::{ChunkedDecoder, Limits, Step, parse_head};
 }

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::http::Limits;
+use crate::h1::Limits;
 
 pub use settings::{SETTINGS, Setting};
 

@@ -23,7 +23,7 @@ pub struct Setting {
     /// The default, as documented.
     pub default_doc: &'static str,
     /// The default, as text for `apply`.
-    pub default: Default,
+    pub default: DefaultValue,
     /// What a valid value looks like (the end of the error line).
     pub accepts: &'static str,
     /// What the setting does.
@@ -35,19 +35,19 @@ pub struct Setting {
 }
 
 /// A setting's default value, given as the text a user would type.
-pub enum Default {
+pub enum DefaultValue {
     /// Always this text.
     Text(&'static str),
     /// Computed from the environment (e.g. `PORT`) or the machine (e.g. its CPUs).
     From(fn(Env<'_>) -> Result<String, ConfigError>),
 }
 
-impl Default {
+impl DefaultValue {
     /// The default's text.
     pub fn text(&self, env: Env<'_>) -> Result<String, ConfigError> {
         match self {
-            Default::Text(t) => Ok((*t).to_string()),
-            Default::From(f) => f(env),
+            DefaultValue::Text(t) => Ok((*t).to_string()),
+            DefaultValue::From(f) => f(env),
         }
     }
 }
@@ -159,7 +159,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "ADDR",
         env_aliases: &[],
         default_doc: "`[::]:$PORT` (dual-stack; `0.0.0.0:$PORT` without IPv6) when `PORT` is set, else `127.0.0.1:8080`",
-        default: Default::From(default_bind),
+        default: DefaultValue::From(default_bind),
         accepts: "HOST:PORT, [V6]:PORT or unix:PATH (HOST is an IP address or localhost); repeat the flag, or give a comma list in RUNICORN_BIND",
         doc: "Address to listen on. Repeat for several listeners. Ignored when systemd passes \
               sockets with LISTEN_FDS and LISTEN_PID (socket activation): the server then \
@@ -176,7 +176,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "N|auto",
         env_aliases: &["WEB_CONCURRENCY"],
         default_doc: "the number of CPUs available to the process",
-        default: Default::From(default_workers),
+        default: DefaultValue::From(default_workers),
         accepts: "a whole number from 1 to 1024, or auto",
         doc: "Number of worker processes. Each serves one request at a time, so this is the \
               number of requests served at once. On Heroku set WEB_CONCURRENCY; \
@@ -198,7 +198,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "SECS",
         env_aliases: &[],
         default_doc: "30",
-        default: Default::Text("30"),
+        default: DefaultValue::Text("30"),
         accepts: "a whole number of seconds from 1",
         doc: "How often --workers auto re-evaluates the worker count. Two evaluations in a \
               row must agree before the pool grows (or shrinks for CPU's sake); too little \
@@ -215,7 +215,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "SECS",
         env_aliases: &[],
         default_doc: "30",
-        default: Default::Text("30"),
+        default: DefaultValue::Text("30"),
         accepts: "a whole number of seconds (0 turns the timeout off)",
         doc: "A worker busy with one request (or booting) for longer than this is killed \
               with SIGKILL and replaced; the log line names the request. Heroku's router \
@@ -232,7 +232,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "SECS",
         env_aliases: &[],
         default_doc: "25",
-        default: Default::Text("25"),
+        default: DefaultValue::Text("25"),
         accepts: "a whole number of seconds",
         doc: "On TERM or QUIT, how long in-flight requests may take before the workers still \
               running are killed. Below Heroku's 30 s between SIGTERM and SIGKILL.",
@@ -248,7 +248,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "N",
         env_aliases: &[],
         default_doc: "0 (off)",
-        default: Default::Text("0"),
+        default: DefaultValue::Text("0"),
         accepts: "a whole number (0 turns recycling off)",
         doc: "A worker that has served this many requests finishes its current one and is \
               replaced by a fresh process (a cure for slow leaks).",
@@ -264,7 +264,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "N",
         env_aliases: &[],
         default_doc: "0",
-        default: Default::Text("0"),
+        default: DefaultValue::Text("0"),
         accepts: "a whole number",
         doc: "Adds a random 0..=N to each worker's max-requests, so that workers started \
               together are not all replaced at once.",
@@ -280,7 +280,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "MB",
         env_aliases: &[],
         default_doc: "0",
-        default: Default::Text("0"),
+        default: DefaultValue::Text("0"),
         accepts: "a whole number of MiB (0 turns the limit off)",
         doc: "A worker whose memory (see --worker-memory) grows past this many MiB finishes \
               its current request and is replaced, with a log line; the master checks every \
@@ -300,7 +300,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "uss|rss",
         env_aliases: &[],
         default_doc: "uss",
-        default: Default::Text("uss"),
+        default: DefaultValue::Text("uss"),
         accepts: "uss or rss",
         doc: "Which figure --max-worker-memory limits: uss, the memory only this worker \
               holds (what replacing it frees), or rss, which also counts the pages it \
@@ -322,7 +322,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "N",
         env_aliases: &[],
         default_doc: "1024",
-        default: Default::Text("1024"),
+        default: DefaultValue::Text("1024"),
         accepts: "a whole number from 1 to 65535 (the kernel caps it at net.core.somaxconn)",
         doc: "Length of the kernel's queue of connections waiting for a worker (listen(2)).",
         repeatable: false,
@@ -337,7 +337,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "SECS",
         env_aliases: &[],
         default_doc: "0",
-        default: Default::Text("0"),
+        default: DefaultValue::Text("0"),
         accepts: "a whole number of seconds (0 closes every connection after its response)",
         doc: "How long a connection may stay idle between requests. 0: every response says \
               `Connection: close`. Above 0, a worker keeps a connection for the client's next \
@@ -357,7 +357,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "SECS",
         env_aliases: &[],
         default_doc: "20",
-        default: Default::Text("20"),
+        default: DefaultValue::Text("20"),
         accepts: "a whole number of seconds (0 turns metrics off)",
         doc: "How often the master prints runtime metric lines to stdout, in Heroku's \
               log-runtime-metrics format: load, dyno memory, memory per worker and for the \
@@ -375,7 +375,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "",
         env_aliases: &[],
         default_doc: "off",
-        default: Default::Text("false"),
+        default: DefaultValue::Text("false"),
         accepts: "no value as a flag; true/false, 1/0, yes/no or on/off in the environment",
         doc: "Log one line per request (method, path, status, bytes, time, worker). Off by \
               default: on Heroku the router already logs every request.",
@@ -391,7 +391,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "LEVEL",
         env_aliases: &[],
         default_doc: "info",
-        default: Default::Text("info"),
+        default: DefaultValue::Text("info"),
         accepts: "trace, debug, info, warn or error",
         doc: "The least severe log level written to stderr.",
         repeatable: false,
@@ -403,7 +403,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "PATH",
         env_aliases: &[],
         default_doc: "none",
-        default: Default::Text(""),
+        default: DefaultValue::Text(""),
         accepts: "a file path",
         doc: "Write the master's pid to this file (atomically, through a rename) and remove \
               it on exit.",
@@ -419,7 +419,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "SECS",
         env_aliases: &[],
         default_doc: "10",
-        default: Default::Text("10"),
+        default: DefaultValue::Text("10"),
         accepts: "a whole number of seconds from 1",
         doc: "A client must send its whole request head within this time, or it gets 408 \
               and the connection is closed. The same limit applies to each wait for more of \
@@ -436,7 +436,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "",
         env_aliases: &[],
         default_doc: "off",
-        default: Default::Text("false"),
+        default: DefaultValue::Text("false"),
         accepts: "no value as a flag; true/false in the environment",
         doc: "Validate the settings and build the app, then exit 0 (or 2 with the reason) \
               without binding or forking.",
@@ -452,7 +452,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "BYTES",
         env_aliases: &[],
         default_doc: "8190",
-        default: Default::Text("8190"),
+        default: DefaultValue::Text("8190"),
         accepts: "a whole number of bytes from 1 to 1048576",
         doc: "Longest request line (method, target, version) accepted; longer gets 414.",
         repeatable: false,
@@ -467,7 +467,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "N",
         env_aliases: &[],
         default_doc: "100",
-        default: Default::Text("100"),
+        default: DefaultValue::Text("100"),
         accepts: "a whole number from 1 to 32768",
         doc: "Most header fields in one request; more gets 431.",
         repeatable: false,
@@ -482,7 +482,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "BYTES",
         env_aliases: &[],
         default_doc: "8190",
-        default: Default::Text("8190"),
+        default: DefaultValue::Text("8190"),
         accepts: "a whole number of bytes from 1 to 1048576",
         doc: "Longest header field line (name, colon, value and CRLF); longer gets 431.",
         repeatable: false,
@@ -497,7 +497,7 @@ pub static SETTINGS: &[Setting] = &[
         metavar: "BYTES",
         env_aliases: &[],
         default_doc: "104857600 (100 MiB)",
-        default: Default::Text("104857600"),
+        default: DefaultValue::Text("104857600"),
         accepts: "a whole number of bytes (0 means no limit)",
         doc: "Largest request body accepted; a larger Content-Length gets 413 before the app \
               runs.",

@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ::http::{HeaderValue, Method, StatusCode, Version};
+use http::{HeaderValue, Method, StatusCode, Version};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::Signal;
@@ -31,8 +31,8 @@ use tracing::{debug, error, info, warn};
 use crate::config::Config;
 use crate::error::{WORKER_BOOT_ERROR, WORKER_SETUP_ERROR};
 use crate::handler::{App, RequestBody, Response, WorkerInfo};
-use crate::http::{
-    self as h1, BodyFraming, ChunkedDecoder, DateCache, Framing, Limits, Parsed, Persist,
+use crate::h1::{
+    self, BodyFraming, ChunkedDecoder, DateCache, Framing, Limits, Parsed, Persist,
 };
 use crate::listener::{Conn, Listener};
 use crate::scoreboard::{Slot, WorkerState};
@@ -1072,7 +1072,7 @@ fn plain(status: StatusCode) -> Response {
     let mut r = Response::new(format!("{reason}\n").into());
     *r.status_mut() = status;
     r.headers_mut().insert(
-        ::http::header::CONTENT_TYPE,
+        http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain"),
     );
     r

@@ -4,11 +4,11 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::time::Duration;
 
-use ::http::{Method, StatusCode, Version};
+use http::{Method, StatusCode, Version};
 
 use super::io::{Patient, write_all_vectored};
 use crate::handler::{BodyKind, BodySource, Response};
-use crate::http::{self as h1, BodyFraming, ChunkedDecoder, Framing, Limits, Persist};
+use crate::h1::{self, BodyFraming, ChunkedDecoder, Framing, Limits, Persist};
 use crate::listener::Conn;
 
 /// A request body read from the connection's buffer first, then from the socket, with the
@@ -213,7 +213,7 @@ impl BodySource for BodySrc<'_> {
 /// A response ready to be written.
 pub(super) struct Outgoing {
     pub status: StatusCode,
-    pub headers: ::http::HeaderMap,
+    pub headers: http::HeaderMap,
     pub body: BodyKind,
     pub framing: Framing,
     pub send_body: bool,
@@ -226,7 +226,7 @@ impl Outgoing {
         let (parts, body) = response.into_parts();
         let app_length = parts
             .headers
-            .get(::http::header::CONTENT_LENGTH)
+            .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let len = body.len_hint().or(app_length);

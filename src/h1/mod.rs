@@ -26,7 +26,7 @@ pub use date::DateCache;
 pub use parse::{BodyFraming, Limits, Parsed, RawHead, parse_head};
 pub use response::{Framing, Persist, chunk_header, encode_head, framing_for};
 
-use ::http::StatusCode;
+use http::StatusCode;
 
 /// Why a request was refused. `Copy` and small: the worker maps it to a response with
 /// [`Error::status`] and closes the connection.

@@ -1,6 +1,6 @@
 //! Response heads and body framing (RFC 9112 sections 4, 6 and 7.1).
 
-use ::http::{HeaderMap, StatusCode, Version, header};
+use http::{HeaderMap, StatusCode, Version, header};
 
 /// How a response body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

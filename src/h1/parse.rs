@@ -14,7 +14,7 @@
 
 use std::ops::Range;
 
-use ::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use super::Error;
 use super::grammar::{field_line, is_token, list_elements, token_with_params};
