@@ -1,4 +1,4 @@
-//! The JSON echo app of the conformance kit (`/work/shared/conformance/ECHO.md`): answers
+//! The JSON echo app of the conformance kit (`tests/conformance/ECHO.md`): answers
 //! every request with a JSON object describing the request exactly as the server received
 //! it (method, target, path, query, version, header field lines, body in base64).
 //!

@@ -23,7 +23,7 @@ import re
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-DEFAULT_CASES = pathlib.Path("/work/shared/conformance/cases")
+DEFAULT_CASES = pathlib.Path(__file__).resolve().parent.parent / "tests" / "conformance" / "cases"
 
 # Control bytes for the chunked seeds, cycled over the cases so the seeds start from a few
 # different cuttings: (pieces, out). See the layout in fuzz_targets/chunked.rs.

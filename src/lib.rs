@@ -96,27 +96,24 @@
 
 mod autoscale;
 pub mod config;
-pub mod demo;
 pub mod error;
-mod handler;
 mod h1;
+mod handler;
 mod listener;
 mod log;
 mod master;
-mod metrics;
+pub mod metrics;
 mod notify;
 mod scoreboard;
 mod server;
 mod signals;
 mod sys;
-#[doc(hidden)]
-pub mod tools;
 mod upgrade;
 mod worker;
 
 pub use error::{Error, ErrorKind};
-pub use handler::{App, Body, BoxError, Request, RequestBody, Response, WorkerInfo};
 pub use h1::RawHead;
+pub use handler::{App, Body, BoxError, Request, RequestBody, Response, WorkerInfo};
 pub use master::{CRASH_BACKOFF_MAX, CRASH_BACKOFF_START, CRASH_LOOP_LIMIT};
 pub use server::{run, serve};
 pub use worker::RequestId;

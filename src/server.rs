@@ -34,9 +34,6 @@ pub fn run<A: App>(build: impl FnOnce() -> A) -> ! {
         })
         .unwrap_or_else(|| "runicorn".to_string());
     let args: Vec<String> = args.collect();
-    if let Some(code) = crate::tools::dispatch(&program, &args) {
-        exit(code)
-    }
     let command = config::parse(&program, &args, &|k| std::env::var(k).ok());
     let config = match command {
         Ok(Command::Serve(c)) => c,

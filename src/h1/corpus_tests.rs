@@ -1,4 +1,4 @@
-//! The conformance kit's cases (`shared/conformance/cases`, see its README.md) run against
+//! The conformance kit's cases (`tests/conformance/cases`, see its README.md) run against
 //! [`parse_head`] and [`ChunkedDecoder`] directly, without a server: the same bytes `run.py`
 //! sends, judged by the same expectations, for the requests the parser alone can decide.
 //!
@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::{BodyFraming, ChunkedDecoder, Error, Limits, RawHead, parse_head};
 
-const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/conformance/cases");
+const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/cases");
 
 /// The server's default limits (`--limit-request-*`, see docs/settings.md), the ones the kit
 /// runs against.
@@ -35,8 +35,7 @@ fn conformance_cases() {
     let root = Path::new(CASES);
     assert!(
         root.is_dir(),
-        "the conformance cases are missing: expected a directory at {} (shared/ beside the \
-         repository, as CI lays it out)",
+        "the conformance cases are missing: expected a directory at {}",
         root.display()
     );
     let mut files = Vec::new();

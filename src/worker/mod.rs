@@ -30,10 +30,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::error::{WORKER_BOOT_ERROR, WORKER_SETUP_ERROR};
+use crate::h1::{self, BodyFraming, ChunkedDecoder, DateCache, Framing, Limits, Parsed, Persist};
 use crate::handler::{App, RequestBody, Response, WorkerInfo};
-use crate::h1::{
-    self, BodyFraming, ChunkedDecoder, DateCache, Framing, Limits, Parsed, Persist,
-};
 use crate::listener::{Conn, Listener};
 use crate::scoreboard::{Slot, WorkerState};
 use crate::signals::{MasterSignals, WorkerSignal, WorkerSignals};

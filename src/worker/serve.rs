@@ -7,8 +7,8 @@ use std::time::Duration;
 use http::{Method, StatusCode, Version};
 
 use super::io::{Patient, write_all_vectored};
-use crate::handler::{BodyKind, BodySource, Response};
 use crate::h1::{self, BodyFraming, ChunkedDecoder, Framing, Limits, Persist};
+use crate::handler::{BodyKind, BodySource, Response};
 use crate::listener::Conn;
 
 /// A request body read from the connection's buffer first, then from the socket, with the

@@ -1,0 +1,151 @@
+//! The demo app served by the `runicorn` binary (DESIGN.md section 5): routes that exercise
+//! every part of the process model (slow I/O, CPU, memory growth, panics, aborts).
+
+use std::time::Duration;
+
+use http::{Method, StatusCode, header};
+
+use runicorn::{App, BoxError, Request, Response, WorkerInfo};
+
+/// The demo app.
+///
+/// Routes: `GET /` (`Hello world`), `/sleep?ms=N`, `/work?ms=N`, `/alloc?mb=N`, `/panic`,
+/// `/abort`; anything else is 404. With `RUNICORN_DEMO_FAIL_BOOT=1` in the environment every
+/// worker fails in `after_fork`, which shows the crash-loop handling.
+#[derive(Debug, Default)]
+pub struct Demo {
+    retained: Vec<Vec<u8>>,
+    fail_boot: bool,
+}
+
+impl Demo {
+    /// The demo app, reading `RUNICORN_DEMO_FAIL_BOOT` from the environment.
+    pub fn new() -> Demo {
+        Demo {
+            retained: Vec::new(),
+            fail_boot: std::env::var("RUNICORN_DEMO_FAIL_BOOT").is_ok_and(|v| v == "1"),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut r = Response::new(body.into().into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "text/plain".parse().expect("static value"),
+    );
+    r
+}
+
+/// The value of `key` in a query string, as a number.
+fn query_number(query: Option<&str>, key: &str) -> Option<u64> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        if k == key { v.parse().ok() } else { None }
+    })
+}
+
+impl App for Demo {
+    fn after_fork(&mut self, _worker: &WorkerInfo) -> Result<(), BoxError> {
+        if self.fail_boot {
+            return Err("RUNICORN_DEMO_FAIL_BOOT=1: failing on purpose".into());
+        }
+        Ok(())
+    }
+
+    fn call(&mut self, req: Request<'_>) -> Response {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+            r.headers_mut()
+                .insert(header::ALLOW, "GET, HEAD".parse().expect("static value"));
+            return r;
+        }
+        let query = req.uri().query();
+        match req.uri().path() {
+            "/" => text(StatusCode::OK, "Hello world\n"),
+            "/sleep" => {
+                let ms = query_number(query, "ms").unwrap_or(0);
+                std::thread::sleep(Duration::from_millis(ms));
+                text(StatusCode::OK, format!("slept {ms} ms\n"))
+            }
+            "/work" => {
+                let ms = query_number(query, "ms").unwrap_or(0);
+                // N ms of CPU time, not of wall-clock time: on a busy machine a worker is
+                // preempted, and a wall-clock loop would then do less work per request the
+                // more workers share the CPUs (flattering any worker count above the CPUs).
+                let until = cpu_time() + Duration::from_millis(ms);
+                let mut x = 0u64;
+                while cpu_time() < until {
+                    for i in 0..1000u64 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(i),
+                        );
+                    }
+                }
+                text(StatusCode::OK, format!("worked {ms} ms ({})\n", x % 10))
+            }
+            "/alloc" => {
+                let mb = query_number(query, "mb").unwrap_or(0) as usize;
+                let mut block = vec![0u8; mb << 20];
+                // Touch every page so the memory is really resident, not just reserved.
+                for page in block.chunks_mut(4096) {
+                    page[0] = 1;
+                }
+                self.retained.push(block);
+                let total: usize = self.retained.iter().map(Vec::len).sum();
+                text(
+                    StatusCode::OK,
+                    format!("allocated {mb} MiB, {} MiB in all\n", total >> 20),
+                )
+            }
+            "/panic" => panic!("the /panic route panics on purpose"),
+            "/abort" => std::process::abort(),
+            _ => text(StatusCode::NOT_FOUND, "Not Found\n"),
+        }
+    }
+}
+
+/// The CPU time this thread has used (clock_gettime(2), CLOCK_THREAD_CPUTIME_ID).
+fn cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runicorn::RequestBody;
+
+    fn get(app: &mut Demo, uri: &str) -> (u16, String) {
+        let req = http::Request::builder()
+            .uri(uri)
+            .body(RequestBody::empty())
+            .unwrap();
+        let resp = app.call(req);
+        let body = match resp.body().len_hint() {
+            Some(_) => format!("{:?}", resp.body()),
+            None => String::new(),
+        };
+        (resp.status().as_u16(), body)
+    }
+
+    #[test]
+    fn routes() {
+        let mut app = Demo::default();
+        assert_eq!(get(&mut app, "/").0, 200);
+        assert_eq!(get(&mut app, "/sleep?ms=1").0, 200);
+        assert_eq!(get(&mut app, "/work?ms=1").0, 200);
+        assert_eq!(get(&mut app, "/nope").0, 404);
+        assert_eq!(get(&mut app, "/alloc?mb=1").0, 200);
+        assert_eq!(app.retained.iter().map(Vec::len).sum::<usize>(), 1 << 20);
+    }
+
+    #[test]
+    fn query_numbers() {
+        assert_eq!(query_number(Some("a=1&ms=250"), "ms"), Some(250));
+        assert_eq!(query_number(Some("ms=x"), "ms"), None);
+        assert_eq!(query_number(None, "ms"), None);
+    }
+}

@@ -1,0 +1,82 @@
+use std::process::Command;
+
+use crate::support::*;
+
+const KIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/conformance");
+
+/// Runs the conformance kit's runner against `examples/echo` and returns its output.
+///
+/// One case at a time (`-j 1`): with cases in parallel, a connection is often waiting in the
+/// listen queue, and then a worker rightly answers `Connection: close` instead of keeping a
+/// pipelined connection (docs/http.md, "Keep-alive"), which the kit's pipelined cases count
+/// as a failure.
+fn run_kit(server_args: &[&str], runner_args: &[&str]) -> (bool, String) {
+    let echo = crate::http::echo_bin();
+    let mut args = vec!["--workers", "2"];
+    args.extend_from_slice(server_args);
+    let s = Spawn::new(&args).bin(&echo).start();
+    s.wait_log(&["worker ready"], 2);
+    let port = s.addr.unwrap().port().to_string();
+    let out = Command::new("python3")
+        .arg(format!("{KIT}/run.py"))
+        .args(["--host", "127.0.0.1", "--port", &port, "-j", "1"])
+        .args(runner_args)
+        .output()
+        .expect("python3 runs the kit");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Every default case of the kit (the ones that need no non-default Gunicorn setting), with
+/// the echo app served under Gunicorn's default limits and keep-alive on, as the kit expects
+/// HTTP/1.1 connections to persist.
+#[test]
+fn the_conformance_kit_passes_every_default_case() {
+    assert!(
+        std::path::Path::new(KIT).join("run.py").exists(),
+        "the kit is at {KIT}"
+    );
+    let (ok, text) = run_kit(&["--keepalive", "5", "--limit-request-line", "4094"], &[]);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed, "))
+        .unwrap_or("")
+        .to_string();
+    assert!(ok && last.ends_with(" 0 failed"), "the kit failed:\n{text}");
+    eprintln!("conformance kit: {last}");
+}
+
+/// The `--with-config` cases whose Gunicorn settings runicorn has (the request limits), each
+/// against a server started with the same limits. The others need settings runicorn has no
+/// equivalent for (PROXY protocol, obs-fold, header_map, ...), see docs/http.md.
+#[test]
+fn the_kit_cases_for_request_limits_pass_with_the_same_limits() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "valid/024.json",
+            &[
+                "--limit-request-line",
+                "8200",
+                "--limit-request-field-size",
+                "8210",
+            ],
+        ),
+        ("valid/026.json", &["--limit-request-field-size", "8210"]),
+        ("invalid/006.json", &["--limit-request-line", "4094"]),
+        ("invalid/010.json", &["--limit-request-field-size", "10"]),
+        ("invalid/011.json", &["--limit-request-fields", "2"]),
+        ("invalid/012.json", &["--limit-request-field-size", "98"]),
+    ];
+    for (case, flags) in cases {
+        let file = format!("{KIT}/cases/gunicorn/{case}");
+        let mut args = vec!["--keepalive", "5"];
+        args.extend_from_slice(flags);
+        let (ok, text) = run_kit(&args, &["--with-config", "--cases", &file]);
+        assert!(
+            ok && text.contains("1 passed, 0 failed"),
+            "{case} with {flags:?}:\n{text}"
+        );
+    }
+}

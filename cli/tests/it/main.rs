@@ -1,0 +1,38 @@
+//! Integration tests: each spawns the real `runicorn` binary (or an example app) with a
+//! listening socket handed over through `LISTEN_FDS`, and talks to it with raw bytes and real
+//! signals. No test forks the test process; every server runs in its own process group,
+//! killed on drop.
+
+/// Spawning servers, reading their logs, sending requests.
+mod support;
+
+/// Signals under load with the chaos harness: graceful ops lose no request.
+mod chaos;
+/// The HTTP/1.1 conformance kit in tests/conformance, against examples/echo.
+mod conformance;
+/// Operator docs that must follow the code.
+mod docs;
+/// Timeouts, panics, aborts, max-requests, crash loops.
+mod faults;
+/// HTTP behaviour seen by clients: framing, HEAD, errors, Date, Connection: close.
+mod http;
+/// Keep-alive, pipelining, parked slow clients.
+mod keepalive;
+/// USR1 log reopening, the access log.
+mod logs;
+/// Runtime metrics on stdout, parsed with a real logfmt parser; the dyno cgroup.
+mod metrics;
+/// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
+mod pool;
+/// examples/Procfile under honcho.
+mod procfile;
+/// RFC 9112 statuses from raw bytes.
+mod rfc9112;
+/// Settings on the command line and in the environment; listeners (PORT, Unix sockets).
+mod settings;
+/// TERM to the process group with requests in flight; INT.
+mod shutdown;
+/// `runicorn tune` and `runicorn metrics`: tables, advice, charts, recorded Heroku lines.
+mod tools;
+/// USR2 upgrades in place; sd_notify.
+mod upgrade;

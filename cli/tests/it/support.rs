@@ -1,0 +1,388 @@
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_runicorn");
+
+/// How long any single wait in these tests may take before the test fails. Generous: the
+/// machine is shared, and nothing here is a timing assertion.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct Logs {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+/// A running server in its own process group; killed (the whole group) on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub pid: i32,
+    pub addr: Option<SocketAddr>,
+    logs: Arc<Logs>,
+    out: Arc<Logs>,
+    exited: Option<ExitStatus>,
+}
+
+pub struct Spawn<'a> {
+    pub bin: &'a str,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Hand a fresh 127.0.0.1:0 listener to the server through LISTEN_FDS.
+    pub listen_fd: bool,
+    /// Move the server into this cgroup (its `cgroup.procs` file) before it starts.
+    pub cgroup_procs: Option<std::path::PathBuf>,
+}
+
+impl<'a> Spawn<'a> {
+    pub fn new(args: &[&str]) -> Spawn<'a> {
+        Spawn {
+            bin: BIN,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            listen_fd: true,
+            cgroup_procs: None,
+        }
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn bin(mut self, bin: &'a str) -> Self {
+        self.bin = bin;
+        self
+    }
+
+    pub fn in_cgroup(mut self, procs: std::path::PathBuf) -> Self {
+        self.cgroup_procs = Some(procs);
+        self
+    }
+
+    pub fn no_listen_fd(mut self) -> Self {
+        self.listen_fd = false;
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let listener = self
+            .listen_fd
+            .then(|| TcpListener::bind("127.0.0.1:0").unwrap());
+        let addr = listener.as_ref().map(|l| l.local_addr().unwrap());
+        let mut cmd = Command::new("sh");
+        // `exec` keeps the shell's pid, so $$ is the server's pid, as systemd's LISTEN_PID.
+        let mut script = String::new();
+        if let Some(procs) = &self.cgroup_procs {
+            script.push_str(&format!("echo $$ > '{}' && ", procs.display()));
+        }
+        script.push_str(if listener.is_some() {
+            r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#
+        } else {
+            r#"exec "$0" "$@""#
+        });
+        cmd.arg("-c").arg(script).arg(self.bin).args(&self.args);
+        cmd.env_remove("WEB_CONCURRENCY")
+            .env_remove("PORT")
+            .env_remove("RUNICORN_WORKERS");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.process_group(0);
+        if let Some(l) = &listener {
+            let fd = l.as_raw_fd();
+            // SAFETY: dup2 and fcntl are async-signal-safe; nothing else runs in the child
+            // between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if fd == 3 {
+                        if libc::fcntl(3, libc::F_SETFD, 0) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    } else if libc::dup2(fd, 3) != 3 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn server");
+        drop(listener); // the server holds the socket now
+        let logs = collect(child.stderr.take().unwrap());
+        let out = collect(child.stdout.take().unwrap());
+        Server {
+            pid: child.id() as i32,
+            child: Some(child),
+            addr,
+            logs,
+            out,
+            exited: None,
+        }
+    }
+}
+
+/// Collects the lines of a child's pipe in a thread.
+fn collect(pipe: impl Read + Send + 'static) -> Arc<Logs> {
+    let logs = Arc::new(Logs::default());
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            sink.lines.lock().unwrap().push(line);
+            sink.changed.notify_all();
+        }
+    });
+    logs
+}
+
+/// Waits until at least `n` lines of `logs` contain every one of `parts`, then returns them.
+fn wait_lines(
+    logs: &Logs,
+    parts: &[&str],
+    n: usize,
+    what: &str,
+    dump: &dyn Fn() -> String,
+) -> Vec<String> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut lines = logs.lines.lock().unwrap();
+    loop {
+        let hits: Vec<String> = lines
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .cloned()
+            .collect();
+        if hits.len() >= n {
+            return hits;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            drop(lines);
+            panic!(
+                "waited for {n} {what} lines with {parts:?}; log:\n{}",
+                dump()
+            );
+        }
+        lines = logs.changed.wait_timeout(lines, deadline - now).unwrap().0;
+    }
+}
+
+impl Server {
+    /// A server of the demo app with these flags, serving on a socket the test made.
+    pub fn start(args: &[&str]) -> Server {
+        Spawn::new(args).start()
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` log lines (stderr) contain every one of `parts`.
+    pub fn wait_log(&self, parts: &[&str], n: usize) -> Vec<String> {
+        wait_lines(&self.logs, parts, n, "log", &|| self.logs().join("\n"))
+    }
+
+    /// Waits until at least `n` lines of stdout (metrics) contain every one of `parts`.
+    pub fn wait_out(&self, parts: &[&str], n: usize) -> Vec<String> {
+        let dump = || {
+            format!(
+                "{}\n--- stdout ---\n{}",
+                self.logs().join("\n"),
+                self.out_lines().join("\n")
+            )
+        };
+        wait_lines(&self.out, parts, n, "stdout", &dump)
+    }
+
+    /// Every line the server wrote to stdout so far.
+    pub fn out_lines(&self) -> Vec<String> {
+        self.out.lines.lock().unwrap().clone()
+    }
+
+    /// How many log lines contain every one of `parts`, now.
+    pub fn count_log(&self, parts: &[&str]) -> usize {
+        self.logs()
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2).
+        assert_eq!(unsafe { libc::kill(self.pid, sig) }, 0);
+    }
+
+    pub fn signal_group(&self, sig: i32) {
+        // SAFETY: plain kill(2) to our process group.
+        assert_eq!(unsafe { libc::kill(-self.pid, sig) }, 0);
+    }
+
+    /// The server's live child processes (its workers).
+    pub fn workers(&self) -> Vec<i32> {
+        children(self.pid)
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        if let Some(s) = self.exited {
+            return s;
+        }
+        let deadline = Instant::now() + DEADLINE;
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                self.exited = Some(s);
+                return s;
+            }
+            if Instant::now() >= deadline {
+                panic!("server did not exit; log:\n{}", self.logs().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request(
+            self.addr.unwrap(),
+            &format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"),
+        )
+    }
+
+    pub fn fail(&self, what: &str) -> ! {
+        panic!("{what}; log:\n{}", self.logs().join("\n"));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) to the server's process group (workers included).
+        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.logs().join("\n"));
+        }
+    }
+}
+
+/// Pids whose parent is `pid`, from /proc (zombies excluded).
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[1].parse() == Ok(pid) && fields[0] != "Z" {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Is `pid` alive (and not a zombie)?
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+    })
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Sends raw bytes, reads until the server closes, and parses one response. Status 0 means
+/// the connection closed (or was reset) with no response.
+pub fn request(addr: SocketAddr, raw: &str) -> Response {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    read_response(s)
+}
+
+pub fn read_response(mut s: impl Read) -> Response {
+    let mut bytes = Vec::new();
+    let _ = s.read_to_end(&mut bytes); // a reset after a partial read still keeps the bytes
+    parse_response(&bytes)
+}
+
+pub fn parse_response(bytes: &[u8]) -> Response {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Response {
+            status: 0,
+            head: String::from_utf8_lossy(bytes).into(),
+            body: vec![],
+        };
+    };
+    let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Response {
+        status,
+        head,
+        body: bytes[end + 4..].to_vec(),
+    }
+}
+
+/// The repository's root (the workspace), where docs/, examples/ and tests/data/ are.
+pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// Builds an example of the workspace's `package` (`cargo build -p PACKAGE --example NAME`,
+/// same profile and target directory as the test binary) and returns its path.
+pub fn example_bin(package: &str, name: &str) -> String {
+    let bin = std::path::Path::new(BIN);
+    let profile_dir = bin.parent().unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        package,
+        "--example",
+        name,
+        "--manifest-path",
+    ])
+    .arg(format!("{ROOT}/Cargo.toml"))
+    .arg("--target-dir")
+    .arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build --example");
+    assert!(status.success(), "cargo build --example {name} failed");
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path.to_str().unwrap().to_string()
+}
