@@ -2,7 +2,7 @@
 //! `at=info msg="worker ready" worker=0 pid=4242`.
 //!
 //! One `write(2)` per line, from the thread that logs: no background writer thread (the
-//! master must stay single-threaded, STYLE.md section 2). Values are quoted and escaped so
+//! master must stay single-threaded: fork is only sound in a one-thread process). Values are quoted and escaped so
 //! that no client-supplied byte can start a new key or a new line. The keys are a contract,
 //! listed in `docs/logging.md`.
 

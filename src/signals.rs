@@ -13,7 +13,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::sys;
 
-/// A signal the master acts on (DESIGN.md section 3).
+/// A signal the master acts on (docs/signals.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MasterSignal {
     /// TERM or QUIT: graceful stop.
@@ -96,7 +96,7 @@ impl WorkerSignals {
     /// unregisters its actions and closes its self-pipe in this process only), sets the
     /// dispositions a worker wants, and installs the worker's own receiver.
     ///
-    /// INT keeps its default action (the worker dies at once, DESIGN.md section 3); the
+    /// INT keeps its default action (the worker dies at once: the quick stop, docs/design.md); the
     /// master's management signals are ignored, so a signal sent to the whole process group
     /// (a terminal's HUP, a stray TTIN) does not kill workers.
     pub fn install(

@@ -1,4 +1,4 @@
-//! The demo app served by the `runicorn` binary (DESIGN.md section 5): routes that exercise
+//! The demo app served by the `runicorn` binary (its routes are listed in the README): routes that exercise
 //! every part of the process model (slow I/O, CPU, memory growth, panics, aborts).
 
 use std::time::Duration;

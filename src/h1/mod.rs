@@ -1,7 +1,7 @@
 //! HTTP/1.1 as pure functions: request heads in (bytes), requests out; chunked bodies in,
 //! body bytes out; responses in, bytes out.
 //!
-//! No sockets, signals or settings here (DESIGN.md, "Layers"): the worker owns the connection
+//! No sockets, signals or settings here (docs/design.md, "Module layers"): the worker owns the connection
 //! and calls these functions with the bytes it has read. [`parse_head`] applies RFC 9112 and
 //! RFC 9110 strictly (the decisions, each with the sentence it rests on, are documented where
 //! they are made: `parse.rs`, `target.rs`, `grammar.rs`, `chunked.rs`), and

@@ -52,8 +52,8 @@ pub const DYNO_SIZES: [DynoSize; 4] = [
 ];
 
 /// The dyno size named `name`: `standard-1x` (or `1x`), `standard-2x` (`2x`), `performance-m`
-/// (`perf-m`), `performance-l` (`perf-l`), case-insensitive, as `/work/shared/tools/dyno-sim`
-/// takes them; or a number of MB, which gives a size named `custom`.
+/// (`perf-m`), `performance-l` (`perf-l`), case-insensitive, as Heroku names
+/// them; or a number of MB, which gives a size named `custom`.
 pub fn dyno_size(name: &str) -> Option<DynoSize> {
     let lower = name.trim().to_ascii_lowercase();
     let canonical = match lower.as_str() {

@@ -1,5 +1,5 @@
 //! The sampler: every `--metrics-interval` seconds the master asks it for the metric lines,
-//! in Heroku's `log-runtime-metrics` vocabulary (DESIGN.md section 4, `docs/metrics.md`).
+//! in Heroku's `log-runtime-metrics` vocabulary (`docs/metrics.md`).
 //!
 //! Rendering is pure ([`render_load`], [`render_memory`], ...); gathering reads only the
 //! `/proc` and cgroup files of the server's own processes, and the scoreboard's counters

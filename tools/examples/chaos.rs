@@ -1,4 +1,4 @@
-//! The chaos harness (issue 5): puts a bounded load on a running server over loopback while
+//! The chaos harness: puts a bounded load on a running server over loopback while
 //! it applies the operations an operator or the platform applies, and counts the requests
 //! that failed, by cause.
 //!

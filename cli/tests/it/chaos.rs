@@ -107,7 +107,7 @@ fn chaos_passes(s: &Server, ops: &str, clients: u32) {
     assert_eq!(s.workers().len(), 2);
 }
 
-/// Issue 5: every graceful op loses no request; SIGKILL to a busy worker loses no more
+/// Every graceful op loses no request; SIGKILL to a busy worker loses no more
 /// requests than the connections it held.
 #[test]
 fn graceful_ops_lose_no_request_and_a_kill_only_its_own() {

@@ -1,5 +1,5 @@
 //! A dyno for one trial: a child memory cgroup of tune's own, limited to the dyno's quota,
-//! into which the server is moved before it starts (as `/work/shared/tools/dyno-sim` does).
+//! into which the server is moved before it starts (as a platform puts a dyno in its own cgroup).
 //!
 //! v1: `/sys/fs/cgroup/memory/<ours>/<name>` with `memory.limit_in_bytes`; v2:
 //! `/sys/fs/cgroup[/unified]/<ours>/<name>` with `memory.max` (kernel docs
