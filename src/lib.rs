@@ -102,7 +102,7 @@ mod handler;
 mod listener;
 mod log;
 mod master;
-pub mod metrics;
+mod metrics;
 mod notify;
 mod scoreboard;
 mod server;
@@ -117,6 +117,19 @@ pub use handler::{App, Body, BoxError, Request, RequestBody, Response, WorkerInf
 pub use master::{CRASH_BACKOFF_MAX, CRASH_BACKOFF_START, CRASH_LOOP_LIMIT};
 pub use server::{run, serve};
 pub use worker::RequestId;
+
+/// What `runicorn-tools` (the `tune` and `metrics` subcommands, the load client, the chaos
+/// harness) shares with the server, so that each thing has one implementation: the `/proc`
+/// and cgroup readers, the sizing advice, the chunked decoder. Not a stable API: it changes
+/// with the tools.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::metrics::{advice, cgroup, proc};
+    /// The chunked transfer coding, as the server removes it.
+    pub mod h1 {
+        pub use crate::h1::{ChunkedDecoder, Limits, Step};
+    }
+}
 
 /// The pure HTTP/1.1 parsing functions, for the fuzz targets (`--features fuzzing`); not a
 /// stable API.

@@ -13,7 +13,7 @@
 //! - `metrics`: `runicorn metrics`, the reader of metric lines.
 //! - `tune`: `runicorn tune`, trials of an app at several worker counts.
 
-pub use runicorn::metrics::advice;
+pub use runicorn::internals::advice;
 pub mod chart;
 pub mod cli;
 pub mod load;

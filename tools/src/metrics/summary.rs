@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use super::parse::{DynoFigures, Event, Origin, ProcFigures, Record, RequestFigures, format_time};
 use crate::chart::{Chart, Panel, Series};
-use runicorn::metrics::advice::{self, Advice, Cpu, DYNO_SIZES, Limit, Measured, ProcessMemory};
+use runicorn::internals::advice::{self, Advice, Cpu, DYNO_SIZES, Limit, Measured, ProcessMemory};
 
 /// Settings that change the advice.
 #[derive(Debug, Clone, Copy, PartialEq)]

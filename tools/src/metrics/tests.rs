@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
-use runicorn::metrics::advice::Limit;
+use runicorn::internals::advice::Limit;
 
 const DOCS: &str = include_str!("../../../tests/data/heroku/docs-example.log");
 const QUOTA: &str = include_str!("../../../tests/data/heroku/heroku-logs-quota.log");

@@ -5,15 +5,15 @@
 //! `/sys/fs/cgroup[/unified]/<ours>/<name>` with `memory.max` (kernel docs
 //! `admin-guide/cgroup-v1/memory.rst`, `admin-guide/cgroup-v2.rst`). Needs write access
 //! to the cgroup (root, or a delegated subtree); where it is refused the caller carries on
-//! without one. Reading our own cgroup goes through `runicorn::metrics::cgroup`.
+//! without one. Reading our own cgroup goes through `runicorn::internals::cgroup`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use runicorn::metrics::cgroup::CgroupVersion;
+use runicorn::internals::cgroup::CgroupVersion;
 
-pub use runicorn::metrics::cgroup::{own, own_quota_bytes};
+pub use runicorn::internals::cgroup::{own, own_quota_bytes};
 
 /// A child memory cgroup made for one trial; removed by [`DynoCgroup::remove`].
 #[derive(Debug)]

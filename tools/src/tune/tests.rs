@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::load::Failure;
-use runicorn::metrics::advice::ProcessMemory;
+use runicorn::internals::advice::ProcessMemory;
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()

@@ -3,7 +3,7 @@
 //! memory of the master and its workers, then stop it with SIGTERM and reap it.
 //!
 //! Every process is ended by pid: the [`Server`] guard kills the workers and the master on
-//! any early return or panic. Memory comes from `runicorn::metrics::proc` (smaps_rollup), the
+//! any early return or panic. Memory comes from `runicorn::internals::proc` (smaps_rollup), the
 //! workers from `/proc/<master>/task/*/children`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,8 +20,8 @@ use nix::unistd::Pid;
 
 use super::cgroup::DynoCgroup;
 use crate::load::{self, Failure, LoadSpec, Progress};
-use runicorn::metrics::advice::ProcessMemory;
-use runicorn::metrics::proc::{self, ProcMemory};
+use runicorn::internals::advice::ProcessMemory;
+use runicorn::internals::proc::{self, ProcMemory};
 
 /// How long the app may take to answer with all its workers.
 const BOOT_DEADLINE: Duration = Duration::from_secs(15);
