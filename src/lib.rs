@@ -104,6 +104,7 @@ mod log;
 mod master;
 mod metrics;
 mod notify;
+mod procfs;
 mod scoreboard;
 mod server;
 mod signals;
@@ -124,7 +125,11 @@ pub use worker::RequestId;
 /// with the tools.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::metrics::{advice, cgroup, proc};
+    pub use crate::metrics::{advice, cgroup};
+    /// Readers of /proc: memory, state, CPU time, children, TCP connections.
+    pub mod procfs {
+        pub use crate::procfs::*;
+    }
     /// The chunked transfer coding, as the server removes it.
     pub mod h1 {
         pub use crate::h1::{ChunkedDecoder, Limits, Step};

@@ -11,7 +11,7 @@ use crate::autoscale::{self, Resizer};
 use crate::config::MemoryMeasure;
 use crate::handler::App;
 use crate::metrics::advice::{Cpu, Measured, ProcessMemory, advise};
-use crate::metrics::proc as memory;
+use crate::procfs as memory;
 use crate::sys;
 
 /// A new worker's memory limit in KiB: `max_mib` less a random 0-10 %, so that workers

@@ -8,6 +8,5 @@
 pub mod advice;
 pub mod cgroup;
 pub mod load;
-pub mod proc;
 pub mod sample;
 pub mod tcp;

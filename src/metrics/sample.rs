@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::cgroup::{self, CgroupMemory, CgroupVersion};
 use super::load::{LOAD_SAMPLE_SECS, LoadAvg, is_active};
-use super::proc::{self, ProcMemory};
 use super::tcp::ListenQueue;
+use crate::procfs::{self as proc, ProcMemory};
 use crate::scoreboard::{Counters, Scoreboard, Slot, WorkerState};
 
 /// `source=` and `dyno=` of every line.

@@ -65,16 +65,15 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use runicorn_tools::load::{self, LoadReport, LoadSpec, Progress};
 
-// The harness is an example whose root is bench/chaos.rs, so its modules live in bench/chaos/.
-#[path = "chaos/procfs.rs"]
-mod procfs;
+// The harness is an example whose root is examples/chaos.rs, so its modules live in
+// examples/chaos/.
 #[path = "chaos/report.rs"]
 mod report;
 #[path = "chaos/spawn.rs"]
 mod spawn;
 
-use procfs::{alive, established, state, workers};
 use report::{json, table};
+use runicorn::internals::procfs::{alive, established, read_state as state, workers};
 use spawn::{settled_pool, start};
 
 /// An operation applied under load.

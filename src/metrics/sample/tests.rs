@@ -1,7 +1,7 @@
 //! Rendering: every line in Heroku's vocabulary, with fixed figures.
 
 use super::*;
-use crate::metrics::proc::MemSource;
+use crate::procfs::MemSource;
 
 fn id() -> Identity {
     Identity {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::procfs::workers;
 use crate::{say, signal, wait_until};
+use runicorn::internals::procfs::workers;
 
 /// A server the harness started; stopped (TERM, then KILL to its process group) on drop.
 pub struct Started {

@@ -129,7 +129,9 @@ impl BodyState {
                 let mut scratch = [0u8; 16 * 1024];
                 let mut used = 0;
                 loop {
-                    let step = decoder.decode(&data[used..], &mut scratch).map_err(|_| ())?;
+                    let step = decoder
+                        .decode(&data[used..], &mut scratch)
+                        .map_err(|_| ())?;
                     used += step.consumed;
                     if step.done {
                         *self = BodyState::Done;
@@ -205,8 +207,7 @@ fn parse_head(head: &[u8]) -> Result<Head, ()> {
             None => BodyState::UntilClose,
         }
     };
-    let persistent =
-        !close && (minor == 1 || keep_alive) && !matches!(body, BodyState::UntilClose);
+    let persistent = !close && (minor == 1 || keep_alive) && !matches!(body, BodyState::UntilClose);
     Ok(Head {
         status,
         body,

@@ -3,7 +3,7 @@
 //! memory of the master and its workers, then stop it with SIGTERM and reap it.
 //!
 //! Every process is ended by pid: the [`Server`] guard kills the workers and the master on
-//! any early return or panic. Memory comes from `runicorn::internals::proc` (smaps_rollup), the
+//! any early return or panic. Memory comes from the library's procfs module (smaps_rollup), the
 //! workers from `/proc/<master>/task/*/children`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 use super::cgroup::DynoCgroup;
 use crate::load::{self, Failure, LoadSpec, Progress};
 use runicorn::internals::advice::ProcessMemory;
-use runicorn::internals::proc::{self, ProcMemory};
+use runicorn::internals::procfs::{self as proc, ProcMemory, children};
 
 /// How long the app may take to answer with all its workers.
 const BOOT_DEADLINE: Duration = Duration::from_secs(15);
@@ -118,52 +118,6 @@ impl Trial {
     pub fn errors(&self) -> u64 {
         self.failures.values().sum()
     }
-}
-
-/// The pids in a `/proc/<pid>/task/<tid>/children` file.
-pub fn parse_children(text: &str) -> Vec<i32> {
-    text.split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .filter(|&p| p > 0)
-        .collect()
-}
-
-/// The live children of `pid`, from every thread's `children` file.
-fn children(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    let mut out: Vec<i32> = tasks
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|text| parse_children(&text))
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
-/// User plus system CPU time in clock ticks, from the text of `/proc/<pid>/stat` (fields 14
-/// and 15, proc(5); counted after the last ')' because the command name may hold spaces).
-pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// The clock ticks of /proc/<pid>/stat: USER_HZ, which is 100 on every architecture Linux
-/// exports to user space as `sysconf(_SC_CLK_TCK)` (nix's `sysconf` is behind a feature
-/// this crate does not enable, and libc's is unsafe). `/proc/<pid>/schedstat` would give
-/// nanoseconds, but reads 0 on kernels without schedstats (this VM's among them).
-const USER_HZ: f64 = 100.0;
-
-/// CPU time of process `pid` in seconds (10 ms resolution: a 2 s trial of a busy worker
-/// counts about 200 ticks).
-fn cpu_seconds(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    Some(parse_cpu_ticks(&stat)? as f64 / USER_HZ)
 }
 
 fn mb(kib: u64) -> f64 {
@@ -378,7 +332,10 @@ pub fn run(spec: &TrialSpec<'_>, progress: &dyn Fn(Phase)) -> Result<Trial, Stri
     let mut sampler = Sampler::default();
     sampler.sample(server.pid, spec.cgroup);
     let workers_before = children(server.pid);
-    let cpu_before: f64 = workers_before.iter().filter_map(|&p| cpu_seconds(p)).sum();
+    let cpu_before: f64 = workers_before
+        .iter()
+        .filter_map(|&p| proc::read_cpu_seconds(p))
+        .sum();
     let oom_before = server.oom_lines.load(Ordering::Relaxed);
     let cg_oom_before = spec.cgroup.and_then(DynoCgroup::oom_kills).unwrap_or(0);
     let mut seen_workers: Vec<i32> = workers_before.clone();
@@ -412,7 +369,10 @@ pub fn run(spec: &TrialSpec<'_>, progress: &dyn Fn(Phase)) -> Result<Trial, Stri
     })
     .map_err(|_| "the load client panicked".to_string())?;
     sampler.sample(server.pid, spec.cgroup);
-    let cpu_after: f64 = workers_before.iter().filter_map(|&p| cpu_seconds(p)).sum();
+    let cpu_after: f64 = workers_before
+        .iter()
+        .filter_map(|&p| proc::read_cpu_seconds(p))
+        .sum();
 
     progress(Phase::Stopping);
     let cgroup_peak_mb = spec
@@ -466,31 +426,4 @@ pub fn run(spec: &TrialSpec<'_>, progress: &dyn Fn(Phase)) -> Result<Trial, Stri
         oom_kills: oom_log.max(oom_cgroup),
         respawned: seen_workers.len().saturating_sub(spec.workers),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn children_and_cpu_ticks() {
-        assert_eq!(parse_children("4242 4243 \n"), vec![4242, 4243]);
-        assert_eq!(parse_children(""), Vec::<i32>::new());
-        assert_eq!(parse_children("x 0 -1 7"), vec![7]);
-        let stat = "4242 (worker[0]) S 4241 4241 4241 0 -1 4194560 120 0 0 0 250 37 0 0 20 0 1 0";
-        assert_eq!(parse_cpu_ticks(stat), Some(287));
-        assert_eq!(
-            parse_cpu_ticks("5 (a) b) R 1 2 3 4 5 6 7 8 9 10 11 12 13"),
-            Some(23)
-        );
-        assert_eq!(parse_cpu_ticks("4242 (x) S 1 2"), None);
-        assert_eq!(parse_cpu_ticks(""), None);
-    }
-
-    #[test]
-    fn this_process_has_cpu_time_and_no_children() {
-        let me = i32::try_from(std::process::id()).unwrap();
-        assert!(cpu_seconds(me).is_some_and(|s| s >= 0.0));
-        assert!(!children(me).contains(&me));
-    }
 }

@@ -1,11 +1,16 @@
-//! Per-process memory: RSS, PSS, USS and swap of one worker or of the master, in KiB.
+//! Readers of `/proc` (proc(5)): one process's memory (RSS, PSS, USS and swap, in KiB), state,
+//! CPU time and schedstat, its children, and the TCP connections it holds. The master's
+//! metric lines, `--workers auto`, `runicorn tune` and the chaos harness all read /proc
+//! through this module.
 //!
-//! The figures come from `/proc/<pid>/smaps_rollup` (Linux 4.14+), else from the full
+//! Memory figures come from `/proc/<pid>/smaps_rollup` (Linux 4.14+), else from the full
 //! `/proc/<pid>/smaps`, else, as a rough last resort, from `/proc/<pid>/status` (proc(5)).
 //! The parsers take the file's text and return plain data, so they are tested on fixtures;
-//! [`read_memory`] is the only function here that touches the file system, and it only reads.
-//! Nothing here logs or decides what to do with a figure: that is the sampler's job.
+//! the `read_*` functions and the few named after what they read ([`children`], [`workers`],
+//! [`established`]) are thin readers over them, and they only read. Nothing here logs or
+//! decides what to do with a figure: that is the caller's job.
 
+use std::collections::HashSet;
 use std::fs;
 
 /// Where the figures came from.
@@ -208,6 +213,106 @@ pub fn read_memory(pid: i32) -> Option<ProcMemory> {
         .and_then(|text| parse_smaps(&text, MemSource::SmapsRollup))
         .or_else(|| read("smaps").and_then(|text| parse_smaps(&text, MemSource::Smaps)))
         .or_else(|| read("status").and_then(|text| parse_status(&text)))
+}
+
+/// The state letter of process `pid` (`R`, `S`, `D`, `T`, `Z`, ...); `None` once it is gone.
+pub fn read_state(pid: i32) -> Option<char> {
+    parse_stat_state(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Process `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    read_state(pid).is_some_and(|s| s != 'Z')
+}
+
+/// The CPU time process `pid` has used, user plus system, in seconds (clock-tick resolution,
+/// 10 ms on Linux).
+pub fn read_cpu_seconds(pid: i32) -> Option<f64> {
+    let ticks = parse_stat_cpu_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    Some(ticks as f64 / crate::sys::clock_ticks_per_sec() as f64)
+}
+
+/// The pids in a `/proc/<pid>/task/<tid>/children` file.
+pub fn parse_children(text: &str) -> Vec<i32> {
+    text.split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|&p| p > 0)
+        .collect()
+}
+
+/// The live children of `pid`, from every thread's `children` file (Linux 3.5+, with
+/// CONFIG_PROC_CHILDREN); sorted, no duplicates.
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<i32> = tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| parse_children(&text))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The live workers of the server whose master is `master`: its descendants that named
+/// themselves `worker[N]` (a new master started by an upgrade is a descendant too, but is
+/// not named so). Sorted.
+pub fn workers(master: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut todo = children(master);
+    while let Some(pid) = todo.pop() {
+        if !alive(pid) {
+            continue;
+        }
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.starts_with("worker[") {
+            out.push(pid);
+        }
+        todo.extend(children(pid));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The inode of a `/proc/<pid>/fd` link that is a socket (`socket:[12345]`).
+pub fn parse_socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The inodes of the ESTABLISHED (state `01`) sockets in a `/proc/net/tcp` or `tcp6` table.
+pub fn parse_established_inodes(table: &str) -> HashSet<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
+            (f.len() > 9 && f[3] == "01").then(|| f[9].parse().ok())?
+        })
+        .collect()
+}
+
+/// How many ESTABLISHED TCP connections process `pid` holds open.
+pub fn established(pid: i32) -> usize {
+    let mut inodes = HashSet::new();
+    for table in ["tcp", "tcp6"] {
+        if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/net/{table}")) {
+            inodes.extend(parse_established_inodes(&text));
+        }
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .filter_map(|link| parse_socket_inode(&link.to_string_lossy()))
+        .filter(|inode| inodes.contains(inode))
+        .count()
 }
 
 #[cfg(test)]
@@ -492,5 +597,49 @@ Swap: 99999999999999999999999 kB
         // pid_max is at most 2^22 (proc(5), /proc/sys/kernel/pid_max).
         assert_eq!(read_memory(i32::MAX), None);
         assert_eq!(read_memory(-1), None);
+    }
+
+    #[test]
+    fn children_and_cpu_ticks() {
+        assert_eq!(parse_children("4242 4243 \n"), vec![4242, 4243]);
+        assert_eq!(parse_children(""), Vec::<i32>::new());
+        assert_eq!(parse_children("x 0 -1 7"), vec![7]);
+        let stat = "4242 (worker[0]) S 4241 4241 4241 0 -1 4194560 120 0 0 0 250 37 0 0 20 0 1 0";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(287));
+        assert_eq!(
+            parse_stat_cpu_ticks("5 (a) b) R 1 2 3 4 5 6 7 8 9 10 11 12 13"),
+            Some(23)
+        );
+        assert_eq!(parse_stat_cpu_ticks("4242 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_with_cpu_time_and_not_its_own_child() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert!(alive(me));
+        assert!(read_cpu_seconds(me).is_some_and(|s| s >= 0.0));
+        assert!(!children(me).contains(&me));
+        assert!(workers(me).is_empty());
+    }
+
+    #[test]
+    fn proc_net_tcp_established_inodes() {
+        // Trimmed lines of a real /proc/net/tcp: a listener (0A), two ESTABLISHED (01)
+        // connections, one TIME_WAIT (06, inode 0) and one FIN_WAIT2 (05).
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:A0F1 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 812345 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:A0F1 0100007F:D2B4 01 00000000:00000000 00:00000000 00000000  1000        0 812399 1 0000000000000000 20 4 30 10 -1
+   2: 0100007F:D2B4 0100007F:A0F1 01 00000000:00000000 00:00000000 00000000  1000        0 812398 1 0000000000000000 20 4 30 10 -1
+   3: 0100007F:A0F1 0100007F:D2C0 06 00000000:00000000 03:00000F6A 00000000     0        0 0 3 0000000000000000
+   4: 0100007F:A0F1 0100007F:D2C2 05 00000000:00000000 00:00000000 00000000  1000        0 812401 1 0000000000000000 20 4 30 10 -1
+";
+        let got = parse_established_inodes(table);
+        assert_eq!(got, HashSet::from([812399, 812398]));
+        assert!(parse_established_inodes("").is_empty());
+        assert!(parse_established_inodes("header\n   garbage line\n").is_empty());
+        assert_eq!(parse_socket_inode("socket:[812399]"), Some(812399));
+        assert_eq!(parse_socket_inode("pipe:[812399]"), None);
+        assert_eq!(parse_socket_inode("/dev/null"), None);
+        assert_eq!(parse_socket_inode("socket:[x]"), None);
     }
 }
