@@ -130,6 +130,10 @@ pub mod internals {
     pub mod procfs {
         pub use crate::procfs::*;
     }
+    /// Civil dates: days since 1970-01-01 to (year, month, day) and back.
+    pub mod date {
+        pub use crate::h1::date::{civil_from_days, days_from_civil};
+    }
     /// The chunked transfer coding, as the server removes it.
     pub mod h1 {
         pub use crate::h1::{ChunkedDecoder, Limits, Step};

@@ -38,8 +38,9 @@ fn put4(dst: &mut [u8], v: u64) {
 }
 
 /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month 1-12, day 1-31)
-/// in the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// in the proleptic Gregorian calendar. The project's one civil-date routine, with its
+/// inverse [`days_from_civil`]; `runicorn metrics` reads and writes log times with them.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -50,6 +51,19 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Days from 1970-01-01 to the civil date (year, month 1-12, day 1-31): Howard Hinnant's
+/// `days_from_civil`, the inverse of [`civil_from_days`].
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let (m, d) = (i64::from(m), i64::from(d));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// The formatted date, recomputed only when the second changes: reading the clock is a vDSO
@@ -87,6 +101,17 @@ impl DateCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for day in [-719_468, -1, 0, 1, 59, 60, 365, 11_016, 19_358, 2_932_896] {
+            let (y, m, d) = civil_from_days(day);
+            assert_eq!(days_from_civil(y, m, d), day, "{y}-{m}-{d}");
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(days_from_civil(2026, 12, 4), 20_791);
+    }
 
     #[test]
     fn formats_known_dates() {

@@ -11,7 +11,7 @@
 mod chunked;
 #[cfg(test)]
 mod corpus_tests;
-mod date;
+pub mod date;
 mod grammar;
 mod parse;
 mod response;

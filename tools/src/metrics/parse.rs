@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+use runicorn::internals::date::{civil_from_days, days_from_civil};
+
 /// Who wrote a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -130,38 +132,6 @@ fn is_syslog_pri(token: &str) -> bool {
         && version.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Days from 1970-01-01 to the civil date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day number (the inverse of [`days_from_civil`]).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
-
 /// `HH:MM:SS(.fraction)` as seconds of the day.
 fn parse_clock(text: &str) -> Option<f64> {
     let mut parts = text.splitn(3, ':');
@@ -177,8 +147,8 @@ pub fn parse_iso_time(text: &str) -> Option<f64> {
     let (date, rest) = text.split_once('T')?;
     let mut ymd = date.splitn(3, '-');
     let y: i64 = ymd.next()?.parse().ok()?;
-    let m: i64 = ymd.next()?.parse().ok()?;
-    let d: i64 = ymd.next()?.parse().ok()?;
+    let m: u32 = ymd.next()?.parse().ok()?;
+    let d: u32 = ymd.next()?.parse().ok()?;
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || date.len() != 10 {
         return None;
     }
@@ -203,8 +173,8 @@ fn parse_syslog_time(tokens: &[&str]) -> Option<f64> {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     tokens.windows(3).find_map(|w| {
-        let m = MONTHS.iter().position(|&name| name == w[0])? as i64 + 1;
-        let d: i64 = w[1].parse().ok().filter(|d| (1..=31).contains(d))?;
+        let m = MONTHS.iter().position(|&name| name == w[0])? as u32 + 1;
+        let d: u32 = w[1].parse().ok().filter(|d| (1..=31).contains(d))?;
         let secs = parse_clock(w[2])?;
         Some((days_from_civil(2000, m, d) * 86_400) as f64 + secs)
     })
@@ -671,10 +641,6 @@ mod tests {
         assert_eq!(parse_iso_time("T"), None);
         assert_eq!(format_time(1_471_184_771.9), "2016-08-14T14:26:11Z");
         assert_eq!(format_time(0.0), "1970-01-01T00:00:00Z");
-        for day in [-800_000_i64, -1, 0, 59, 365, 11_016, 20_000, 2_932_896] {
-            let (y, m, d) = civil_from_days(day);
-            assert_eq!(days_from_civil(y, m, d), day);
-        }
         let (p, _) = split_prefix("Jan 08 10:55:11 host heroku/web.1: x");
         let (q, _) = split_prefix("Jan 08 10:55:31 host heroku/web.1: x");
         assert_eq!(q.time.unwrap() - p.time.unwrap(), 20.0);
