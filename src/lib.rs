@@ -99,6 +99,7 @@ pub mod config;
 pub mod error;
 mod h1;
 mod handler;
+mod histogram;
 mod listener;
 mod log;
 mod master;
@@ -129,6 +130,10 @@ pub mod internals {
     /// Readers of /proc: memory, state, CPU time, children, TCP connections.
     pub mod procfs {
         pub use crate::procfs::*;
+    }
+    /// Log-linear latency histograms, as the scoreboard counts them.
+    pub mod histogram {
+        pub use crate::histogram::{Histogram, Layout};
     }
     /// Civil dates: days since 1970-01-01 to (year, month, day) and back.
     pub mod date {

@@ -10,6 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
+use crate::histogram::{Histogram, Layout};
 use crate::sys::{self, SharedWords};
 
 /// What a worker is doing, as published in its slot.
@@ -40,111 +41,12 @@ impl WorkerState {
     }
 }
 
-/// Linear sub-buckets per power of two in the latency histograms.
-const SUB_BUCKETS: u64 = 8;
-/// Histogram buckets: values up to 2^36 µs (19 hours) with 8 sub-buckets per octave; larger
-/// values land in the last bucket.
-pub const BUCKETS: usize = (SUB_BUCKETS + (36 - 3) * SUB_BUCKETS) as usize;
-
-/// The histogram bucket of a value in microseconds.
-///
-/// Values below 8 have a bucket each; above, each power of two is split into 8 equal
-/// buckets, so a bucket is at most 1/8 of its lower bound wide. Reporting its midpoint
-/// ([`bucket_value`]) is within 1/16 (6.25 %) of any value in it.
-pub fn bucket_of(us: u64) -> usize {
-    if us < SUB_BUCKETS {
-        return us as usize;
-    }
-    let octave = 63 - u64::from(us.leading_zeros()); // floor(log2), >= 3
-    let sub = (us >> (octave - 3)) & (SUB_BUCKETS - 1);
-    let idx = SUB_BUCKETS + (octave - 3) * SUB_BUCKETS + sub;
-    (idx as usize).min(BUCKETS - 1)
-}
-
-/// The value a bucket stands for: its midpoint, in microseconds.
-pub fn bucket_value(idx: usize) -> u64 {
-    let idx = idx as u64;
-    if idx < SUB_BUCKETS {
-        return idx;
-    }
-    let octave = (idx - SUB_BUCKETS) / SUB_BUCKETS + 3;
-    let sub = (idx - SUB_BUCKETS) % SUB_BUCKETS;
-    let width = 1u64 << (octave - 3);
-    (SUB_BUCKETS + sub) * width + width / 2
-}
-
-/// The smallest value of a bucket, in microseconds.
-pub fn bucket_lower_bound(idx: usize) -> u64 {
-    let idx = idx as u64;
-    if idx < SUB_BUCKETS {
-        return idx;
-    }
-    let octave = (idx - SUB_BUCKETS) / SUB_BUCKETS + 3;
-    let sub = (idx - SUB_BUCKETS) % SUB_BUCKETS;
-    (SUB_BUCKETS + sub) << (octave - 3)
-}
-
-/// Counts of values per bucket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Histogram {
-    /// One count per bucket.
-    pub counts: Vec<u64>,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            counts: vec![0; BUCKETS],
-        }
-    }
-}
-
-impl Histogram {
-    /// Records one value.
-    #[cfg(test)]
-    pub fn record(&mut self, us: u64) {
-        self.counts[bucket_of(us)] += 1;
-    }
-
-    /// Adds another histogram's counts.
-    pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-    }
-
-    /// The lower bound of the highest non-empty bucket (0 when empty): no value recorded
-    /// in it can be smaller.
-    pub fn highest_lower_bound(&self) -> u64 {
-        self.counts
-            .iter()
-            .rposition(|&c| c > 0)
-            .map_or(0, bucket_lower_bound)
-    }
-
-    /// How many values.
-    pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// The value at quantile `q` (0..=1), in microseconds: the smallest bucket midpoint
-    /// with at least `ceil(q * count)` values at or below it. `None` when empty.
-    pub fn quantile(&self, q: f64) -> Option<u64> {
-        let n = self.count();
-        if n == 0 {
-            return None;
-        }
-        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
-        let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Some(bucket_value(i));
-            }
-        }
-        None
-    }
-}
+/// The latency histograms' buckets: 8 per power of two (a bucket's midpoint is within 1/16
+/// of any value in it), microseconds up to 2^36 (19 hours). Coarse so that a slot stays
+/// small: two histograms are most of a slot's words.
+pub const LAYOUT: Layout = Layout::new(3, 36);
+/// Histogram buckets per histogram.
+pub const BUCKETS: usize = LAYOUT.len();
 
 /// Word offsets within a slot.
 const PID: usize = 0;
@@ -203,7 +105,7 @@ pub struct SlotView {
 }
 
 /// Request counters since they were last taken.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
     /// Responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
     pub status: [u64; 5],
@@ -215,6 +117,18 @@ pub struct Counters {
     pub queue: Histogram,
     /// The longest queue time, microseconds.
     pub queue_max_us: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            status: [0; 5],
+            service: Histogram::new(LAYOUT),
+            service_max_us: 0,
+            queue: Histogram::new(LAYOUT),
+            queue_max_us: 0,
+        }
+    }
 }
 
 impl Counters {
@@ -297,13 +211,13 @@ impl Slot<'_> {
         self.word(BUSY_US).fetch_add(service_us, Ordering::Relaxed);
         let class = (usize::from(status / 100)).clamp(1, 5) - 1;
         self.word(STATUS + class).fetch_add(1, Ordering::Relaxed);
-        self.word(SERVICE_HIST + bucket_of(service_us))
+        self.word(SERVICE_HIST + LAYOUT.index(service_us))
             .fetch_add(1, Ordering::Relaxed);
         self.word(SERVICE_MAX)
             .fetch_max(service_us, Ordering::Relaxed);
         if let Some(q) = queue_us {
             self.word(QUEUED).fetch_add(1, Ordering::Relaxed);
-            self.word(QUEUE_HIST + bucket_of(q))
+            self.word(QUEUE_HIST + LAYOUT.index(q))
                 .fetch_add(1, Ordering::Relaxed);
             self.word(QUEUE_MAX).fetch_max(q, Ordering::Relaxed);
         }
@@ -318,10 +232,10 @@ impl Slot<'_> {
         for (k, s) in c.status.iter_mut().enumerate() {
             *s = take(STATUS + k);
         }
-        for (k, n) in c.service.counts.iter_mut().enumerate() {
+        for (k, n) in c.service.counts_mut().iter_mut().enumerate() {
             *n = take(SERVICE_HIST + k);
         }
-        for (k, n) in c.queue.counts.iter_mut().enumerate() {
+        for (k, n) in c.queue.counts_mut().iter_mut().enumerate() {
             *n = take(QUEUE_HIST + k);
         }
         c.service_max_us = take(SERVICE_MAX);
@@ -512,35 +426,20 @@ mod tests {
     #[test]
     fn buckets_cover_values_within_a_sixteenth() {
         for us in (0..200_000u64).chain([1 << 20, 123_456_789, 1 << 35]) {
-            let b = bucket_of(us);
-            let mid = bucket_value(b) as f64;
+            let b = LAYOUT.index(us);
+            let mid = LAYOUT.mid(b) as f64;
             let err = (mid - us as f64).abs();
             assert!(
                 err <= (us as f64 / 16.0).max(0.5),
                 "{us} -> bucket {b} value {mid}"
             );
         }
-        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
-        // Buckets are in increasing order, and each value is at or above its lower bound.
-        for b in 1..BUCKETS {
-            assert!(bucket_value(b) > bucket_value(b - 1));
-            assert!(
-                bucket_lower_bound(b) > bucket_lower_bound(b - 1),
-                "bucket {b}"
-            );
-            assert!(bucket_value(b) >= bucket_lower_bound(b), "bucket {b}");
-        }
-        for us in (0..100_000u64).step_by(7) {
-            let b = bucket_of(us);
-            assert!(
-                bucket_lower_bound(b) <= us && (b + 1 == BUCKETS || us < bucket_lower_bound(b + 1))
-            );
-        }
+        assert_eq!(LAYOUT.index(u64::MAX), BUCKETS - 1);
     }
 
     #[test]
     fn the_highest_bucket_bounds_the_max() {
-        let mut h = Histogram::default();
+        let mut h = Histogram::new(LAYOUT);
         assert_eq!(h.highest_lower_bound(), 0);
         h.record(1000);
         h.record(200_000);
@@ -550,7 +449,7 @@ mod tests {
 
     #[test]
     fn quantiles() {
-        let mut h = Histogram::default();
+        let mut h = Histogram::new(LAYOUT);
         assert_eq!(h.quantile(0.5), None);
         for ms in 1..=100u64 {
             h.record(ms * 1000);
@@ -559,6 +458,6 @@ mod tests {
         let p99 = h.quantile(0.99).unwrap() as f64;
         assert!((p50 - 50_000.0).abs() <= 50_000.0 / 16.0, "{p50}");
         assert!((p99 - 99_000.0).abs() <= 99_000.0 / 16.0, "{p99}");
-        assert_eq!(h.quantile(1.0), Some(bucket_value(bucket_of(100_000))));
+        assert_eq!(h.quantile(1.0), Some(LAYOUT.mid(LAYOUT.index(100_000))));
     }
 }

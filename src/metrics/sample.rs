@@ -207,7 +207,7 @@ pub fn render_requests(id: &Identity, r: &RequestStats) -> String {
     for (class, n) in c.status.iter().enumerate() {
         let _ = write!(s, " count#requests_{}xx={n}", class + 1);
     }
-    let quantiles = |s: &mut String, name: &str, h: &crate::scoreboard::Histogram, max: u64| {
+    let quantiles = |s: &mut String, name: &str, h: &crate::histogram::Histogram, max: u64| {
         if let (Some(p50), Some(p95), Some(p99)) =
             (h.quantile(0.5), h.quantile(0.95), h.quantile(0.99))
         {

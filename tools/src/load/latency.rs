@@ -3,22 +3,23 @@
 
 use std::time::Duration;
 
+use runicorn::internals::histogram::{Histogram, Layout};
+
 /// A latency histogram in microseconds: exact below 128 µs, then 64 buckets per power of
 /// two (at most 1.6% relative error), up to `u32::MAX` µs (71 minutes; longer values are
-/// clamped). About 14 KiB whatever the number of samples; percentiles by nearest rank.
+/// clamped). About 14 KiB whatever the number of samples; percentiles by nearest rank. The
+/// buckets are the server's own histogram ([`Histogram`]) in a finer [`Layout`]; the exact
+/// count, sum, minimum and maximum are kept beside them.
 #[derive(Clone)]
 pub struct Latencies {
-    counts: Vec<u64>,
+    hist: Histogram,
     n: u64,
     sum_us: u128,
     min_us: u64,
     max_us: u64,
 }
 
-const EXACT: u64 = 128;
-const SUB_BITS: u32 = 6; // 64 buckets per power of two
-const EXACT_BITS: u32 = 7; // log2(EXACT)
-const BUCKETS: usize = EXACT as usize + ((32 - EXACT_BITS) << SUB_BITS) as usize;
+const LAYOUT: Layout = Layout::new(6, 32);
 
 /// A summary, not the 1728 buckets.
 impl std::fmt::Debug for Latencies {
@@ -35,7 +36,7 @@ impl std::fmt::Debug for Latencies {
 impl Default for Latencies {
     fn default() -> Latencies {
         Latencies {
-            counts: vec![0; BUCKETS],
+            hist: Histogram::new(LAYOUT),
             n: 0,
             sum_us: 0,
             min_us: u64::MAX,
@@ -45,33 +46,12 @@ impl Default for Latencies {
 }
 
 impl Latencies {
-    fn bucket(us: u64) -> usize {
-        if us < EXACT {
-            return us as usize;
-        }
-        let e = 63 - us.leading_zeros(); // EXACT_BITS..=31
-        let sub = (us >> (e - SUB_BITS)) & ((1 << SUB_BITS) - 1);
-        EXACT as usize + (((e - EXACT_BITS) as usize) << SUB_BITS) + sub as usize
-    }
-
-    /// The largest value that falls in bucket `i`.
-    fn bucket_max(i: usize) -> u64 {
-        if i < EXACT as usize {
-            return i as u64;
-        }
-        let i = i - EXACT as usize;
-        let e = EXACT_BITS + (i >> SUB_BITS) as u32;
-        let sub = (i & ((1 << SUB_BITS) - 1)) as u64;
-        let width = 1u64 << (e - SUB_BITS);
-        (((1 << SUB_BITS) + sub) << (e - SUB_BITS)) + width - 1
-    }
-
     /// Adds one sample.
     pub fn record(&mut self, latency: Duration) {
         let us = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .min(u32::MAX as u64);
-        self.counts[Self::bucket(us)] += 1;
+        self.hist.record(us);
         self.n += 1;
         self.sum_us += us as u128;
         self.min_us = self.min_us.min(us);
@@ -80,9 +60,7 @@ impl Latencies {
 
     /// Adds every sample of `other`.
     pub fn merge(&mut self, other: &Latencies) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
+        self.hist.merge(&other.hist);
         self.n += other.n;
         self.sum_us += other.sum_us;
         self.min_us = self.min_us.min(other.min_us);
@@ -98,19 +76,9 @@ impl Latencies {
     /// least `p`% of the samples do not exceed, rounded up to its bucket's upper bound (and
     /// never above the maximum). `None` without samples.
     pub fn percentile(&self, p: f64) -> Option<Duration> {
-        if self.n == 0 {
-            return None;
-        }
-        let rank = ((p / 100.0 * self.n as f64).ceil() as u64).clamp(1, self.n);
-        let mut seen = 0;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                let us = Self::bucket_max(i).clamp(self.min_us, self.max_us);
-                return Some(Duration::from_micros(us));
-            }
-        }
-        Some(Duration::from_micros(self.max_us))
+        let i = self.hist.quantile_bucket(p / 100.0)?;
+        let us = LAYOUT.upper(i).clamp(self.min_us, self.max_us);
+        Some(Duration::from_micros(us))
     }
 
     /// The median.
@@ -147,22 +115,6 @@ impl Latencies {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_are_contiguous_and_fine() {
-        let mut prev_max = None;
-        for i in 0..BUCKETS {
-            let max = Latencies::bucket_max(i);
-            let min = prev_max.map_or(0, |p| p + 1);
-            assert!(max >= min, "bucket {i}");
-            assert_eq!(Latencies::bucket(min), i, "lower bound of bucket {i}");
-            assert_eq!(Latencies::bucket(max), i, "upper bound of bucket {i}");
-            // Width at most 1/64 of the values in the bucket.
-            assert!((max - min) * 64 <= min.max(1) || max < EXACT, "bucket {i}");
-            prev_max = Some(max);
-        }
-        assert_eq!(prev_max, Some(u32::MAX as u64));
-    }
 
     #[test]
     fn percentiles_by_nearest_rank() {
