@@ -160,14 +160,20 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
-fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: the pointer and length describe a live c_int for the duration of the call.
+/// TCP_DEFER_ACCEPT (tcp(7)): the kernel wakes `accept` only once the client has sent data,
+/// so a worker is not woken for a connection that sends nothing (as Unicorn does).
+///
+/// Raw setsockopt(2): nix 0.32 has no `sockopt` for TCP_DEFER_ACCEPT (only FreeBSD's
+/// accept filters), and implementing its `SetSockOpt` trait here would need the same call.
+pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: i32) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `secs`, a live c_int, for the duration of the
+    // call; the kernel only reads it. `fd` is borrowed, so open for the call.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const i32).cast(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const i32).cast(),
             std::mem::size_of::<i32>() as libc::socklen_t,
         )
     };
@@ -178,20 +184,18 @@ fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::
     }
 }
 
-/// TCP_DEFER_ACCEPT (tcp(7)): the kernel wakes `accept` only once the client has sent data,
-/// so a worker is not woken for a connection that sends nothing (as Unicorn does).
-pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: i32) -> io::Result<()> {
-    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs)
-}
-
 /// SO_REUSEADDR: a restarted server can bind while old connections sit in TIME_WAIT.
 pub fn set_reuse_addr(fd: BorrowedFd<'_>) -> io::Result<()> {
-    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+    use nix::sys::socket::{setsockopt, sockopt::ReuseAddr};
+    setsockopt(&fd, ReuseAddr, &true)?;
+    Ok(())
 }
 
 /// IPV6_V6ONLY off: one `[::]` listener serves IPv4 clients too (as v4-mapped addresses).
 pub fn set_dual_stack(fd: BorrowedFd<'_>) -> io::Result<()> {
-    setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)
+    use nix::sys::socket::{setsockopt, sockopt::Ipv6V6Only};
+    setsockopt(&fd, Ipv6V6Only, &false)?;
+    Ok(())
 }
 
 /// Adds a listening socket to an epoll instance with EPOLLEXCLUSIVE (epoll_ctl(2), Linux
@@ -253,13 +257,9 @@ pub fn wait_fd(fd: BorrowedFd<'_>, write: bool, timeout: Duration) -> io::Result
 /// for every process that shares it (new connections are refused at once), which closing our
 /// own descriptor would not do while workers still hold theirs.
 pub fn stop_listening(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: plain syscall on a descriptor we borrow.
-    let rc = unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    use nix::sys::socket::{Shutdown, shutdown};
+    shutdown(fd.as_raw_fd(), Shutdown::Both)?;
+    Ok(())
 }
 
 /// Takes ownership of an inherited descriptor (systemd's `LISTEN_FDS`), after checking that
@@ -457,9 +457,11 @@ pub fn tcp_info<'b>(fd: BorrowedFd<'_>, buf: &'b mut [u8; TCP_INFO_LEN]) -> Opti
 /// Clock ticks a second, the unit of CPU times in /proc/<pid>/stat (sysconf(3),
 /// `_SC_CLK_TCK`; 100 on Linux).
 pub fn clock_ticks_per_sec() -> u64 {
-    // SAFETY: sysconf reads a constant; no memory is passed.
-    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if n > 0 { n as u64 } else { 100 }
+    use nix::unistd::{SysconfVar, sysconf};
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(n)) if n > 0 => n as u64,
+        _ => 100,
+    }
 }
 
 /// This machine's host name (the `dyno` id of metric lines where no platform id exists).
