@@ -321,22 +321,53 @@ pub fn socket_family(fd: BorrowedFd<'_>) -> Option<i32> {
 
 /// The paths stdout and stderr had at startup, when they were regular files opened for
 /// appending (as after `runicorn >> app.log 2>&1`); see [`reopen_append_logs`].
-static LOG_PATHS: std::sync::OnceLock<Vec<(RawFd, std::path::PathBuf)>> =
+static LOG_PATHS: std::sync::OnceLock<Vec<(LogStream, std::path::PathBuf)>> =
     std::sync::OnceLock::new();
+
+/// A standard stream that [`reopen_append_logs`] may point at a new file.
+#[derive(Clone, Copy)]
+enum LogStream {
+    /// Descriptor 1.
+    Stdout,
+    /// Descriptor 2.
+    Stderr,
+}
+
+impl LogStream {
+    /// The stream's descriptor number (for /proc/self/fd).
+    fn raw_fd(self) -> RawFd {
+        match self {
+            LogStream::Stdout => libc::STDOUT_FILENO,
+            LogStream::Stderr => libc::STDERR_FILENO,
+        }
+    }
+
+    /// Makes the stream's descriptor a copy of `f`'s (dup2(2)). The swap is atomic, so a
+    /// write from another thread lands in the old file or the new one, never on a closed
+    /// descriptor; Rust's `Stdout` and `Stderr` keep the descriptor number, so they follow.
+    fn replace_with(self, f: &std::fs::File) -> bool {
+        match self {
+            LogStream::Stdout => nix::unistd::dup2_stdout(f).is_ok(),
+            LogStream::Stderr => nix::unistd::dup2_stderr(f).is_ok(),
+        }
+    }
+}
 
 /// Records the paths of stdout and stderr, if they are regular files opened with O_APPEND.
 /// Called once by the master at startup, before the workers are forked; the path has to be
 /// taken then, because after logrotate moves the file, /proc shows the new name.
 pub fn remember_log_paths() {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (stdout, stderr) = (io::stdout(), io::stderr());
     let mut paths = Vec::new();
-    for fd in [1, 2] {
-        // SAFETY: fds 1 and 2 stay open for the life of the process; only borrowed here.
-        let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let Ok(flags) = fcntl(bfd, FcntlArg::F_GETFL) else {
+    for (stream, fd) in [
+        (LogStream::Stdout, stdout.as_fd()),
+        (LogStream::Stderr, stderr.as_fd()),
+    ] {
+        let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) else {
             continue;
         };
-        let Ok(stat) = nix::sys::stat::fstat(bfd) else {
+        let Ok(stat) = nix::sys::stat::fstat(fd) else {
             continue;
         };
         if !OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND)
@@ -344,8 +375,8 @@ pub fn remember_log_paths() {
         {
             continue;
         }
-        if let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{fd}")) {
-            paths.push((fd, path));
+        if let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", stream.raw_fd())) {
+            paths.push((stream, path));
         }
     }
     let _ = LOG_PATHS.set(paths);
@@ -356,22 +387,16 @@ pub fn remember_log_paths() {
 /// Terminals, pipes and sockets are never touched. Returns how many were reopened.
 pub fn reopen_append_logs() -> usize {
     let mut reopened = 0;
-    for (fd, path) in LOG_PATHS.get().map(Vec::as_slice).unwrap_or_default() {
+    for (stream, path) in LOG_PATHS.get().map(Vec::as_slice).unwrap_or_default() {
         if let Ok(f) = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .open(path)
         {
-            reopened += usize::from(dup_onto(&f, *fd));
+            reopened += usize::from(stream.replace_with(&f));
         }
     }
     reopened
-}
-
-fn dup_onto(f: &std::fs::File, target: RawFd) -> bool {
-    // SAFETY: dup2 atomically replaces `target` (one of our standard streams) with a copy of
-    // an open descriptor we own; no Rust object owns `target` exclusively.
-    unsafe { libc::dup2(f.as_raw_fd(), target) == target }
 }
 
 /// The number of threads of this process, from /proc/self/status (for the single-thread
