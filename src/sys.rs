@@ -1,5 +1,8 @@
-//! The only module with `unsafe`: fork with signals masked, the shared mapping, socket options
-//! the standard library does not expose, and a few process calls.
+//! The only module with `unsafe`: the system calls the server needs beyond the standard
+//! library, through nix's safe wrappers where nix 0.32 has one, and with `unsafe` only where it
+//! has none or where soundness rests on something only the caller knows (fork with signals
+//! masked, the shared mapping, TCP_DEFER_ACCEPT and TCP_INFO, signal dispositions, the
+//! environment, adopting an inherited descriptor).
 //!
 //! Everything here is a thin, documented wrapper; policy lives in the callers. Each wrapper
 //! says which side of a fork it is meant for.
@@ -210,26 +213,25 @@ pub fn set_dual_stack(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// must not expect every waiter to hear about the event (a shutdown(2) of the listener
 /// wakes one worker, so stops go through the control pipe). `Err` with EINVAL on kernels
 /// without EPOLLEXCLUSIVE: the caller then registers through mio as usual.
-pub fn epoll_add_exclusive(epoll: &impl AsRawFd, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32,
-        u64: token,
-    };
-    // SAFETY: both descriptors are open for the call (borrowed from their owners); the kernel copies the
-    // event structure, which lives on our stack until the call returns.
-    let rc = unsafe {
-        libc::epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            fd.as_raw_fd(),
-            &mut event,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+///
+/// `epoll` is the instance's descriptor, e.g. `mio::Registry::as_fd` (mio's `Poll` only
+/// exposes a raw one).
+pub fn epoll_add_exclusive(
+    epoll: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    token: u64,
+) -> io::Result<()> {
+    use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+    // nix's safe `Epoll` owns its descriptor, and mio owns this one. A duplicate (F_DUPFD_CLOEXEC)
+    // refers to the same epoll instance, so registering through it changes mio's interest list;
+    // dropping it afterwards closes only the duplicate, and the registration lives on (epoll
+    // drops an entry when the *registered* file is closed, not a descriptor of the instance).
+    // One dup and close per listener at worker start buys a registration through a safe wrapper.
+    let instance = Epoll(epoll.try_clone_to_owned()?);
+    let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLET | EpollFlags::EPOLLEXCLUSIVE;
+    // `EpollEvent::new` puts `token` in `epoll_event.u64`, where mio reads its `Token` from.
+    instance.add(fd, EpollEvent::new(flags, token))?;
+    Ok(())
 }
 
 /// Waits until `fd` is readable (or writable, with `write`) for at most `timeout`
