@@ -498,3 +498,44 @@ pub fn hostname() -> String {
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins the token layout [`epoll_add_exclusive`] relies on. It registers listeners with
+    /// epoll_ctl(2) behind mio's back, so mio never encodes the token itself: the worker only
+    /// gets its `Token(i)` back if mio reads the token from where we put it.
+    ///
+    /// It does today (mio 1.x, `sys/unix/selector/epoll.rs`): `register` stores
+    /// `usize::from(token) as u64` in `epoll_event.u64`, `Events` is the array of
+    /// `libc::epoll_event` that epoll_wait(2) fills in (the kernel returns the data word
+    /// verbatim), and `event::token` reads it back as `Token(event.u64 as usize)`. No bits are
+    /// reserved or packed: a plain `usize` in, the same `usize` out (lossless on 32-bit too,
+    /// since the worker's tokens start as `usize`). Should a mio upgrade change that (tag bits,
+    /// a pointer in `data`), this test fails instead of listeners going silently deaf.
+    #[test]
+    fn mio_reports_the_token_of_an_exclusive_registration() {
+        // 0: the worker's first listener (`Token(i)` for listener `i`). The others have the
+        // high bits set, where a truncated or tagged data word would differ: next to the
+        // worker's CONTROL and SIGNALS tokens, and the top bit with a pattern below it.
+        let tokens = [0usize, usize::MAX - 3, (1 << (usize::BITS - 1)) | 0x5a5a];
+        for token in tokens {
+            let mut poll = mio::Poll::new().unwrap();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            epoll_add_exclusive(poll.registry().as_fd(), listener.as_fd(), token as u64)
+                .expect("EPOLLEXCLUSIVE needs Linux 4.5");
+
+            let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let mut events = mio::Events::with_capacity(4);
+            poll.poll(&mut events, Some(Duration::from_secs(5)))
+                .unwrap();
+
+            let got: Vec<_> = events.iter().collect();
+            assert_eq!(got.len(), 1, "one event, for the one listener");
+            assert_eq!(got[0].token().0 as u64, token as u64);
+            assert!(got[0].is_readable(), "a pending connection is readable");
+        }
+    }
+}
