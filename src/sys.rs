@@ -1,5 +1,8 @@
-//! The only module with `unsafe`: fork with signals masked, the shared mapping, socket options
-//! the standard library does not expose, and a few process calls.
+//! The only module with `unsafe`: the system calls the server needs beyond the standard
+//! library, through nix's safe wrappers where nix 0.32 has one, and with `unsafe` only where it
+//! has none or where soundness rests on something only the caller knows (fork with signals
+//! masked, the shared mapping, TCP_DEFER_ACCEPT and TCP_INFO, signal dispositions, the
+//! environment, adopting an inherited descriptor).
 //!
 //! Everything here is a thin, documented wrapper; policy lives in the callers. Each wrapper
 //! says which side of a fork it is meant for.
@@ -160,14 +163,20 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
 }
 
-fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: the pointer and length describe a live c_int for the duration of the call.
+/// TCP_DEFER_ACCEPT (tcp(7)): the kernel wakes `accept` only once the client has sent data,
+/// so a worker is not woken for a connection that sends nothing (as Unicorn does).
+///
+/// Raw setsockopt(2): nix 0.32 has no `sockopt` for TCP_DEFER_ACCEPT (only FreeBSD's
+/// accept filters), and implementing its `SetSockOpt` trait here would need the same call.
+pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: i32) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `secs`, a live c_int, for the duration of the
+    // call; the kernel only reads it. `fd` is borrowed, so open for the call.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const i32).cast(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const i32).cast(),
             std::mem::size_of::<i32>() as libc::socklen_t,
         )
     };
@@ -178,20 +187,18 @@ fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::
     }
 }
 
-/// TCP_DEFER_ACCEPT (tcp(7)): the kernel wakes `accept` only once the client has sent data,
-/// so a worker is not woken for a connection that sends nothing (as Unicorn does).
-pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: i32) -> io::Result<()> {
-    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs)
-}
-
 /// SO_REUSEADDR: a restarted server can bind while old connections sit in TIME_WAIT.
 pub fn set_reuse_addr(fd: BorrowedFd<'_>) -> io::Result<()> {
-    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)
+    use nix::sys::socket::{setsockopt, sockopt::ReuseAddr};
+    setsockopt(&fd, ReuseAddr, &true)?;
+    Ok(())
 }
 
 /// IPV6_V6ONLY off: one `[::]` listener serves IPv4 clients too (as v4-mapped addresses).
 pub fn set_dual_stack(fd: BorrowedFd<'_>) -> io::Result<()> {
-    setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)
+    use nix::sys::socket::{setsockopt, sockopt::Ipv6V6Only};
+    setsockopt(&fd, Ipv6V6Only, &false)?;
+    Ok(())
 }
 
 /// Adds a listening socket to an epoll instance with EPOLLEXCLUSIVE (epoll_ctl(2), Linux
@@ -206,26 +213,25 @@ pub fn set_dual_stack(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// must not expect every waiter to hear about the event (a shutdown(2) of the listener
 /// wakes one worker, so stops go through the control pipe). `Err` with EINVAL on kernels
 /// without EPOLLEXCLUSIVE: the caller then registers through mio as usual.
-pub fn epoll_add_exclusive(epoll: &impl AsRawFd, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-    let mut event = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32,
-        u64: token,
-    };
-    // SAFETY: both descriptors are open for the call (borrowed from their owners); the kernel copies the
-    // event structure, which lives on our stack until the call returns.
-    let rc = unsafe {
-        libc::epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            fd.as_raw_fd(),
-            &mut event,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+///
+/// `epoll` is the instance's descriptor, e.g. `mio::Registry::as_fd` (mio's `Poll` only
+/// exposes a raw one).
+pub fn epoll_add_exclusive(
+    epoll: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    token: u64,
+) -> io::Result<()> {
+    use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+    // nix's safe `Epoll` owns its descriptor, and mio owns this one. A duplicate (F_DUPFD_CLOEXEC)
+    // refers to the same epoll instance, so registering through it changes mio's interest list;
+    // dropping it afterwards closes only the duplicate, and the registration lives on (epoll
+    // drops an entry when the *registered* file is closed, not a descriptor of the instance).
+    // One dup and close per listener at worker start buys a registration through a safe wrapper.
+    let instance = Epoll(epoll.try_clone_to_owned()?);
+    let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLET | EpollFlags::EPOLLEXCLUSIVE;
+    // `EpollEvent::new` puts `token` in `epoll_event.u64`, where mio reads its `Token` from.
+    instance.add(fd, EpollEvent::new(flags, token))?;
+    Ok(())
 }
 
 /// Waits until `fd` is readable (or writable, with `write`) for at most `timeout`
@@ -253,13 +259,9 @@ pub fn wait_fd(fd: BorrowedFd<'_>, write: bool, timeout: Duration) -> io::Result
 /// for every process that shares it (new connections are refused at once), which closing our
 /// own descriptor would not do while workers still hold theirs.
 pub fn stop_listening(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: plain syscall on a descriptor we borrow.
-    let rc = unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    use nix::sys::socket::{Shutdown, shutdown};
+    shutdown(fd.as_raw_fd(), Shutdown::Both)?;
+    Ok(())
 }
 
 /// Takes ownership of an inherited descriptor (systemd's `LISTEN_FDS`), after checking that
@@ -321,22 +323,53 @@ pub fn socket_family(fd: BorrowedFd<'_>) -> Option<i32> {
 
 /// The paths stdout and stderr had at startup, when they were regular files opened for
 /// appending (as after `runicorn >> app.log 2>&1`); see [`reopen_append_logs`].
-static LOG_PATHS: std::sync::OnceLock<Vec<(RawFd, std::path::PathBuf)>> =
+static LOG_PATHS: std::sync::OnceLock<Vec<(LogStream, std::path::PathBuf)>> =
     std::sync::OnceLock::new();
+
+/// A standard stream that [`reopen_append_logs`] may point at a new file.
+#[derive(Clone, Copy)]
+enum LogStream {
+    /// Descriptor 1.
+    Stdout,
+    /// Descriptor 2.
+    Stderr,
+}
+
+impl LogStream {
+    /// The stream's descriptor number (for /proc/self/fd).
+    fn raw_fd(self) -> RawFd {
+        match self {
+            LogStream::Stdout => libc::STDOUT_FILENO,
+            LogStream::Stderr => libc::STDERR_FILENO,
+        }
+    }
+
+    /// Makes the stream's descriptor a copy of `f`'s (dup2(2)). The swap is atomic, so a
+    /// write from another thread lands in the old file or the new one, never on a closed
+    /// descriptor; Rust's `Stdout` and `Stderr` keep the descriptor number, so they follow.
+    fn replace_with(self, f: &std::fs::File) -> bool {
+        match self {
+            LogStream::Stdout => nix::unistd::dup2_stdout(f).is_ok(),
+            LogStream::Stderr => nix::unistd::dup2_stderr(f).is_ok(),
+        }
+    }
+}
 
 /// Records the paths of stdout and stderr, if they are regular files opened with O_APPEND.
 /// Called once by the master at startup, before the workers are forked; the path has to be
 /// taken then, because after logrotate moves the file, /proc shows the new name.
 pub fn remember_log_paths() {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (stdout, stderr) = (io::stdout(), io::stderr());
     let mut paths = Vec::new();
-    for fd in [1, 2] {
-        // SAFETY: fds 1 and 2 stay open for the life of the process; only borrowed here.
-        let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let Ok(flags) = fcntl(bfd, FcntlArg::F_GETFL) else {
+    for (stream, fd) in [
+        (LogStream::Stdout, stdout.as_fd()),
+        (LogStream::Stderr, stderr.as_fd()),
+    ] {
+        let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) else {
             continue;
         };
-        let Ok(stat) = nix::sys::stat::fstat(bfd) else {
+        let Ok(stat) = nix::sys::stat::fstat(fd) else {
             continue;
         };
         if !OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND)
@@ -344,8 +377,8 @@ pub fn remember_log_paths() {
         {
             continue;
         }
-        if let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{fd}")) {
-            paths.push((fd, path));
+        if let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", stream.raw_fd())) {
+            paths.push((stream, path));
         }
     }
     let _ = LOG_PATHS.set(paths);
@@ -356,22 +389,16 @@ pub fn remember_log_paths() {
 /// Terminals, pipes and sockets are never touched. Returns how many were reopened.
 pub fn reopen_append_logs() -> usize {
     let mut reopened = 0;
-    for (fd, path) in LOG_PATHS.get().map(Vec::as_slice).unwrap_or_default() {
+    for (stream, path) in LOG_PATHS.get().map(Vec::as_slice).unwrap_or_default() {
         if let Ok(f) = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .open(path)
         {
-            reopened += usize::from(dup_onto(&f, *fd));
+            reopened += usize::from(stream.replace_with(&f));
         }
     }
     reopened
-}
-
-fn dup_onto(f: &std::fs::File, target: RawFd) -> bool {
-    // SAFETY: dup2 atomically replaces `target` (one of our standard streams) with a copy of
-    // an open descriptor we own; no Rust object owns `target` exclusively.
-    unsafe { libc::dup2(f.as_raw_fd(), target) == target }
 }
 
 /// The number of threads of this process, from /proc/self/status (for the single-thread
@@ -457,9 +484,11 @@ pub fn tcp_info<'b>(fd: BorrowedFd<'_>, buf: &'b mut [u8; TCP_INFO_LEN]) -> Opti
 /// Clock ticks a second, the unit of CPU times in /proc/<pid>/stat (sysconf(3),
 /// `_SC_CLK_TCK`; 100 on Linux).
 pub fn clock_ticks_per_sec() -> u64 {
-    // SAFETY: sysconf reads a constant; no memory is passed.
-    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if n > 0 { n as u64 } else { 100 }
+    use nix::unistd::{SysconfVar, sysconf};
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(n)) if n > 0 => n as u64,
+        _ => 100,
+    }
 }
 
 /// This machine's host name (the `dyno` id of metric lines where no platform id exists).
@@ -468,4 +497,45 @@ pub fn hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins the token layout [`epoll_add_exclusive`] relies on. It registers listeners with
+    /// epoll_ctl(2) behind mio's back, so mio never encodes the token itself: the worker only
+    /// gets its `Token(i)` back if mio reads the token from where we put it.
+    ///
+    /// It does today (mio 1.x, `sys/unix/selector/epoll.rs`): `register` stores
+    /// `usize::from(token) as u64` in `epoll_event.u64`, `Events` is the array of
+    /// `libc::epoll_event` that epoll_wait(2) fills in (the kernel returns the data word
+    /// verbatim), and `event::token` reads it back as `Token(event.u64 as usize)`. No bits are
+    /// reserved or packed: a plain `usize` in, the same `usize` out (lossless on 32-bit too,
+    /// since the worker's tokens start as `usize`). Should a mio upgrade change that (tag bits,
+    /// a pointer in `data`), this test fails instead of listeners going silently deaf.
+    #[test]
+    fn mio_reports_the_token_of_an_exclusive_registration() {
+        // 0: the worker's first listener (`Token(i)` for listener `i`). The others have the
+        // high bits set, where a truncated or tagged data word would differ: next to the
+        // worker's CONTROL and SIGNALS tokens, and the top bit with a pattern below it.
+        let tokens = [0usize, usize::MAX - 3, (1 << (usize::BITS - 1)) | 0x5a5a];
+        for token in tokens {
+            let mut poll = mio::Poll::new().unwrap();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            epoll_add_exclusive(poll.registry().as_fd(), listener.as_fd(), token as u64)
+                .expect("EPOLLEXCLUSIVE needs Linux 4.5");
+
+            let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let mut events = mio::Events::with_capacity(4);
+            poll.poll(&mut events, Some(Duration::from_secs(5)))
+                .unwrap();
+
+            let got: Vec<_> = events.iter().collect();
+            assert_eq!(got.len(), 1, "one event, for the one listener");
+            assert_eq!(got[0].token().0 as u64, token as u64);
+            assert!(got[0].is_readable(), "a pending connection is readable");
+        }
+    }
 }

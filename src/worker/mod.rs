@@ -981,7 +981,7 @@ impl Client {
 /// [`sys::epoll_add_exclusive`]); elsewhere as an ordinary edge-triggered source. Either
 /// way the worker drains it (accepts until EAGAIN) after an event.
 fn register_listener(poll: &Poll, l: &Listener, token: Token) -> std::io::Result<()> {
-    match sys::epoll_add_exclusive(poll, l.as_fd(), token.0 as u64) {
+    match sys::epoll_add_exclusive(poll.registry().as_fd(), l.as_fd(), token.0 as u64) {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             poll.registry()
                 .register(&mut SourceFd(&l.as_raw_fd()), token, Interest::READABLE)
