@@ -1,5 +1,6 @@
 """The report: one plain-text table per measure, runicorn's ratio to each peer, and the
-targets of issue 6.
+targets runicorn is held to: close-mode and keep-alive throughput and p99 against nginx's,
+worker and total PSS against Apache prefork's, start to first 200 against nginx's.
 """
 
 
@@ -37,7 +38,8 @@ def report(res, meta, args):
         lines = section(res, args)
         if lines:
             out += [""] + lines
-    out += ["", "Targets (issue 6): throughput at 2 workers, memory at each count measured:"]
+    out += ["", "Targets: req/s and p99 against nginx at 2 workers, PSS against Apache prefork "
+            "at each count measured, start against nginx:"]
     out.extend("  " + t for t in targets(res))
     return "\n".join(out)
 
