@@ -5,7 +5,7 @@
 //! `auto` counts CPUs only; here the master measures. The decisions are pure functions over
 //! plain numbers ([`boot_workers`], [`Resizer::next`]); the master gathers the figures
 //! (`/proc`, the cgroup, the scoreboard) and acts. The memory arithmetic is
-//! `tools::advice::advise`, the same function `runicorn tune` and `runicorn metrics`
+//! `metrics::advice::advise`, the same function `runicorn tune` and `runicorn metrics`
 //! recommend with.
 
 use crate::config::MAX_WORKERS;

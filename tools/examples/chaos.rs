@@ -38,7 +38,7 @@
 //! # Usage
 //!
 //! ```sh
-//! cargo build --release && cargo build --release --example chaos
+//! cargo build --release && cargo build --release -p runicorn-tools --example chaos
 //! # Start a server itself (stdin null, on a free 127.0.0.1 port; killed at the end):
 //! target/release/examples/chaos --duration 5 --concurrency 8 -- target/release/runicorn --workers 2
 //! # Or attach to a running one (its stdin must not be a terminal, or it ignores WINCH):
@@ -503,7 +503,7 @@ fn main() {
                  [--requests N] [--concurrency C] [--path P] [--timeout SECS] [--settle SECS] \
                  [--workers N] [--server-log PATH] [--json] [--keepalive] [-- SERVER COMMAND...]\n\
                  ops: all, or a comma list of none,hup,ttin,ttou,usr2,winch-ttin,term-worker,\
-                 kill-worker (see the doc comment of bench/chaos.rs)"
+                 kill-worker (see the doc comment of examples/chaos.rs in runicorn-tools)"
             );
             std::process::exit(2);
         }

@@ -6,7 +6,7 @@
 //!
 //! `--dyno SIZE` runs each trial in a child memory cgroup with that dyno's quota (where the
 //! system allows it), so that out-of-memory kills happen as on the dyno. The load client is
-//! `tools::load`; the advice is `tools::advice`; the method is `docs/tuning.md`.
+//! [`crate::load`]; the advice is the library's, shared with `--workers auto`; the method is `docs/tuning.md`.
 //!
 //! This file holds the flags, the loop over trials and the pure renderings (table,
 //! recommendations, chart); `tune/trial.rs` runs one trial, `tune/cgroup.rs` makes the dyno.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::*;
 
-/// `bench/chaos.rs`, built once per test run with the same profile and target directory as
+/// `tools/examples/chaos.rs`, built once per test run with the same profile and target directory as
 /// the `runicorn` binary (`cargo test` builds it as a harness for its own unit tests, not as
 /// a program), as `http::echo_bin` does for the echo example.
 fn chaos_bin() -> String {
