@@ -803,7 +803,7 @@ impl<'a, A: App> Worker<'a, A> {
         ) {
             Ok(n) => Some(n),
             Err(e) => {
-                if e.to_string().contains("panicked") {
+                if serve::BodyPanicked::is_cause_of(&e) {
                     error!(
                         worker = self.ctx.slot_index,
                         pid = self.pid,
