@@ -12,7 +12,7 @@
 //! is gone (control pipe EOF, or the parent-death signal).
 
 mod io;
-mod serve;
+mod wire;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -483,7 +483,7 @@ impl<'a, A: App> Worker<'a, A> {
         let idle = self.ctx.config.header_timeout;
         let sent = match self.clients.get_mut(id).and_then(Option::as_mut) {
             Some(client) => {
-                let out = serve::Outgoing::new(plain(err.status()), &Method::GET, Version::HTTP_11);
+                let out = wire::Outgoing::new(plain(err.status()), &Method::GET, Version::HTTP_11);
                 let mut p = io::Patient {
                     conn: &mut client.conn,
                     idle,
@@ -729,7 +729,7 @@ impl<'a, A: App> Worker<'a, A> {
 
         let idle = self.ctx.config.header_timeout;
         let limits = self.ctx.config.limits;
-        let mut src = serve::BodySrc::new(
+        let mut src = wire::BodySrc::new(
             &mut client.conn,
             &mut client.buf,
             head_len,
@@ -766,7 +766,7 @@ impl<'a, A: App> Worker<'a, A> {
             }
             None => response,
         };
-        let out = serve::Outgoing::new(response, &method, version);
+        let out = wire::Outgoing::new(response, &method, version);
         let status = out.status;
 
         // Keep the connection only if the client allows it, keep-alive is on, this worker
@@ -803,7 +803,7 @@ impl<'a, A: App> Worker<'a, A> {
         ) {
             Ok(n) => Some(n),
             Err(e) => {
-                if serve::BodyPanicked::is_cause_of(&e) {
+                if wire::BodyPanicked::is_cause_of(&e) {
                     error!(
                         worker = self.ctx.slot_index,
                         pid = self.pid,

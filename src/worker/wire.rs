@@ -1,5 +1,6 @@
-//! Serving one request: the request body as a stream over the connection, the call into
-//! the app, and the response on the wire.
+//! A request and its response on the wire: the request body as a stream over the
+//! connection (framing removed, `100 Continue` sent when the app first wants bytes), and the
+//! response's head and body written with the framing RFC 9112 asks for.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::time::Duration;
