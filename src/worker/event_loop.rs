@@ -85,26 +85,7 @@ impl<'a, A: App> Worker<'a, A> {
         sys::unmask_signals().map_err(|e| setup("signal mask", e))?;
         ctx.slot.set_pid(pid as i32);
 
-        let info = WorkerInfo {
-            slot: ctx.slot_index,
-            pid,
-        };
-        match catch_unwind(AssertUnwindSafe(|| app.after_fork(&info))) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                error!(worker = ctx.slot_index, pid, error = %e, "after_fork failed");
-                return Err(WORKER_BOOT_ERROR);
-            }
-            Err(_) => {
-                error!(
-                    worker = ctx.slot_index,
-                    pid,
-                    panic = take_panic(),
-                    "after_fork failed"
-                );
-                return Err(WORKER_BOOT_ERROR);
-            }
-        }
+        call_after_fork(&ctx, app, pid)?;
 
         let control_fd = ctx
             .control
@@ -125,9 +106,22 @@ impl<'a, A: App> Worker<'a, A> {
             register_listener(&poll, l, Token(i)).map_err(|e| setup("listener", e))?;
         }
         ctx.slot.set_state(WorkerState::Idle);
-        let ctx_listeners = ctx.listeners.len();
         info!(worker = ctx.slot_index, pid, "worker ready");
-        Ok(Worker {
+        Ok(Worker::new(ctx, app, pid, poll, signals, control))
+    }
+
+    /// A booted worker's state: nothing served, no connection, every listener worth an
+    /// accept (connections may have queued while it booted).
+    fn new(
+        ctx: WorkerContext<'a>,
+        app: &'a mut A,
+        pid: u32,
+        poll: Poll,
+        signals: WorkerSignals,
+        control: mio::unix::pipe::Receiver,
+    ) -> Worker<'a, A> {
+        let listeners = ctx.listeners.len();
+        Worker {
             ctx,
             app,
             pid,
@@ -139,7 +133,7 @@ impl<'a, A: App> Worker<'a, A> {
             clients: Vec::new(),
             free_ids: Vec::new(),
             ready: VecDeque::new(),
-            listener_ready: vec![true; ctx_listeners],
+            listener_ready: vec![true; listeners],
             handed_off: false,
             spare: Vec::new(),
             head: Vec::with_capacity(512),
@@ -147,7 +141,7 @@ impl<'a, A: App> Worker<'a, A> {
             date: DateCache::default(),
             request_id: String::with_capacity(64),
             path: String::with_capacity(256),
-        })
+        }
     }
 
     /// The worker's loop: serve ready requests, accept while there is room, expire parked
@@ -383,6 +377,31 @@ impl<'a, A: App> Worker<'a, A> {
             .listeners
             .iter()
             .any(|l| l.listen_queue().is_some_and(|q| q.depth > 0))
+    }
+}
+
+/// Runs the app's `after_fork`; `Err` carries the exit code that tells the master the app
+/// could not boot (a failed or panicking hook), as opposed to the worker's own setup.
+fn call_after_fork<A: App>(ctx: &WorkerContext<'_>, app: &mut A, pid: u32) -> Result<(), i32> {
+    let info = WorkerInfo {
+        slot: ctx.slot_index,
+        pid,
+    };
+    match catch_unwind(AssertUnwindSafe(|| app.after_fork(&info))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            error!(worker = ctx.slot_index, pid, error = %e, "after_fork failed");
+            Err(WORKER_BOOT_ERROR)
+        }
+        Err(_) => {
+            error!(
+                worker = ctx.slot_index,
+                pid,
+                panic = take_panic(),
+                "after_fork failed"
+            );
+            Err(WORKER_BOOT_ERROR)
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use super::panics::take_panic;
 use super::{RequestId, io, wire};
 use crate::h1::{self, BodyFraming, ChunkedDecoder, Framing, Limits, Parsed, Persist};
 use crate::handler::{App, RequestBody, Response};
+use crate::listener::Conn;
 use crate::scoreboard::WorkerState;
 
 /// Largest request body (and leftover of a body the app did not read) the worker buffers or
@@ -82,8 +83,64 @@ impl<A: App> Worker<'_, A> {
             expect_continue,
             keep_alive,
         } = parsed;
-        // The request id and the path are kept after the app has taken the request (for the
-        // logs), in buffers reused from one request to the next.
+        let notes = self.take_notes(&request);
+        let limits = self.ctx.config.limits;
+        let mut src = wire::BodySrc::new(
+            &mut client.conn,
+            &mut client.buf,
+            head_len,
+            body,
+            expect_continue,
+            &limits,
+            self.ctx.config.header_timeout,
+        );
+        let response = self.call_app(request, &mut src, &notes);
+        // A body that broke its framing or the body limit is answered with that error (the
+        // app saw only a read error), and the connection is closed.
+        let response = match src.error {
+            Some(e) => self.refused_body(e),
+            None => response,
+        };
+        let out = wire::Outgoing::new(response, &notes.method, notes.version);
+        let status = out.status;
+        let keep = self.keep_connection(keep_alive, out.framing, &mut src);
+        let persist = match (keep, notes.version) {
+            (false, _) => Persist::Close,
+            (true, Version::HTTP_10) => Persist::KeepAlive,
+            (true, _) => Persist::Default,
+        };
+        let consumed = src.pos;
+        let body_done = src.done && !src.failed;
+        let failed = src.failed;
+        drop(src);
+        let sent = self.write_response(out, &mut client.conn, persist);
+        let queue_us = notes.queue_us;
+        self.access_log(
+            notes.method.as_str(),
+            &notes.path,
+            status,
+            sent,
+            started,
+            queue_us,
+            &notes.request_id,
+        );
+        if keep && sent.is_some() {
+            client.buf.drain(..consumed.min(client.buf.len()));
+        }
+        self.keep_buffers(notes);
+        Answered {
+            status,
+            queue_us,
+            keep: keep && sent.is_some(),
+            linger: sent.is_some() && !body_done && !failed,
+        }
+    }
+
+    /// Notes what the logs and the scoreboard need of a request before the app takes it, and
+    /// publishes it in the worker's slot (the master names it if the request times out).
+    fn take_notes(&mut self, request: &http::Request<()>) -> Notes {
+        // The id and the path are kept after the app has taken the request (for the logs), in
+        // buffers reused from one request to the next.
         let mut request_id = std::mem::take(&mut self.request_id);
         request_id.clear();
         match request.headers().get("x-request-id") {
@@ -115,54 +172,56 @@ impl<A: App> Worker<'_, A> {
             request_id.as_bytes(),
         );
         debug!(worker = self.ctx.slot_index, pid = self.pid, method = %method, path, request_id, "request started");
+        Notes {
+            method,
+            version,
+            path,
+            request_id,
+            queue_us,
+        }
+    }
 
-        let idle = self.ctx.config.header_timeout;
-        let limits = self.ctx.config.limits;
-        let mut src = wire::BodySrc::new(
-            &mut client.conn,
-            &mut client.buf,
-            head_len,
-            body,
-            expect_continue,
-            &limits,
-            idle,
-        );
-        let mut request = request.map(|()| RequestBody::new(&mut src));
+    /// Gives the request, its body read from `src`, to the app. A panic in the app is answered
+    /// with 500 and the worker goes on: the panic was the request's, not the worker's.
+    fn call_app(
+        &mut self,
+        request: http::Request<()>,
+        src: &mut wire::BodySrc<'_>,
+        notes: &Notes,
+    ) -> Response {
+        let mut request = request.map(|()| RequestBody::new(src));
         request
             .extensions_mut()
-            .insert(RequestId(request_id.clone()));
-
+            .insert(RequestId(notes.request_id.clone()));
         let app = &mut *self.app;
-        let response = match catch_unwind(AssertUnwindSafe(|| app.call(request))) {
+        match catch_unwind(AssertUnwindSafe(|| app.call(request))) {
             Ok(r) => r,
             Err(_) => {
+                let Notes {
+                    method,
+                    path,
+                    request_id,
+                    ..
+                } = notes;
                 error!(worker = self.ctx.slot_index, pid = self.pid, method = %method, path, request_id, panic = take_panic(), "app panicked");
                 plain(StatusCode::INTERNAL_SERVER_ERROR)
             }
-        };
-        // A body that broke its framing or the body limit is answered with that error (the
-        // app saw only a read error), and the connection is closed.
-        let response = match src.error {
-            Some(e) => {
-                debug!(
-                    worker = self.ctx.slot_index,
-                    pid = self.pid,
-                    reason = e.name(),
-                    status = e.status().as_u16(),
-                    "request body refused"
-                );
-                plain(e.status())
-            }
-            None => response,
-        };
-        let out = wire::Outgoing::new(response, &method, version);
-        let status = out.status;
+        }
+    }
 
-        // Keep the connection only if the client allows it, keep-alive is on, this worker
-        // goes on, the body framing lets the next request start cleanly, and nobody waits.
+    /// Whether the connection carries on after this response: only if the client allows it,
+    /// keep-alive is on, this worker goes on, the body framing lets the next request start
+    /// cleanly, and nobody waits. Reads and drops what the app left of a small request body,
+    /// so that the next request starts where this one ends.
+    fn keep_connection(
+        &self,
+        client_allows: bool,
+        framing: Framing,
+        src: &mut wire::BodySrc<'_>,
+    ) -> bool {
         let mut keep = self.ctx.config.keepalive > 0
-            && keep_alive
-            && out.framing != Framing::Close
+            && client_allows
+            && framing != Framing::Close
             && !self.stop_pending();
         if keep && !src.discard_rest(SMALL_BODY) {
             keep = false;
@@ -170,20 +229,22 @@ impl<A: App> Worker<'_, A> {
         if keep && self.someone_waiting() {
             keep = false;
         }
-        let persist = match (keep, version) {
-            (false, _) => Persist::Close,
-            (true, Version::HTTP_10) => Persist::KeepAlive,
-            (true, _) => Persist::Default,
-        };
-        let consumed = src.pos;
-        let body_done = src.done && !src.failed;
-        let failed = src.failed;
-        drop(src);
+        keep
+    }
+
+    /// Writes the response; returns the body bytes sent, or `None` when the client did not
+    /// get all of it.
+    fn write_response(
+        &mut self,
+        out: wire::Outgoing,
+        conn: &mut Conn,
+        persist: Persist,
+    ) -> Option<u64> {
         let mut p = io::Patient {
-            conn: &mut client.conn,
-            idle,
+            conn,
+            idle: self.ctx.config.header_timeout,
         };
-        let sent = match out.write(
+        match out.write(
             &mut p,
             &mut self.head,
             &mut self.chunk,
@@ -204,27 +265,27 @@ impl<A: App> Worker<'_, A> {
                 }
                 None
             }
-        };
-        self.access_log(
-            method.as_str(),
-            &path,
-            status,
-            sent,
-            started,
-            queue_us,
-            &request_id,
+        }
+    }
+
+    /// The answer to a request whose body broke its framing or the body limit, whatever the
+    /// app answered.
+    fn refused_body(&self, e: h1::Error) -> Response {
+        debug!(
+            worker = self.ctx.slot_index,
+            pid = self.pid,
+            reason = e.name(),
+            status = e.status().as_u16(),
+            "request body refused"
         );
-        if keep && sent.is_some() {
-            client.buf.drain(..consumed.min(client.buf.len()));
-        }
-        self.request_id = request_id;
-        self.path = path;
-        Answered {
-            status,
-            queue_us,
-            keep: keep && sent.is_some(),
-            linger: sent.is_some() && !body_done && !failed,
-        }
+        plain(e.status())
+    }
+
+    /// Hands the id and path buffers back, so that the next request reuses them instead of
+    /// allocating its own.
+    fn keep_buffers(&mut self, notes: Notes) {
+        self.request_id = notes.request_id;
+        self.path = notes.path;
     }
 
     /// Answers a request that breaks the HTTP rules or a limit, and closes.
@@ -361,6 +422,18 @@ fn body_ready(parsed: &Parsed, body: &[u8], limits: &Limits) -> Result<bool, h1:
             }
         }
     }
+}
+
+/// What the worker keeps of the request it serves once the app has taken the request
+/// itself: for the logs, the scoreboard and the response's framing.
+struct Notes {
+    method: Method,
+    version: Version,
+    /// Buffers reused from one request to the next (see `keep_buffers`).
+    path: String,
+    request_id: String,
+    /// Time between the router's `X-Request-Start` and the worker taking the request.
+    queue_us: Option<u64>,
 }
 
 /// What became of a request: for the scoreboard's counters and the connection.
