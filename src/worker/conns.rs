@@ -104,7 +104,7 @@ impl Client {
     }
 
     /// Puts the connection in the worker's poll (once).
-    pub(super) fn park(&mut self, registry: &mio::Registry, token: Token) -> std::io::Result<()> {
+    fn park(&mut self, registry: &mio::Registry, token: Token) -> std::io::Result<()> {
         if !self.registered {
             registry.register(
                 &mut SourceFd(&self.conn.as_fd().as_raw_fd()),
@@ -186,6 +186,36 @@ impl<A: App> Worker<'_, A> {
                 }
             }
             RequestState::Refused(err) => self.refuse(id, err),
+        }
+    }
+
+    /// After a response on a connection that carries on: the next request may already be
+    /// here (pipelined), else the connection waits parked for it, idle for at most
+    /// `--keepalive` seconds.
+    pub(super) fn await_next_request(&mut self, id: usize) {
+        let keepalive = Duration::from_secs(self.ctx.config.keepalive);
+        let Some(client) = self.clients[id].as_mut() else {
+            return;
+        };
+        client.requests += 1;
+        client.deadline = Instant::now() + keepalive;
+        match request_state(&client.buf, &self.ctx.config.limits) {
+            RequestState::Ready(parsed) => {
+                client.parsed = Some(parsed);
+                self.ready.push_back(id);
+            }
+            RequestState::Refused(err) => self.refuse(id, err),
+            RequestState::Incomplete if client.eof => self.close(id, false),
+            RequestState::Incomplete => {
+                if !client.buf.is_empty() {
+                    // Part of the next request is here: it has the header timeout to finish.
+                    client.deadline = Instant::now() + self.ctx.config.header_timeout;
+                }
+                if let Err(e) = client.park(self.poll.registry(), Token(CLIENTS + id)) {
+                    warn!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "cannot park a connection");
+                    self.close(id, false);
+                }
+            }
         }
     }
 

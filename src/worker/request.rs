@@ -2,13 +2,12 @@
 //! connection carries on, and the logs and counters of each request.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, StatusCode, Version};
-use mio::Token;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
-use super::conns::{CLIENTS, Client};
+use super::conns::Client;
 use super::event_loop::Worker;
 use super::panics::take_panic;
 use super::{RequestId, io, wire};
@@ -24,6 +23,8 @@ pub(super) const SMALL_BODY: u64 = 64 * 1024;
 impl<A: App> Worker<'_, A> {
     /// Serves the complete request at the front of a client's buffer.
     pub(super) fn serve(&mut self, id: usize) {
+        // The client leaves the table while it is served: answering needs the worker and the
+        // connection mutably at once. It is put back before anything else looks it up.
         let Some(mut client) = self.clients.get_mut(id).and_then(Option::take) else {
             return;
         };
@@ -41,36 +42,11 @@ impl<A: App> Worker<'_, A> {
         slot.count_response(answered.status.as_u16(), service_us, answered.queue_us);
         slot.set_state(WorkerState::Idle);
 
-        let keep = answered.keep;
         self.clients[id] = Some(client);
-        if !keep {
+        if answered.keep {
+            self.await_next_request(id);
+        } else {
             self.close(id, answered.linger);
-            return;
-        }
-        // Kept: the next request may already be here (pipelined); otherwise wait for it.
-        let keepalive = Duration::from_secs(self.ctx.config.keepalive);
-        let Some(client) = self.clients[id].as_mut() else {
-            return;
-        };
-        client.requests += 1;
-        client.deadline = Instant::now() + keepalive;
-        match request_state(&client.buf, &self.ctx.config.limits) {
-            RequestState::Ready(parsed) => {
-                client.parsed = Some(parsed);
-                self.ready.push_back(id);
-            }
-            RequestState::Refused(err) => self.refuse(id, err),
-            RequestState::Incomplete if client.eof => self.close(id, false),
-            RequestState::Incomplete => {
-                if !client.buf.is_empty() {
-                    // Part of the next request is here: it has the header timeout to finish.
-                    client.deadline = Instant::now() + self.ctx.config.header_timeout;
-                }
-                if let Err(e) = client.park(self.poll.registry(), Token(CLIENTS + id)) {
-                    warn!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "cannot park a connection");
-                    self.close(id, false);
-                }
-            }
         }
     }
 
