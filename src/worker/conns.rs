@@ -30,12 +30,13 @@ pub(super) struct Client {
     /// Bytes received and not yet consumed (the next request, possibly part of it).
     pub(super) buf: Vec<u8>,
     /// When it must have sent its request (or, idle between requests, when it is closed).
-    pub(super) deadline: Instant,
+    deadline: Instant,
     /// Requests answered on it.
     pub(super) requests: u64,
-    pub(super) registered: bool,
+    /// It is in the worker's poll (from its first park until it is dropped).
+    registered: bool,
     /// The client has closed its sending side.
-    pub(super) eof: bool,
+    eof: bool,
     /// We have answered and shut our side down; what the client still sends is discarded.
     pub(super) lingering: bool,
     /// The head of the complete request at the front of `buf`, while it waits in the ready
@@ -118,6 +119,7 @@ impl Client {
 }
 
 impl<A: App> Worker<'_, A> {
+    /// Connections held, the one being served included.
     pub(super) fn open_clients(&self) -> usize {
         self.clients.len() - self.free_ids.len()
     }
@@ -237,6 +239,7 @@ impl<A: App> Worker<'_, A> {
         }
     }
 
+    /// The earliest deadline of a held connection: the longest the worker may sleep in poll.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.clients.iter().flatten().map(|c| c.deadline).min()
     }

@@ -27,6 +27,8 @@ use crate::scoreboard::WorkerState;
 use crate::signals::{WorkerSignal, WorkerSignals};
 use crate::sys;
 
+/// Poll tokens of the control and signal pipes, clear of the listeners' (`0..listeners`)
+/// and the connections' ([`CLIENTS`] and up).
 const CONTROL: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 /// Pause before retrying accept after EMFILE and the like.
@@ -40,20 +42,26 @@ pub(super) struct Worker<'a, A: App> {
     pub(super) app: &'a mut A,
     pub(super) pid: u32,
     pub(super) poll: Poll,
-    pub(super) signals: WorkerSignals,
-    pub(super) control: mio::unix::pipe::Receiver,
-    pub(super) stopping: Option<&'static str>,
+    signals: WorkerSignals,
+    control: mio::unix::pipe::Receiver,
+    /// Why the worker stops, once something asked it to (logged when it exits).
+    stopping: Option<&'static str>,
+    /// Requests answered, refusals included (for `max_requests` and the exit line).
     pub(super) served: u64,
     /// Open connections, by id (`Token(CLIENTS + id)`); `None` marks a free id.
     pub(super) clients: Vec<Option<Client>>,
+    /// Ids free in `clients`, reused before the table grows.
     pub(super) free_ids: Vec<usize>,
     /// Clients with a complete request, in the order they became ready.
     pub(super) ready: VecDeque<usize>,
-    pub(super) listener_ready: Vec<bool>,
+    /// Per listener: worth an accept. Edge-triggered, so it stays true until accept says
+    /// EAGAIN.
+    listener_ready: Vec<bool>,
     /// The listeners were taken out of the poll when the worker began stopping.
-    pub(super) handed_off: bool,
+    handed_off: bool,
     /// A buffer kept for the next accepted connection (no allocation per connection).
     pub(super) spare: Vec<u8>,
+    /// Reused by every response: its head's bytes, a streamed body's chunk, the `Date`.
     pub(super) head: Vec<u8>,
     pub(super) chunk: Vec<u8>,
     pub(super) date: DateCache,
