@@ -168,6 +168,51 @@ fn free_slot(used: impl Iterator<Item = usize>, capacity: usize) -> Option<usize
     taken.iter().position(|t| !t)
 }
 
+/// The log line of a worker's end: info when it exited cleanly or we killed it, error when
+/// it failed or something else killed it.
+fn log_exit(w: &Worker, status: WaitStatus, requests: u64) {
+    let (slot, pid) = (w.slot, w.pid.as_raw());
+    match status {
+        WaitStatus::Exited(_, 0) => {
+            info!(worker = slot, pid, code = 0, requests, "worker exited");
+        }
+        WaitStatus::Exited(_, code) => {
+            let reason = if code == WORKER_BOOT_ERROR {
+                "after_fork failed"
+            } else {
+                "error"
+            };
+            error!(worker = slot, pid, code, requests, reason, "worker exited");
+        }
+        WaitStatus::Signaled(_, sig, core) => {
+            let signal = sig.as_str();
+            match w.killed {
+                Some(reason) => info!(
+                    worker = slot,
+                    pid, signal, requests, reason, "worker killed"
+                ),
+                None if sig == Signal::SIGKILL => error!(
+                    worker = slot,
+                    pid,
+                    signal,
+                    requests,
+                    reason = "perhaps out of memory",
+                    "worker killed"
+                ),
+                None => error!(
+                    worker = slot,
+                    pid,
+                    signal,
+                    core_dumped = core,
+                    requests,
+                    "worker killed"
+                ),
+            }
+        }
+        other => debug!(worker = slot, pid, status = ?other, "worker ended"),
+    }
+}
+
 /// What the master needs to re-execute itself on USR2 (see `upgrade`), and what a previous
 /// image handed over, if this one was upgraded into.
 pub struct Startup {
@@ -324,75 +369,43 @@ impl<'c, A: App> Master<'c, A> {
 
     /// Logs how a worker ended, and counts a death before ready as a boot failure.
     fn report_exit(&mut self, w: &Worker, status: WaitStatus, requests: u64, ready: bool) {
-        let (slot, pid) = (w.slot, w.pid.as_raw());
         let expected = w.stop_sent.is_some() || matches!(self.phase, Phase::Stopping { .. });
-        match status {
-            WaitStatus::Exited(_, 0) => {
-                info!(worker = slot, pid, code = 0, requests, "worker exited");
-            }
-            WaitStatus::Exited(_, code) => {
-                let reason = if code == WORKER_BOOT_ERROR {
-                    "after_fork failed"
-                } else {
-                    "error"
-                };
-                error!(worker = slot, pid, code, requests, reason, "worker exited");
-            }
-            WaitStatus::Signaled(_, sig, core) => {
-                let signal = sig.as_str();
-                match w.killed {
-                    Some(reason) => info!(
-                        worker = slot,
-                        pid, signal, requests, reason, "worker killed"
-                    ),
-                    None if sig == Signal::SIGKILL => error!(
-                        worker = slot,
-                        pid,
-                        signal,
-                        requests,
-                        reason = "perhaps out of memory",
-                        "worker killed"
-                    ),
-                    None => error!(
-                        worker = slot,
-                        pid,
-                        signal,
-                        core_dumped = core,
-                        requests,
-                        "worker killed"
-                    ),
-                }
-            }
-            other => debug!(worker = slot, pid, status = ?other, "worker ended"),
-        }
+        log_exit(w, status, requests);
         if !ready && !expected && w.killed != Some("quick stop") {
-            self.boot_failures += 1;
-            self.last_boot_failure = match status {
-                WaitStatus::Exited(_, c) => format!("exit code {c}"),
-                WaitStatus::Signaled(_, s, _) => format!("signal {}", s.as_str()),
-                _ => "unknown".into(),
-            };
-            let backoff = CRASH_BACKOFF_START
-                .saturating_mul(1 << (self.boot_failures - 1).min(16))
-                .min(CRASH_BACKOFF_MAX);
-            self.respawn_after = Some(Instant::now() + backoff);
-            warn!(
-                worker = slot,
-                pid,
+            self.count_boot_failure(w.slot, w.pid.as_raw(), status);
+        }
+    }
+
+    /// A worker died before it was ready: respawn after a pause that doubles with each
+    /// failure in a row (a broken app must not make the master fork flat out), and give up
+    /// after [`CRASH_LOOP_LIMIT`] of them.
+    fn count_boot_failure(&mut self, slot: usize, pid: i32, status: WaitStatus) {
+        self.boot_failures += 1;
+        self.last_boot_failure = match status {
+            WaitStatus::Exited(_, c) => format!("exit code {c}"),
+            WaitStatus::Signaled(_, s, _) => format!("signal {}", s.as_str()),
+            _ => "unknown".into(),
+        };
+        let backoff = CRASH_BACKOFF_START
+            .saturating_mul(1 << (self.boot_failures - 1).min(16))
+            .min(CRASH_BACKOFF_MAX);
+        self.respawn_after = Some(Instant::now() + backoff);
+        warn!(
+            worker = slot,
+            pid,
+            failures = self.boot_failures,
+            limit = CRASH_LOOP_LIMIT,
+            backoff_ms = backoff.as_millis() as u64,
+            "worker died before it was ready"
+        );
+        if self.boot_failures >= CRASH_LOOP_LIMIT && self.phase == Phase::Running {
+            error!(
                 failures = self.boot_failures,
-                limit = CRASH_LOOP_LIMIT,
-                backoff_ms = backoff.as_millis() as u64,
-                "worker died before it was ready"
+                last = self.last_boot_failure.as_str(),
+                code = EXIT_CRASH_LOOP,
+                "crash loop: workers keep dying before they are ready; stopping"
             );
-            if self.boot_failures >= CRASH_LOOP_LIMIT && self.phase == Phase::Running {
-                error!(
-                    failures = self.boot_failures,
-                    last = self.last_boot_failure.as_str(),
-                    code = EXIT_CRASH_LOOP,
-                    "crash loop: workers keep dying before they are ready; stopping"
-                );
-                self.begin_stop(EXIT_CRASH_LOOP);
-            }
+            self.begin_stop(EXIT_CRASH_LOOP);
         }
     }
 
@@ -555,7 +568,21 @@ impl<'c, A: App> Master<'c, A> {
         }
     }
 
+    /// Kills what overstayed its time: every worker at the end of a graceful stop, a worker
+    /// asked to stop that is still serving, and with `--timeout` a stuck request, a stuck
+    /// boot, or the upgrade's config check.
     fn check_timeouts(&mut self) {
+        self.kill_at_stop_deadline();
+        self.kill_slow_stoppers();
+        let Some(timeout) = self.config.timeout else {
+            return;
+        };
+        self.kill_slow_check(timeout);
+        self.kill_stuck_workers(timeout);
+    }
+
+    /// At the deadline of a graceful stop, what still runs is killed: a stop always ends.
+    fn kill_at_stop_deadline(&mut self) {
         if let Phase::Stopping { deadline, .. } = self.phase
             && Instant::now() >= deadline
             && self.workers.iter().any(|w| w.killed.is_none())
@@ -566,9 +593,12 @@ impl<'c, A: App> Master<'c, A> {
             );
             self.kill_all("graceful timeout");
         }
-        // A worker asked to stop has `graceful_timeout` to finish its request, as at a
-        // graceful stop. It matters for the workers a previous image handed over: their
-        // scoreboard did not cross the exec, so the request timeout below cannot see them.
+    }
+
+    /// A worker asked to stop has `graceful_timeout` to finish its request, as at a graceful
+    /// stop. It matters for the workers a previous image handed over: their scoreboard did
+    /// not cross the exec, so the request timeout (`kill_stuck_workers`) cannot see them.
+    fn kill_slow_stoppers(&mut self) {
         let graceful = self.config.graceful_timeout;
         for w in &mut self.workers {
             if w.killed.is_none() && w.stop_sent.is_some_and(|t| t.elapsed() > graceful) {
@@ -581,9 +611,11 @@ impl<'c, A: App> Master<'c, A> {
                 let _ = kill(w.pid, Signal::SIGKILL);
             }
         }
-        let Some(timeout) = self.config.timeout else {
-            return;
-        };
+    }
+
+    /// An upgrade waits for the new binary's `--check-config`; one that hangs must not hold
+    /// the upgrade forever.
+    fn kill_slow_check(&self, timeout: Duration) {
         if let Some(u) = &self.upgrade
             && u.started.elapsed() > timeout
         {
@@ -594,6 +626,11 @@ impl<'c, A: App> Master<'c, A> {
             // Reaped by `reap`, which then reports the upgrade aborted.
             let _ = kill(u.checker, Signal::SIGKILL);
         }
+    }
+
+    /// `--timeout`: kills a worker busy with one request, or booting, for longer; the log
+    /// names the request, read from the worker's slot.
+    fn kill_stuck_workers(&mut self, timeout: Duration) {
         let now_ns = sys::monotonic_ns();
         for w in &mut self.workers {
             if w.killed.is_some() {

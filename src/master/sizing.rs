@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use nix::unistd::Pid;
 use tracing::{debug, info, warn};
 
-use super::{Master, Phase};
+use super::{Master, Phase, Worker};
 use crate::autoscale::{self, Resizer};
 use crate::config::MemoryMeasure;
 use crate::handler::App;
-use crate::metrics::advice::{Cpu, Measured, ProcessMemory, advise};
+use crate::metrics::advice::{Advice, Cpu, Measured, ProcessMemory, advise};
 use crate::procfs as memory;
+use crate::scoreboard::Scoreboard;
 use crate::sys;
 
 /// A new worker's memory limit in KiB: `max_mib` less a random 0-10 %, so that workers
@@ -126,44 +127,19 @@ impl<A: App> Master<'_, A> {
             return;
         }
         auto.next_evaluation = now + self.config.auto_interval;
-        let ticks = sys::clock_ticks_per_sec();
-        let (mut workers, mut seen) = (Vec::new(), Vec::new());
-        // How CPU-bound the requests are: the time the workers ran on a CPU or waited on a
-        // run queue for one, over the time they spent serving. Counting the wait matters:
-        // on a machine whose CPUs are busy (other processes, or too many workers), a
-        // computing request spends much of its time waiting for a CPU, and would otherwise
-        // look like one waiting on I/O and ask for still more workers.
-        let (mut cpu_secs, mut demand_secs, mut busy_secs) = (0.0, 0.0, 0.0);
-        for w in &self.workers {
-            if w.adopted || w.stop_sent.is_some() || w.killed.is_some() || !w.ready {
-                continue;
-            }
-            let view = self.scoreboard.slot(w.slot).view();
-            let (Some(mem), Some((ran, wanted))) = (
-                memory::read_memory(w.pid.as_raw()),
-                memory::read_cpu_demand_ns(w.pid.as_raw(), ticks),
-            ) else {
-                continue;
-            };
-            seen.push((w.pid, ran, wanted, view.busy_us));
-            if let Some(&(_, ran0, wanted0, busy0)) = auto.last.iter().find(|(p, ..)| *p == w.pid) {
-                cpu_secs += ran.saturating_sub(ran0) as f64 / 1e9;
-                demand_secs += wanted.saturating_sub(wanted0) as f64 / 1e9;
-                busy_secs += view.busy_us.saturating_sub(busy0) as f64 / 1e6;
-            }
-            if view.requests > 0 {
-                workers.push(ProcessMemory {
-                    pss_mb: mem.pss_kib as f64 / 1024.0,
-                    uss_mb: mem.uss_kib as f64 / 1024.0,
-                });
-            }
-        }
-        auto.last = seen;
-        let interval_secs = now.duration_since(auto.last_at).as_secs_f64();
-        auto.last_at = now;
-        if workers.is_empty() {
+        let interval = auto.measure(&self.workers, &self.scoreboard, now);
+        if interval.workers.is_empty() {
             return; // nothing has served traffic yet: the boot estimate stands
         }
+        self.resize(&interval);
+    }
+
+    /// Resizes the pool, when `autoscale` decides to, from what the workers did over an
+    /// interval.
+    fn resize(&mut self, interval: &Interval) {
+        let Some(auto) = self.auto.as_mut() else {
+            return;
+        };
         let master = memory::read_memory(std::process::id() as i32).map_or_else(
             ProcessMemory::default,
             |m| ProcessMemory {
@@ -172,10 +148,10 @@ impl<A: App> Master<'_, A> {
             },
         );
         let quota_mib = memory_quota_mib();
-        let on_cpu = autoscale::on_cpu(demand_secs, busy_secs);
+        let on_cpu = autoscale::on_cpu(interval.demand_secs, interval.busy_secs);
         let measured = Measured {
             master,
-            workers: &workers,
+            workers: &interval.workers,
             dyno_total_mb: None,
         };
         let cpu = on_cpu.map(|on_cpu| Cpu {
@@ -187,7 +163,7 @@ impl<A: App> Master<'_, A> {
         // memory may move the count.
         // And with the CPUs saturated by the workers already, more workers only queue for
         // them (a request that "waits" may be waiting for a CPU): do not grow.
-        let saturated = cpu_secs >= 0.9 * interval_secs * auto.cpus as f64;
+        let saturated = interval.cpu_secs >= 0.9 * interval.secs * auto.cpus as f64;
         let advised = match on_cpu {
             Some(_) if saturated => advice.workers.min(self.target),
             Some(_) => advice.workers,
@@ -197,6 +173,22 @@ impl<A: App> Master<'_, A> {
         let next = auto
             .resizer
             .next(self.target, advised, advice.by_memory, bounds);
+        self.log_resize(next, advised, &advice, quota_mib, on_cpu);
+        if let Some(n) = next {
+            self.target = n;
+        }
+    }
+
+    /// Logs an evaluation: at info when it changes the count (with the figures behind the
+    /// change, for the operator who wonders why), at debug otherwise.
+    fn log_resize(
+        &self,
+        next: Option<usize>,
+        advised: usize,
+        advice: &Advice,
+        quota_mib: f64,
+        on_cpu: Option<f64>,
+    ) {
         let figures = (
             format!("{:.2}", advice.per_worker_mb),
             format!("{:.2}", advice.base_mb),
@@ -220,7 +212,6 @@ impl<A: App> Master<'_, A> {
                     on_cpu = figures.3.as_str(),
                     "auto: resizing the pool"
                 );
-                self.target = n;
             }
             None => debug!(
                 workers = self.target,
@@ -232,4 +223,68 @@ impl<A: App> Master<'_, A> {
             ),
         }
     }
+}
+
+impl Auto {
+    /// Measures the workers over the interval since the last evaluation, and remembers their
+    /// counters for the next one. Only this image's ready workers that are not stopping count
+    /// (an adopted worker's slot is in a scoreboard this image cannot see).
+    fn measure(&mut self, workers: &[Worker], scoreboard: &Scoreboard, now: Instant) -> Interval {
+        let ticks = sys::clock_ticks_per_sec();
+        let (mut footprints, mut seen) = (Vec::new(), Vec::new());
+        // How CPU-bound the requests are: the time the workers ran on a CPU or waited on a
+        // run queue for one, over the time they spent serving. Counting the wait matters:
+        // on a machine whose CPUs are busy (other processes, or too many workers), a
+        // computing request spends much of its time waiting for a CPU, and would otherwise
+        // look like one waiting on I/O and ask for still more workers.
+        let (mut cpu_secs, mut demand_secs, mut busy_secs) = (0.0, 0.0, 0.0);
+        for w in workers {
+            if w.adopted || w.stop_sent.is_some() || w.killed.is_some() || !w.ready {
+                continue;
+            }
+            let view = scoreboard.slot(w.slot).view();
+            let (Some(mem), Some((ran, wanted))) = (
+                memory::read_memory(w.pid.as_raw()),
+                memory::read_cpu_demand_ns(w.pid.as_raw(), ticks),
+            ) else {
+                continue;
+            };
+            seen.push((w.pid, ran, wanted, view.busy_us));
+            if let Some(&(_, ran0, wanted0, busy0)) = self.last.iter().find(|(p, ..)| *p == w.pid) {
+                cpu_secs += ran.saturating_sub(ran0) as f64 / 1e9;
+                demand_secs += wanted.saturating_sub(wanted0) as f64 / 1e9;
+                busy_secs += view.busy_us.saturating_sub(busy0) as f64 / 1e6;
+            }
+            if view.requests > 0 {
+                footprints.push(ProcessMemory {
+                    pss_mb: mem.pss_kib as f64 / 1024.0,
+                    uss_mb: mem.uss_kib as f64 / 1024.0,
+                });
+            }
+        }
+        self.last = seen;
+        let secs = now.duration_since(self.last_at).as_secs_f64();
+        self.last_at = now;
+        Interval {
+            workers: footprints,
+            cpu_secs,
+            demand_secs,
+            busy_secs,
+            secs,
+        }
+    }
+}
+
+/// What the workers did between two evaluations of `--workers auto`.
+struct Interval {
+    /// The memory of each worker that has served traffic.
+    workers: Vec<ProcessMemory>,
+    /// Seconds the workers ran on a CPU.
+    cpu_secs: f64,
+    /// Seconds the workers ran on a CPU or waited on a run queue for one.
+    demand_secs: f64,
+    /// Seconds the workers spent serving requests.
+    busy_secs: f64,
+    /// The interval's length in seconds.
+    secs: f64,
 }

@@ -1,5 +1,6 @@
-//! Serving one request: the request body as a stream over the connection, the call into
-//! the app, and the response on the wire.
+//! A request and its response on the wire: the request body as a stream over the
+//! connection (framing removed, `100 Continue` sent when the app first wants bytes), and the
+//! response's head and body written with the framing RFC 9112 asks for.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::time::Duration;
@@ -282,6 +283,27 @@ impl Outgoing {
     }
 }
 
+/// The error [`Outgoing::write`] returns when the app's body reader panicked: the response
+/// is cut, and the caller logs the panic (taken from the panic hook) rather than a write
+/// error. Carried inside the `io::Error`, so that it is recognised by its type, not its text.
+#[derive(Debug)]
+pub(super) struct BodyPanicked;
+
+impl BodyPanicked {
+    /// Whether `e` is this error.
+    pub fn is_cause_of(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|r| r.is::<BodyPanicked>())
+    }
+}
+
+impl std::fmt::Display for BodyPanicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the body reader panicked")
+    }
+}
+
+impl std::error::Error for BodyPanicked {}
+
 /// Streams a reader's bytes, chunked or raw (exactly `Content-Length` of them if the app set
 /// one).
 fn stream(
@@ -303,7 +325,7 @@ fn stream(
             Ok(Ok(n)) => n,
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(io::Error::other("the body reader panicked")),
+            Err(_) => return Err(io::Error::other(BodyPanicked)),
         };
         if n == 0 {
             break;
@@ -329,4 +351,50 @@ fn stream(
         out.write_all(b"0\r\n\r\n")?;
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::handler::Body;
+
+    /// A body reader that panics.
+    struct Panics;
+
+    impl Read for Panics {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            panic!("this body reader panics on purpose (the message above is expected)")
+        }
+    }
+
+    /// A body reader that fails with an error whose text mentions a panic.
+    struct Fails;
+
+    impl Read for Fails {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("the upstream panicked"))
+        }
+    }
+
+    fn write_body(body: Body) -> io::Result<u64> {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let mut conn = Conn::Unix(ours);
+        let out = Outgoing::new(Response::new(body), &Method::GET, Version::HTTP_11);
+        let mut p = Patient {
+            conn: &mut conn,
+            idle: Duration::from_secs(1),
+        };
+        let date = b"Thu, 01 Jan 1970 00:00:00 GMT";
+        out.write(&mut p, &mut Vec::new(), &mut [0; 64], date, Persist::Close)
+    }
+
+    #[test]
+    fn a_panicking_body_reader_is_told_by_the_error_type_not_its_text() {
+        let e = write_body(Body::reader(Panics)).unwrap_err();
+        assert!(BodyPanicked::is_cause_of(&e), "{e}");
+        let e = write_body(Body::reader(Fails)).unwrap_err();
+        assert!(!BodyPanicked::is_cause_of(&e), "{e}");
+    }
 }

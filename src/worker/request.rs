@@ -1,0 +1,436 @@
+//! Serving one request: calling the app, writing its response, deciding whether the
+//! connection carries on, and the logs and counters of each request.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderValue, Method, StatusCode, Version};
+use tracing::{debug, error, info};
+
+use super::conns::Client;
+use super::event_loop::Worker;
+use super::panics::take_panic;
+use super::{RequestId, io, wire};
+use crate::h1::{self, BodyFraming, ChunkedDecoder, Framing, Limits, Parsed, Persist};
+use crate::handler::{App, RequestBody, Response};
+use crate::listener::Conn;
+use crate::scoreboard::WorkerState;
+
+/// Largest request body (and leftover of a body the app did not read) the worker buffers or
+/// discards itself; larger bodies stream to the app.
+pub(super) const SMALL_BODY: u64 = 64 * 1024;
+
+impl<A: App> Worker<'_, A> {
+    /// Serves the complete request at the front of a client's buffer.
+    pub(super) fn serve(&mut self, id: usize) {
+        // The client leaves the table while it is served: answering needs the worker and the
+        // connection mutably at once. It is put back before anything else looks it up.
+        let Some(mut client) = self.clients.get_mut(id).and_then(Option::take) else {
+            return;
+        };
+        // Queued only with its parsed head (see `request_state`).
+        let Some(parsed) = client.parsed.take() else {
+            self.clients[id] = Some(client);
+            return;
+        };
+        let slot = self.ctx.slot;
+        slot.set_state(WorkerState::Busy);
+        let started = Instant::now();
+        let answered = self.respond(&mut client, parsed, started);
+        let service_us = started.elapsed().as_micros() as u64;
+        self.served += 1;
+        slot.count_response(answered.status.as_u16(), service_us, answered.queue_us);
+        slot.set_state(WorkerState::Idle);
+
+        self.clients[id] = Some(client);
+        if answered.keep {
+            self.await_next_request(id);
+        } else {
+            self.close(id, answered.linger);
+        }
+    }
+
+    /// Calls the app and writes its response.
+    fn respond(&mut self, client: &mut Client, parsed: Parsed, started: Instant) -> Answered {
+        let Parsed {
+            request,
+            head_len,
+            body,
+            expect_continue,
+            keep_alive,
+        } = parsed;
+        let notes = self.take_notes(&request);
+        let limits = self.ctx.config.limits;
+        let mut src = wire::BodySrc::new(
+            &mut client.conn,
+            &mut client.buf,
+            head_len,
+            body,
+            expect_continue,
+            &limits,
+            self.ctx.config.header_timeout,
+        );
+        let response = self.call_app(request, &mut src, &notes);
+        // A body that broke its framing or the body limit is answered with that error (the
+        // app saw only a read error), and the connection is closed.
+        let response = match src.error {
+            Some(e) => self.refused_body(e),
+            None => response,
+        };
+        let out = wire::Outgoing::new(response, &notes.method, notes.version);
+        let status = out.status;
+        let keep = self.keep_connection(keep_alive, out.framing, &mut src);
+        let persist = match (keep, notes.version) {
+            (false, _) => Persist::Close,
+            (true, Version::HTTP_10) => Persist::KeepAlive,
+            (true, _) => Persist::Default,
+        };
+        let consumed = src.pos;
+        let body_done = src.done && !src.failed;
+        let failed = src.failed;
+        drop(src);
+        let sent = self.write_response(out, &mut client.conn, persist);
+        let queue_us = notes.queue_us;
+        self.access_log(
+            notes.method.as_str(),
+            &notes.path,
+            status,
+            sent,
+            started,
+            queue_us,
+            &notes.request_id,
+        );
+        if keep && sent.is_some() {
+            client.buf.drain(..consumed.min(client.buf.len()));
+        }
+        self.keep_buffers(notes);
+        Answered {
+            status,
+            queue_us,
+            keep: keep && sent.is_some(),
+            linger: sent.is_some() && !body_done && !failed,
+        }
+    }
+
+    /// Notes what the logs and the scoreboard need of a request before the app takes it, and
+    /// publishes it in the worker's slot (the master names it if the request times out).
+    fn take_notes(&mut self, request: &http::Request<()>) -> Notes {
+        // The id and the path are kept after the app has taken the request (for the logs), in
+        // buffers reused from one request to the next.
+        let mut request_id = std::mem::take(&mut self.request_id);
+        request_id.clear();
+        match request.headers().get("x-request-id") {
+            Some(v) => request_id.push_str(&String::from_utf8_lossy(v.as_bytes())),
+            None => {
+                use std::fmt::Write as _;
+                let _ = write!(request_id, "{}-{}", self.pid, self.served);
+            }
+        }
+        // Queue time: from when the router got the request to when this worker took it.
+        let queue_us = request
+            .headers()
+            .get("x-request-start")
+            .and_then(|v| h1::parse_request_start(v.as_bytes()))
+            .map(|start_us| {
+                let now_us = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64);
+                now_us.saturating_sub(start_us)
+            });
+        let method = request.method().clone();
+        let version = request.version();
+        let mut path = std::mem::take(&mut self.path);
+        path.clear();
+        path.push_str(request.uri().path());
+        self.ctx.slot.set_request(
+            method.as_str().as_bytes(),
+            path.as_bytes(),
+            request_id.as_bytes(),
+        );
+        debug!(worker = self.ctx.slot_index, pid = self.pid, method = %method, path, request_id, "request started");
+        Notes {
+            method,
+            version,
+            path,
+            request_id,
+            queue_us,
+        }
+    }
+
+    /// Gives the request, its body read from `src`, to the app. A panic in the app is answered
+    /// with 500 and the worker goes on: the panic was the request's, not the worker's.
+    fn call_app(
+        &mut self,
+        request: http::Request<()>,
+        src: &mut wire::BodySrc<'_>,
+        notes: &Notes,
+    ) -> Response {
+        let mut request = request.map(|()| RequestBody::new(src));
+        request
+            .extensions_mut()
+            .insert(RequestId(notes.request_id.clone()));
+        let app = &mut *self.app;
+        match catch_unwind(AssertUnwindSafe(|| app.call(request))) {
+            Ok(r) => r,
+            Err(_) => {
+                let Notes {
+                    method,
+                    path,
+                    request_id,
+                    ..
+                } = notes;
+                error!(worker = self.ctx.slot_index, pid = self.pid, method = %method, path, request_id, panic = take_panic(), "app panicked");
+                plain(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+
+    /// Whether the connection carries on after this response: only if the client allows it,
+    /// keep-alive is on, this worker goes on, the body framing lets the next request start
+    /// cleanly, and nobody waits. Reads and drops what the app left of a small request body,
+    /// so that the next request starts where this one ends.
+    fn keep_connection(
+        &self,
+        client_allows: bool,
+        framing: Framing,
+        src: &mut wire::BodySrc<'_>,
+    ) -> bool {
+        let mut keep = self.ctx.config.keepalive > 0
+            && client_allows
+            && framing != Framing::Close
+            && !self.stop_pending();
+        if keep && !src.discard_rest(SMALL_BODY) {
+            keep = false;
+        }
+        if keep && self.someone_waiting() {
+            keep = false;
+        }
+        keep
+    }
+
+    /// Writes the response; returns the body bytes sent, or `None` when the client did not
+    /// get all of it.
+    fn write_response(
+        &mut self,
+        out: wire::Outgoing,
+        conn: &mut Conn,
+        persist: Persist,
+    ) -> Option<u64> {
+        let mut p = io::Patient {
+            conn,
+            idle: self.ctx.config.header_timeout,
+        };
+        match out.write(
+            &mut p,
+            &mut self.head,
+            &mut self.chunk,
+            self.date.now(),
+            persist,
+        ) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                if wire::BodyPanicked::is_cause_of(&e) {
+                    error!(
+                        worker = self.ctx.slot_index,
+                        pid = self.pid,
+                        panic = take_panic(),
+                        "app panicked while streaming a body"
+                    );
+                } else {
+                    debug!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "response not delivered");
+                }
+                None
+            }
+        }
+    }
+
+    /// The answer to a request whose body broke its framing or the body limit, whatever the
+    /// app answered.
+    fn refused_body(&self, e: h1::Error) -> Response {
+        debug!(
+            worker = self.ctx.slot_index,
+            pid = self.pid,
+            reason = e.name(),
+            status = e.status().as_u16(),
+            "request body refused"
+        );
+        plain(e.status())
+    }
+
+    /// Hands the id and path buffers back, so that the next request reuses them instead of
+    /// allocating its own.
+    fn keep_buffers(&mut self, notes: Notes) {
+        self.request_id = notes.request_id;
+        self.path = notes.path;
+    }
+
+    /// Answers a request that breaks the HTTP rules or a limit, and closes.
+    pub(super) fn refuse(&mut self, id: usize, err: h1::Error) {
+        let started = Instant::now();
+        debug!(
+            worker = self.ctx.slot_index,
+            pid = self.pid,
+            reason = err.name(),
+            status = err.status().as_u16(),
+            "request refused"
+        );
+        self.ctx.slot.set_state(WorkerState::Busy);
+        let idle = self.ctx.config.header_timeout;
+        let sent = match self.clients.get_mut(id).and_then(Option::as_mut) {
+            Some(client) => {
+                let out = wire::Outgoing::new(plain(err.status()), &Method::GET, Version::HTTP_11);
+                let mut p = io::Patient {
+                    conn: &mut client.conn,
+                    idle,
+                };
+                out.write(
+                    &mut p,
+                    &mut self.head,
+                    &mut self.chunk,
+                    self.date.now(),
+                    Persist::Close,
+                )
+                .ok()
+            }
+            None => None,
+        };
+        self.access_log("-", "-", err.status(), sent, started, None, "-");
+        self.served += 1;
+        self.ctx.slot.count_response(
+            err.status().as_u16(),
+            started.elapsed().as_micros() as u64,
+            None,
+        );
+        self.ctx.slot.set_state(WorkerState::Idle);
+        self.close(id, true);
+    }
+
+    /// One access-log line (`--access-log`); the logfmt writer escapes every value.
+    /// `service_ms` runs from the moment the request was complete and the worker took it.
+    #[allow(clippy::too_many_arguments)]
+    fn access_log(
+        &self,
+        method: &str,
+        path: &str,
+        status: StatusCode,
+        sent: Option<u64>,
+        started: Instant,
+        queue_us: Option<u64>,
+        request_id: &str,
+    ) {
+        if self.ctx.config.access_log {
+            let queue_ms =
+                queue_us.map_or_else(|| "-".to_string(), |q| format!("{:.3}", q as f64 / 1000.0));
+            info!(
+                method,
+                path,
+                status = status.as_u16(),
+                bytes = sent.unwrap_or(0),
+                service_ms = format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+                queue_ms,
+                worker = self.ctx.slot_index,
+                pid = self.pid,
+                request_id,
+                "request"
+            );
+        }
+    }
+}
+
+/// Where a client's buffered request stands.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a short-lived return value; boxing the parsed head cost an allocation per request"
+)]
+pub(super) enum RequestState {
+    /// A complete request (head, and a small body in full) can be served; its parsed head is
+    /// kept so that serving it does not parse it again.
+    Ready(Parsed),
+    /// More bytes are needed.
+    Incomplete,
+    /// The request breaks a rule or a limit.
+    Refused(h1::Error),
+}
+
+/// Decides whether the buffered bytes make a request to serve now. A small body
+/// (up to [`SMALL_BODY`]) must be here in full first, so that a client trickling its body
+/// does not hold the worker; a larger one streams to the app. A client that asked for
+/// `100 Continue` waits for it, so its request is served as soon as the head is here.
+pub(super) fn request_state(buf: &[u8], limits: &Limits) -> RequestState {
+    let parsed = match h1::parse_head(buf, limits) {
+        Ok(Some(p)) => p,
+        Ok(None) => return RequestState::Incomplete,
+        Err(e) => return RequestState::Refused(e),
+    };
+    match body_ready(&parsed, &buf[parsed.head_len..], limits) {
+        Ok(true) => RequestState::Ready(parsed),
+        Ok(false) => RequestState::Incomplete,
+        Err(e) => RequestState::Refused(e),
+    }
+}
+
+/// Whether a parsed request's body is ready: none, here in full, or too large to wait for
+/// (or the client waits for `100 Continue`). `Err` when the part already here is broken.
+fn body_ready(parsed: &Parsed, body: &[u8], limits: &Limits) -> Result<bool, h1::Error> {
+    if parsed.expect_continue {
+        return Ok(true);
+    }
+    match parsed.body {
+        BodyFraming::None => Ok(true),
+        BodyFraming::Length(n) => Ok(n > SMALL_BODY || body.len() as u64 >= n),
+        BodyFraming::Chunked => {
+            // Decode what is here into a scratch buffer: complete, too big to wait for, or
+            // broken (answered before the app runs).
+            let mut decoder = ChunkedDecoder::new(limits);
+            let mut scratch = [0u8; 4096];
+            let (mut at, mut decoded) = (0usize, 0u64);
+            loop {
+                let step = decoder.decode(&body[at..], &mut scratch)?;
+                at += step.consumed;
+                decoded += step.written as u64;
+                if step.done || decoded > SMALL_BODY {
+                    return Ok(true);
+                }
+                if at >= body.len() || (step.consumed == 0 && step.written == 0) {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+/// What the worker keeps of the request it serves once the app has taken the request
+/// itself: for the logs, the scoreboard and the response's framing.
+struct Notes {
+    method: Method,
+    version: Version,
+    /// Buffers reused from one request to the next (see `keep_buffers`).
+    path: String,
+    request_id: String,
+    /// Time between the router's `X-Request-Start` and the worker taking the request.
+    queue_us: Option<u64>,
+}
+
+/// What became of a request: for the scoreboard's counters and the connection.
+struct Answered {
+    status: StatusCode,
+    /// Time between the router's `X-Request-Start` and the worker taking the request.
+    queue_us: Option<u64>,
+    /// The connection carries on to the next request.
+    keep: bool,
+    /// Closing: drain the client's unread body bytes first.
+    linger: bool,
+}
+
+/// A short text/plain response with the status's reason phrase as body.
+fn plain(status: StatusCode) -> Response {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut r = Response::new(format!("{reason}\n").into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    r
+}
