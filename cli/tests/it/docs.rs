@@ -34,9 +34,15 @@ fn readme_starts_with_the_two_commands() {
         head.contains("cargo test --release"),
         "README must start with the test command"
     );
+    // .ci/run takes the command from the README's line marked "run the tests".
+    let marked = head.lines().find(|l| l.contains("# run the tests"));
+    assert!(
+        marked.is_some_and(|l| l.starts_with("cargo test --release")),
+        "the README's test command is marked '# run the tests'"
+    );
     let ci = read(".ci/run");
     assert!(
-        ci.contains("cargo test --release"),
-        ".ci/run runs the README's test command"
+        ci.contains("git clone") && ci.contains("# run the tests"),
+        ".ci/run clones the repository and runs the README's test command"
     );
 }
