@@ -16,7 +16,7 @@
 //! }
 //! ```
 //!
-//! Put `web: ./target/release/myapp` in a Procfile: the binary reads `PORT` and
+//! Put `web: exec ./target/release/myapp` in a Procfile: the binary reads `PORT` and
 //! `WEB_CONCURRENCY`, and accepts the same flags as `runicorn` (`myapp --help`).
 //!
 //! An app with state of its own, a request body read as a stream, and a per-worker hook;
@@ -72,16 +72,12 @@
 //! USR2 (same pid, no dropped request), tells systemd how it is doing (`NOTIFY_SOCKET`), and
 //! stops gracefully on TERM. See `docs/design.md` and `docs/signals.md`.
 //!
-//! # Anatomy of the crate
+//! # The tools
 //!
-//! | layer | modules |
-//! |---|---|
-//! | 0 | `error`, `sys` (the only `unsafe`), `http` (pure parsing and encoding) |
-//! | 1 | `config`, `handler`, `signals`, `scoreboard` |
-//! | 2 | `listener`, `log`, `metrics`, `notify` |
-//! | 3 | `worker` |
-//! | 4 | `master`, `server`, `upgrade`, `autoscale` |
-//! | tools | `tools` (subcommands in their own process) |
+//! `runicorn tune` (trials at several worker counts) and `runicorn metrics` (a reader of the
+//! metric lines that advises `WEB_CONCURRENCY`) live in the `runicorn-tools` crate and the
+//! `runicorn` command, not in this library: an app built on it links only the server. How the
+//! modules are layered is in `docs/design.md`.
 //!
 //! # Limitations
 //!
