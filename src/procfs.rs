@@ -164,7 +164,7 @@ pub fn parse_stat_cpu_ticks(text: &str) -> Option<u64> {
 }
 
 /// The time a process has run on a CPU and waited on a run queue for one, in nanoseconds:
-/// the first two fields of /proc/pid/schedstat (sched-stats.rst, "/proc/<pid>/schedstat").
+/// the first two fields of /proc/pid/schedstat (sched-stats.rst, `/proc/<pid>/schedstat`).
 pub fn parse_schedstat(text: &str) -> Option<(u64, u64)> {
     let mut fields = text.split_whitespace();
     let run = fields.next()?.parse().ok()?;

@@ -22,7 +22,7 @@ pub enum CgroupVersion {
 
 /// The cgroup path of this process for the memory controller, from /proc/self/cgroup.
 ///
-/// Each line is `hierarchy-ID:controller-list:cgroup-path` (cgroups(7), "/proc/[pid]/cgroup").
+/// Each line is `hierarchy-ID:controller-list:cgroup-path` (cgroups(7), `/proc/[pid]/cgroup`).
 /// A v1 line whose controller list contains `memory` (`4:memory:/a/b`, `5:cpu,memory:/x`)
 /// wins, as the memory controller can be bound to only one hierarchy, and on hybrid systems
 /// that is the v1 one; else the v2 line (`0::/path`) is used. The path is relative to the
@@ -96,7 +96,7 @@ fn v1_value(stat: &str, key: &str) -> Option<u64> {
 /// Reads a v1 memory cgroup from its `memory.stat` and `memory.limit_in_bytes` texts.
 ///
 /// The `total_` counters include the descendant cgroups (cgroup-v1/memory.rst, section 5.2,
-/// "memory.stat file includes following statistics ... total_<counter>"), so the server's
+/// `"memory.stat file includes following statistics ... total_<counter>"`), so the server's
 /// figures cover any sub-cgroup it sits in; without them, the cgroup's own counters are used.
 /// `swap` is only present when swap accounting is on, and reads as 0 otherwise. A limit of
 /// 2^62 or more (the kernel's "unlimited"), or an unparsable one, gives no quota.
