@@ -76,8 +76,10 @@ pub struct Config {
     pub log_level: tracing::Level,
     /// Where to write the master's pid.
     pub pid_file: Option<PathBuf>,
-    /// How long a client may take to send a request head (and to send each part of its body).
+    /// How long a client may take to send a request head.
     pub header_timeout: Duration,
+    /// How long a client may take to send a request body, once its head is complete.
+    pub body_timeout: Duration,
     /// Validate and exit.
     pub check_config: bool,
     /// Request size limits.
@@ -157,6 +159,7 @@ impl Config {
             log_level: tracing::Level::INFO,
             pid_file: None,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
             check_config: false,
             limits: Limits {
                 request_line: 8190,

@@ -422,11 +422,29 @@ pub static SETTINGS: &[Setting] = &[
         default: DefaultValue::Text("10"),
         accepts: "a whole number of seconds from 1",
         doc: "A client must send its whole request head within this time, or it gets 408 \
-              and the connection is closed. The same limit applies to each wait for more of \
-              the request body.",
+              and the connection is closed.",
         repeatable: false,
         apply: |c, v| {
             c.header_timeout = secs(v).filter(|d| !d.is_zero())?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "body_timeout",
+        flag: "--body-timeout",
+        metavar: "SECS",
+        env_aliases: &[],
+        default_doc: "30",
+        default: DefaultValue::Text("30"),
+        accepts: "a whole number of seconds from 1",
+        doc: "Once its head is complete, a client must send its whole request body within \
+              this time, or it gets 408 and the connection is closed. The body is collected \
+              while the connection waits parked, before the app sees the request: in memory \
+              up to 64 KiB, in an unlinked temporary file (in TMPDIR) beyond, up to \
+              --limit-request-body.",
+        repeatable: false,
+        apply: |c, v| {
+            c.body_timeout = secs(v).filter(|d| !d.is_zero())?;
             Some(())
         },
     },

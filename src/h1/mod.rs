@@ -70,6 +70,8 @@ pub enum Error {
     ForbiddenTrailer,
     /// The head did not arrive within `--header-timeout`.
     HeadTimeout,
+    /// The request body did not arrive within `--body-timeout`.
+    BodyTimeout,
 }
 
 impl Error {
@@ -94,7 +96,7 @@ impl Error {
             }
             Error::UnsupportedVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::HeadTimeout | Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -118,6 +120,7 @@ impl Error {
             Error::BadChunk => "bad_chunk",
             Error::ForbiddenTrailer => "forbidden_trailer",
             Error::HeadTimeout => "head_timeout",
+            Error::BodyTimeout => "body_timeout",
         }
     }
 }

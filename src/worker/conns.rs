@@ -1,18 +1,23 @@
 //! The connection table: the connections a worker holds while it serves another one's
-//! request, each parked in the worker's poll until its request is complete, its time is up,
-//! or it closes.
+//! request, each parked in the worker's poll until its request (head and whole body) is
+//! complete, its time is up, or it closes.
+//!
+//! A request moves forward as its bytes arrive ([`Worker::progress`]): the head is parsed
+//! once it is complete, then the body is collected (see `body`), then the request waits in
+//! the ready queue. Nothing a client sends, or fails to send, is waited for outside the poll.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
+use http::StatusCode;
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use tracing::{debug, warn};
 
+use super::body::{BodyError, Collector, Readable};
 use super::event_loop::Worker;
-use super::request::{RequestState, SMALL_BODY, request_state};
-use crate::h1::{self, Parsed};
+use crate::h1::{self, Limits, Parsed};
 use crate::handler::App;
 use crate::listener::Conn;
 
@@ -39,9 +44,28 @@ pub(super) struct Client {
     eof: bool,
     /// We have answered and shut our side down; what the client still sends is discarded.
     pub(super) lingering: bool,
-    /// The head of the complete request at the front of `buf`, while it waits in the ready
-    /// queue.
-    pub(super) parsed: Option<Parsed>,
+    /// Bytes of `buf` already searched for line ends, and where the line being received
+    /// starts: the head is parsed only when a line completes (see `head_state`).
+    scanned: usize,
+    line_start: usize,
+    /// The request whose head is complete: its body is being collected, or it waits in the
+    /// ready queue. Its head is no longer in `buf`; what `buf` holds comes after its body.
+    pub(super) pending: Option<Pending>,
+}
+
+/// A request whose head has been parsed.
+pub(super) struct Pending {
+    pub(super) parsed: Parsed,
+    pub(super) body: Collector,
+    /// `100 Continue` was sent.
+    continue_sent: bool,
+}
+
+/// Where a client's head stands.
+enum HeadState {
+    Complete(Parsed),
+    Incomplete,
+    Refused(h1::Error),
 }
 
 impl Client {
@@ -104,6 +128,23 @@ impl Client {
         }
     }
 
+    /// The head is complete: takes it out of the buffer and starts collecting the body with
+    /// the bytes that followed it.
+    fn start_body(&mut self, parsed: Parsed, limits: &Limits) -> Result<(), BodyError> {
+        self.buf.drain(..parsed.head_len);
+        self.scanned = 0;
+        self.line_start = 0;
+        let mut body = Collector::new(parsed.body, limits);
+        let used = body.feed(&self.buf)?;
+        self.buf.drain(..used);
+        self.pending = Some(Pending {
+            parsed,
+            body,
+            continue_sent: false,
+        });
+        Ok(())
+    }
+
     /// Puts the connection in the worker's poll (once).
     fn park(&mut self, registry: &mio::Registry, token: Token) -> std::io::Result<()> {
         if !self.registered {
@@ -136,7 +177,9 @@ impl<A: App> Worker<'_, A> {
             registered: false,
             eof: false,
             lingering: false,
-            parsed: None,
+            scanned: 0,
+            line_start: 0,
+            pending: None,
         };
         let id = match self.free_ids.pop() {
             Some(id) => {
@@ -151,14 +194,14 @@ impl<A: App> Worker<'_, A> {
         self.on_readable(id);
     }
 
-    /// Reads what a client sent and decides: serve (queue it), answer an error, wait more
-    /// (park it), or close.
+    /// A parked connection is readable: reads what it sent and moves its request forward.
     pub(super) fn on_readable(&mut self, id: usize) {
-        let max = self.ctx.config.limits.max_head_len() + SMALL_BODY as usize + 1;
+        let max = self.ctx.config.limits.max_head_len() + 1;
         let Some(client) = self.clients.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
         if self.ready.contains(&id) {
+            // Its request waits to be served; what else it sends is read after that.
             return;
         }
         if client.lingering {
@@ -167,58 +210,122 @@ impl<A: App> Worker<'_, A> {
             }
             return;
         }
-        if let Err(e) = client.fill(max) {
+        if client.pending.is_none()
+            && let Err(e) = client.fill(max)
+        {
             debug!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "connection failed");
             self.close(id, false);
             return;
         }
-        match request_state(&client.buf, &self.ctx.config.limits) {
-            RequestState::Ready(parsed) => {
-                client.parsed = Some(parsed);
-                self.ready.push_back(id);
-            }
-            RequestState::Incomplete if client.eof => {
-                // The client closed. A partial request gets no answer: nobody would read it.
-                self.close(id, false);
-            }
-            RequestState::Incomplete => {
-                if let Err(e) = client.park(self.poll.registry(), Token(CLIENTS + id)) {
-                    warn!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "cannot park a connection");
-                    self.close(id, false);
+        self.progress(id);
+    }
+
+    /// Moves a client's request forward with what it has sent: parses the head once it is
+    /// complete, then collects the body from the bytes after the head and from the socket.
+    /// A whole request joins the ready queue; a broken one is answered and closed; an
+    /// incomplete one waits parked (its body for at most `--body-timeout`).
+    fn progress(&mut self, id: usize) {
+        let limits = self.ctx.config.limits;
+        let body_timeout = self.ctx.config.body_timeout;
+        let Some(client) = self.clients.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        if client.pending.is_none() {
+            match head_state(client, &limits) {
+                HeadState::Complete(parsed) => {
+                    client.deadline = Instant::now() + body_timeout;
+                    if let Err(e) = client.start_body(parsed, &limits) {
+                        return self.refuse_body(id, e);
+                    }
                 }
+                HeadState::Incomplete if client.eof => {
+                    // The client closed. A partial request gets no answer: nobody would read it.
+                    return self.close(id, false);
+                }
+                HeadState::Incomplete => return self.park(id),
+                HeadState::Refused(err) => return self.refuse(id, err),
             }
-            RequestState::Refused(err) => self.refuse(id, err),
+        }
+        let Some(pending) = client.pending.as_mut() else {
+            return;
+        };
+        if !pending.body.is_complete() {
+            match pending
+                .body
+                .read_from(&mut client.conn, &mut self.chunk, &mut client.buf)
+            {
+                Ok(Readable::Complete) => {}
+                Ok(Readable::Drained) => {
+                    if pending.parsed.expect_continue && !pending.continue_sent {
+                        // RFC 9110 section 10.1.1: the head passed every check, so the client
+                        // may send the body it holds back until it hears this.
+                        pending.continue_sent = true;
+                        if client.conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+                            return self.close(id, false);
+                        }
+                    }
+                    return self.park(id);
+                }
+                // The client left before the end of its body: nobody is there to answer.
+                Ok(Readable::Eof) => return self.close(id, false),
+                Err(e) => return self.refuse_body(id, e),
+            }
+        }
+        self.ready.push_back(id);
+    }
+
+    /// Answers a request whose body cannot be collected, and closes.
+    fn refuse_body(&mut self, id: usize, e: BodyError) {
+        match e {
+            BodyError::Refused(err) => self.refuse(id, err),
+            BodyError::Store(e) => {
+                warn!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "cannot store a request body");
+                self.refuse_status(id, StatusCode::SERVICE_UNAVAILABLE, "body_not_stored");
+            }
         }
     }
 
-    /// After a response on a connection that carries on: the next request may already be
-    /// here (pipelined), else the connection waits parked for it, idle for at most
-    /// `--keepalive` seconds.
+    /// Puts a connection in the poll to wait for more of its request.
+    fn park(&mut self, id: usize) {
+        let Some(client) = self.clients.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        if let Err(e) = client.park(self.poll.registry(), Token(CLIENTS + id)) {
+            warn!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "cannot park a connection");
+            self.close(id, false);
+        }
+    }
+
+    /// After a response on a connection that carries on: reads what the client sent
+    /// meanwhile (a pipelined request may be whole already, and an edge-triggered poll would
+    /// not report bytes that arrived before), then moves the next request forward. An idle
+    /// connection waits at most `--keepalive` seconds; one with part of its next request,
+    /// `--header-timeout`.
     pub(super) fn await_next_request(&mut self, id: usize) {
-        let keepalive = Duration::from_secs(self.ctx.config.keepalive);
+        let max = self.ctx.config.limits.max_head_len() + 1;
+        let now = Instant::now();
+        let (keepalive, header_timeout) = (
+            Duration::from_secs(self.ctx.config.keepalive),
+            self.ctx.config.header_timeout,
+        );
         let Some(client) = self.clients[id].as_mut() else {
             return;
         };
         client.requests += 1;
-        client.deadline = Instant::now() + keepalive;
-        match request_state(&client.buf, &self.ctx.config.limits) {
-            RequestState::Ready(parsed) => {
-                client.parsed = Some(parsed);
-                self.ready.push_back(id);
-            }
-            RequestState::Refused(err) => self.refuse(id, err),
-            RequestState::Incomplete if client.eof => self.close(id, false),
-            RequestState::Incomplete => {
-                if !client.buf.is_empty() {
-                    // Part of the next request is here: it has the header timeout to finish.
-                    client.deadline = Instant::now() + self.ctx.config.header_timeout;
-                }
-                if let Err(e) = client.park(self.poll.registry(), Token(CLIENTS + id)) {
-                    warn!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "cannot park a connection");
-                    self.close(id, false);
-                }
-            }
+        client.pending = None;
+        client.scanned = 0;
+        client.line_start = 0;
+        if let Err(e) = client.fill(max) {
+            debug!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "connection failed");
+            return self.close(id, false);
         }
+        client.deadline = now
+            + if client.buf.is_empty() {
+                keepalive
+            } else {
+                header_timeout
+            };
+        self.progress(id);
     }
 
     /// Closes parked connections whose time is up: 408 for a request that did not arrive
@@ -231,8 +338,12 @@ impl<A: App> Worker<'_, A> {
             if client.deadline > now || self.ready.contains(&id) {
                 continue;
             }
-            if client.lingering || (client.buf.is_empty() && client.requests > 0) {
+            if client.lingering
+                || (client.buf.is_empty() && client.requests > 0 && client.pending.is_none())
+            {
                 self.close(id, false);
+            } else if client.pending.is_some() {
+                self.refuse(id, h1::Error::BodyTimeout);
             } else {
                 self.refuse(id, h1::Error::HeadTimeout);
             }
@@ -260,7 +371,7 @@ impl<A: App> Worker<'_, A> {
         {
             client.lingering = true;
             client.buf.clear();
-            client.parsed = None;
+            client.pending = None;
             client.deadline = Instant::now() + LINGER;
             self.ready.retain(|&r| r != id);
             if client.discard()
@@ -280,5 +391,32 @@ impl<A: App> Worker<'_, A> {
                 self.spare = buf;
             }
         }
+    }
+}
+
+/// Whether the head at the front of a client's buffer is complete, broken, or still coming.
+///
+/// The head is parsed only when a line has completed since the last look, or when the line
+/// being received is already longer than any line may be (the parser then says which limit
+/// it broke). A head trickled a byte at a time thus costs a scan of the new bytes per read,
+/// not a parse of everything received so far.
+fn head_state(client: &mut Client, limits: &Limits) -> HeadState {
+    let new = &client.buf[client.scanned..];
+    let line_ended = match new.iter().rposition(|&b| b == b'\n') {
+        Some(i) => {
+            client.line_start = client.scanned + i + 1;
+            true
+        }
+        None => false,
+    };
+    client.scanned = client.buf.len();
+    let longest_line = limits.request_line.max(limits.field_size) + 2;
+    if !line_ended && client.buf.len() - client.line_start <= longest_line {
+        return HeadState::Incomplete;
+    }
+    match h1::parse_head(&client.buf, limits) {
+        Ok(Some(parsed)) => HeadState::Complete(parsed),
+        Ok(None) => HeadState::Incomplete,
+        Err(e) => HeadState::Refused(e),
     }
 }

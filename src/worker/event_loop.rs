@@ -33,6 +33,8 @@ const CONTROL: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 /// Pause before retrying accept after EMFILE and the like.
 const RETRY: Duration = Duration::from_millis(100);
+/// How long a reading of the listen queues stands (see `someone_waiting`).
+const QUEUE_CHECK: Duration = Duration::from_millis(1);
 
 /// A worker process's state: what it took from the master, its poll, and the connections
 /// it holds. Its methods are spread over this module (the loop), `conns` (the connection
@@ -59,6 +61,8 @@ pub(super) struct Worker<'a, A: App> {
     listener_ready: Vec<bool>,
     /// The listeners were taken out of the poll when the worker began stopping.
     handed_off: bool,
+    /// When the listen queues were last read, and whether a connection waited in one then.
+    queue_seen: Option<(Instant, bool)>,
     /// A buffer kept for the next accepted connection (no allocation per connection).
     pub(super) spare: Vec<u8>,
     /// Reused by every response: its head's bytes, a streamed body's chunk, the `Date`.
@@ -143,6 +147,7 @@ impl<'a, A: App> Worker<'a, A> {
             ready: VecDeque::new(),
             listener_ready: vec![true; listeners],
             handed_off: false,
+            queue_seen: None,
             spare: Vec::new(),
             head: Vec::with_capacity(512),
             chunk: vec![0; 16 * 1024],
@@ -172,12 +177,15 @@ impl<'a, A: App> Worker<'a, A> {
                 self.serve(id);
                 continue;
             }
+            // Expire before accepting: a full worker frees its slots here and accepts in the
+            // same turn. Its listener's edge-triggered event may have come while it was full;
+            // no other will come for a connection already queued.
+            let now = Instant::now();
+            self.expire(now);
             retry_soon |= self.accept_ready();
             if !self.ready.is_empty() {
                 continue;
             }
-            let now = Instant::now();
-            self.expire(now);
             let mut timeout = self
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(now));
@@ -380,11 +388,24 @@ impl<'a, A: App> Worker<'a, A> {
     /// Is a connection waiting in a listen queue? Then the connection being answered is
     /// closed rather than kept: a one-at-a-time worker must not sit on an idle connection
     /// while a new client waits (TCP_INFO on each TCP listener; Unix listeners do not say).
-    pub(super) fn someone_waiting(&self) -> bool {
-        self.ctx
+    ///
+    /// The queues are read at most once every [`QUEUE_CHECK`]: a getsockopt per listener
+    /// after every response cost keep-alive throughput at one worker, and a queue does not
+    /// change its answer much within a millisecond.
+    pub(super) fn someone_waiting(&mut self) -> bool {
+        let now = Instant::now();
+        if let Some((at, waiting)) = self.queue_seen
+            && now.saturating_duration_since(at) < QUEUE_CHECK
+        {
+            return waiting;
+        }
+        let waiting = self
+            .ctx
             .listeners
             .iter()
-            .any(|l| l.listen_queue().is_some_and(|q| q.depth > 0))
+            .any(|l| l.listen_queue().is_some_and(|q| q.depth > 0));
+        self.queue_seen = Some((now, waiting));
+        waiting
     }
 }
 

@@ -1,11 +1,11 @@
-//! Blocking-with-a-deadline I/O over a non-blocking connection.
+//! Blocking-with-a-deadline writes over a non-blocking connection.
 //!
-//! Connections are non-blocking so that parked ones sit in the worker's poll. While a
-//! request is served, the app and the response writer want plain `Read`/`Write`: [`Patient`]
-//! gives them that, waiting in poll(2) on the one socket whenever it would block, for at
-//! most `idle` each time (a client that stops reading or sending is dropped, not waited for).
+//! Connections are non-blocking so that parked ones sit in the worker's poll. A request is
+//! read whole while its connection is parked; its response is written with plain `Write`:
+//! [`Patient`] gives that, waiting in poll(2) on the one socket whenever it would block, for
+//! at most `idle` each time (a client that stops reading is dropped, not waited for).
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
@@ -25,27 +25,11 @@ impl Patient<'_> {
         if sys::wait_fd(self.conn.as_fd(), write, self.idle)? {
             Ok(())
         } else {
-            let what = if write {
-                "read our response"
-            } else {
-                "sent more"
-            };
+            let what = if write { "read our response" } else { "sent more" };
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("the client has not {what} for {} s", self.idle.as_secs()),
             ))
-        }
-    }
-}
-
-impl Read for Patient<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.conn.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(false)?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return other,
-            }
         }
     }
 }

@@ -22,6 +22,7 @@
 //!   and writes with an idle limit over the non-blocking connection;
 //! - `panics`: the panic hook that lets a caught panic be logged with its request.
 
+mod body;
 mod conns;
 mod event_loop;
 mod io;

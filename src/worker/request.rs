@@ -7,18 +7,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use http::{HeaderValue, Method, StatusCode, Version};
 use tracing::{debug, error, info};
 
-use super::conns::Client;
+use super::body::CompleteBody;
+use super::conns::{Client, Pending};
 use super::event_loop::Worker;
 use super::panics::take_panic;
 use super::{RequestId, io, wire};
-use crate::h1::{self, BodyFraming, ChunkedDecoder, Framing, Limits, Parsed, Persist};
+use crate::h1::{self, Framing, Persist};
 use crate::handler::{App, RequestBody, Response};
 use crate::listener::Conn;
 use crate::scoreboard::WorkerState;
-
-/// Largest request body (and leftover of a body the app did not read) the worker buffers or
-/// discards itself; larger bodies stream to the app.
-pub(super) const SMALL_BODY: u64 = 64 * 1024;
 
 impl<A: App> Worker<'_, A> {
     /// Serves the complete request at the front of a client's buffer.
@@ -28,15 +25,15 @@ impl<A: App> Worker<'_, A> {
         let Some(mut client) = self.clients.get_mut(id).and_then(Option::take) else {
             return;
         };
-        // Queued only with its parsed head (see `request_state`).
-        let Some(parsed) = client.parsed.take() else {
+        // Queued only with its whole request (see `progress`).
+        let Some(pending) = client.pending.take() else {
             self.clients[id] = Some(client);
             return;
         };
         let slot = self.ctx.slot;
         slot.set_state(WorkerState::Busy);
         let started = Instant::now();
-        let answered = self.respond(&mut client, parsed, started);
+        let answered = self.respond(&mut client, pending, started);
         let service_us = started.elapsed().as_micros() as u64;
         self.served += 1;
         slot.count_response(answered.status.as_u16(), service_us, answered.queue_us);
@@ -50,45 +47,25 @@ impl<A: App> Worker<'_, A> {
         }
     }
 
-    /// Calls the app and writes its response.
-    fn respond(&mut self, client: &mut Client, parsed: Parsed, started: Instant) -> Answered {
-        let Parsed {
-            request,
-            head_len,
-            body,
-            expect_continue,
-            keep_alive,
-        } = parsed;
-        let notes = self.take_notes(&request);
-        let limits = self.ctx.config.limits;
-        let mut src = wire::BodySrc::new(
-            &mut client.conn,
-            &mut client.buf,
-            head_len,
-            body,
-            expect_continue,
-            &limits,
-            self.ctx.config.header_timeout,
-        );
-        let response = self.call_app(request, &mut src, &notes);
-        // A body that broke its framing or the body limit is answered with that error (the
-        // app saw only a read error), and the connection is closed.
-        let response = match src.error {
-            Some(e) => self.refused_body(e),
-            None => response,
+    /// Calls the app with the request and its whole body, and writes its response.
+    fn respond(&mut self, client: &mut Client, pending: Pending, started: Instant) -> Answered {
+        let Pending { parsed, body, .. } = pending;
+        let notes = self.take_notes(&parsed.request);
+        let response = match body.finish() {
+            Ok(mut body) => self.call_app(parsed.request, &mut body, &notes),
+            Err(e) => {
+                error!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "cannot read a stored request body");
+                plain(StatusCode::SERVICE_UNAVAILABLE)
+            }
         };
         let out = wire::Outgoing::new(response, &notes.method, notes.version);
         let status = out.status;
-        let keep = self.keep_connection(keep_alive, out.framing, &mut src);
+        let keep = self.keep_connection(parsed.keep_alive, out.framing);
         let persist = match (keep, notes.version) {
             (false, _) => Persist::Close,
             (true, Version::HTTP_10) => Persist::KeepAlive,
             (true, _) => Persist::Default,
         };
-        let consumed = src.pos;
-        let body_done = src.done && !src.failed;
-        let failed = src.failed;
-        drop(src);
         let sent = self.write_response(out, &mut client.conn, persist);
         let queue_us = notes.queue_us;
         self.access_log(
@@ -100,15 +77,14 @@ impl<A: App> Worker<'_, A> {
             queue_us,
             &notes.request_id,
         );
-        if keep && sent.is_some() {
-            client.buf.drain(..consumed.min(client.buf.len()));
-        }
         self.keep_buffers(notes);
         Answered {
             status,
             queue_us,
             keep: keep && sent.is_some(),
-            linger: sent.is_some() && !body_done && !failed,
+            // Bytes of a next request are here and will not be answered: closing at once
+            // would reset the connection and could destroy this response (see `close`).
+            linger: sent.is_some() && !client.buf.is_empty(),
         }
     }
 
@@ -157,15 +133,15 @@ impl<A: App> Worker<'_, A> {
         }
     }
 
-    /// Gives the request, its body read from `src`, to the app. A panic in the app is answered
+    /// Gives the request, with its whole body, to the app. A panic in the app is answered
     /// with 500 and the worker goes on: the panic was the request's, not the worker's.
     fn call_app(
         &mut self,
         request: http::Request<()>,
-        src: &mut wire::BodySrc<'_>,
+        body: &mut CompleteBody,
         notes: &Notes,
     ) -> Response {
-        let mut request = request.map(|()| RequestBody::new(src));
+        let mut request = request.map(|()| RequestBody::new(body));
         request
             .extensions_mut()
             .insert(RequestId(notes.request_id.clone()));
@@ -186,26 +162,14 @@ impl<A: App> Worker<'_, A> {
     }
 
     /// Whether the connection carries on after this response: only if the client allows it,
-    /// keep-alive is on, this worker goes on, the body framing lets the next request start
-    /// cleanly, and nobody waits. Reads and drops what the app left of a small request body,
-    /// so that the next request starts where this one ends.
-    fn keep_connection(
-        &self,
-        client_allows: bool,
-        framing: Framing,
-        src: &mut wire::BodySrc<'_>,
-    ) -> bool {
-        let mut keep = self.ctx.config.keepalive > 0
+    /// keep-alive is on, this worker goes on, the response's framing lets the next request
+    /// start cleanly, and nobody waits.
+    fn keep_connection(&mut self, client_allows: bool, framing: Framing) -> bool {
+        self.ctx.config.keepalive > 0
             && client_allows
             && framing != Framing::Close
-            && !self.stop_pending();
-        if keep && !src.discard_rest(SMALL_BODY) {
-            keep = false;
-        }
-        if keep && self.someone_waiting() {
-            keep = false;
-        }
-        keep
+            && !self.stop_pending()
+            && !self.someone_waiting()
     }
 
     /// Writes the response; returns the body bytes sent, or `None` when the client did not
@@ -244,19 +208,6 @@ impl<A: App> Worker<'_, A> {
         }
     }
 
-    /// The answer to a request whose body broke its framing or the body limit, whatever the
-    /// app answered.
-    fn refused_body(&self, e: h1::Error) -> Response {
-        debug!(
-            worker = self.ctx.slot_index,
-            pid = self.pid,
-            reason = e.name(),
-            status = e.status().as_u16(),
-            "request body refused"
-        );
-        plain(e.status())
-    }
-
     /// Hands the id and path buffers back, so that the next request reuses them instead of
     /// allocating its own.
     fn keep_buffers(&mut self, notes: Notes) {
@@ -266,19 +217,25 @@ impl<A: App> Worker<'_, A> {
 
     /// Answers a request that breaks the HTTP rules or a limit, and closes.
     pub(super) fn refuse(&mut self, id: usize, err: h1::Error) {
+        self.refuse_status(id, err.status(), err.name());
+    }
+
+    /// Answers a request with `status` before the app sees it, and closes; `reason` names
+    /// why in the debug log.
+    pub(super) fn refuse_status(&mut self, id: usize, status: StatusCode, reason: &str) {
         let started = Instant::now();
         debug!(
             worker = self.ctx.slot_index,
             pid = self.pid,
-            reason = err.name(),
-            status = err.status().as_u16(),
+            reason,
+            status = status.as_u16(),
             "request refused"
         );
         self.ctx.slot.set_state(WorkerState::Busy);
         let idle = self.ctx.config.header_timeout;
         let sent = match self.clients.get_mut(id).and_then(Option::as_mut) {
             Some(client) => {
-                let out = wire::Outgoing::new(plain(err.status()), &Method::GET, Version::HTTP_11);
+                let out = wire::Outgoing::new(plain(status), &Method::GET, Version::HTTP_11);
                 let mut p = io::Patient {
                     conn: &mut client.conn,
                     idle,
@@ -294,10 +251,10 @@ impl<A: App> Worker<'_, A> {
             }
             None => None,
         };
-        self.access_log("-", "-", err.status(), sent, started, None, "-");
+        self.access_log("-", "-", status, sent, started, None, "-");
         self.served += 1;
         self.ctx.slot.count_response(
-            err.status().as_u16(),
+            status.as_u16(),
             started.elapsed().as_micros() as u64,
             None,
         );
@@ -333,69 +290,6 @@ impl<A: App> Worker<'_, A> {
                 request_id,
                 "request"
             );
-        }
-    }
-}
-
-/// Where a client's buffered request stands.
-#[derive(Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "a short-lived return value; boxing the parsed head cost an allocation per request"
-)]
-pub(super) enum RequestState {
-    /// A complete request (head, and a small body in full) can be served; its parsed head is
-    /// kept so that serving it does not parse it again.
-    Ready(Parsed),
-    /// More bytes are needed.
-    Incomplete,
-    /// The request breaks a rule or a limit.
-    Refused(h1::Error),
-}
-
-/// Decides whether the buffered bytes make a request to serve now. A small body
-/// (up to [`SMALL_BODY`]) must be here in full first, so that a client trickling its body
-/// does not hold the worker; a larger one streams to the app. A client that asked for
-/// `100 Continue` waits for it, so its request is served as soon as the head is here.
-pub(super) fn request_state(buf: &[u8], limits: &Limits) -> RequestState {
-    let parsed = match h1::parse_head(buf, limits) {
-        Ok(Some(p)) => p,
-        Ok(None) => return RequestState::Incomplete,
-        Err(e) => return RequestState::Refused(e),
-    };
-    match body_ready(&parsed, &buf[parsed.head_len..], limits) {
-        Ok(true) => RequestState::Ready(parsed),
-        Ok(false) => RequestState::Incomplete,
-        Err(e) => RequestState::Refused(e),
-    }
-}
-
-/// Whether a parsed request's body is ready: none, here in full, or too large to wait for
-/// (or the client waits for `100 Continue`). `Err` when the part already here is broken.
-fn body_ready(parsed: &Parsed, body: &[u8], limits: &Limits) -> Result<bool, h1::Error> {
-    if parsed.expect_continue {
-        return Ok(true);
-    }
-    match parsed.body {
-        BodyFraming::None => Ok(true),
-        BodyFraming::Length(n) => Ok(n > SMALL_BODY || body.len() as u64 >= n),
-        BodyFraming::Chunked => {
-            // Decode what is here into a scratch buffer: complete, too big to wait for, or
-            // broken (answered before the app runs).
-            let mut decoder = ChunkedDecoder::new(limits);
-            let mut scratch = [0u8; 4096];
-            let (mut at, mut decoded) = (0usize, 0u64);
-            loop {
-                let step = decoder.decode(&body[at..], &mut scratch)?;
-                at += step.consumed;
-                decoded += step.written as u64;
-                if step.done || decoded > SMALL_BODY {
-                    return Ok(true);
-                }
-                if at >= body.len() || (step.consumed == 0 && step.written == 0) {
-                    return Ok(false);
-                }
-            }
         }
     }
 }

@@ -1,215 +1,12 @@
-//! A request and its response on the wire: the request body as a stream over the
-//! connection (framing removed, `100 Continue` sent when the app first wants bytes), and the
-//! response's head and body written with the framing RFC 9112 asks for.
+//! A response on the wire: its head and body written with the framing RFC 9112 asks for.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::time::Duration;
 
 use http::{Method, StatusCode, Version};
 
 use super::io::{Patient, write_all_vectored};
-use crate::h1::{self, BodyFraming, ChunkedDecoder, Framing, Limits, Persist};
-use crate::handler::{BodyKind, BodySource, Response};
-use crate::listener::Conn;
-
-/// A request body read from the connection's buffer first, then from the socket, with the
-/// framing removed. Everything in `buf` before `pos` has been consumed.
-pub(super) struct BodySrc<'c> {
-    pub conn: &'c mut Conn,
-    pub buf: &'c mut Vec<u8>,
-    pub pos: usize,
-    pub framing: BodyFraming,
-    /// `Content-Length` bytes not yet read.
-    pub remaining: u64,
-    pub decoder: Option<ChunkedDecoder>,
-    pub done: bool,
-    /// Send `100 Continue` before the first read from the socket.
-    pub send_continue: bool,
-    /// A read failed or the framing was broken: the connection cannot carry another request.
-    pub failed: bool,
-    /// The body broke the chunked framing or the body limit: the client gets this status,
-    /// whatever the app answered.
-    pub error: Option<h1::Error>,
-    pub idle: Duration,
-}
-
-impl<'c> BodySrc<'c> {
-    pub fn new(
-        conn: &'c mut Conn,
-        buf: &'c mut Vec<u8>,
-        head_len: usize,
-        framing: BodyFraming,
-        send_continue: bool,
-        limits: &Limits,
-        idle: Duration,
-    ) -> BodySrc<'c> {
-        let (remaining, decoder, done) = match framing {
-            BodyFraming::None => (0, None, true),
-            BodyFraming::Length(n) => (n, None, n == 0),
-            BodyFraming::Chunked => (0, Some(ChunkedDecoder::new(limits)), false),
-        };
-        BodySrc {
-            conn,
-            buf,
-            pos: head_len,
-            framing,
-            remaining,
-            decoder,
-            done,
-            send_continue,
-            failed: false,
-            error: None,
-            idle,
-        }
-    }
-
-    fn patient(&mut self) -> Patient<'_> {
-        Patient {
-            conn: &mut *self.conn,
-            idle: self.idle,
-        }
-    }
-
-    /// RFC 9110 section 10.1.1: a client that sent `Expect: 100-continue` may wait for this
-    /// before it sends the body; send it only once the app asks for bytes we do not have.
-    fn continue_if_asked(&mut self) -> io::Result<()> {
-        if self.send_continue {
-            self.send_continue = false;
-            self.patient().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        }
-        Ok(())
-    }
-
-    fn fail(&mut self, e: io::Error) -> io::Error {
-        self.failed = true;
-        e
-    }
-
-    fn read_chunked(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.pos < self.buf.len() {
-                let Some(decoder) = self.decoder.as_mut() else {
-                    return Ok(0);
-                };
-                let step = match decoder.decode(&self.buf[self.pos..], out) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        self.error = Some(e);
-                        let err = io::Error::new(io::ErrorKind::InvalidData, e.name());
-                        return Err(self.fail(err));
-                    }
-                };
-                self.pos += step.consumed;
-                if step.done {
-                    self.done = true;
-                }
-                if step.written > 0 || step.done {
-                    return Ok(step.written);
-                }
-                if step.consumed > 0 {
-                    continue;
-                }
-            }
-            // Everything buffered is consumed: reuse the buffer for what comes next.
-            if self.pos == self.buf.len() {
-                self.buf.clear();
-                self.pos = 0;
-            }
-            if let Err(e) = self.continue_if_asked() {
-                return Err(self.fail(e));
-            }
-            let len = self.buf.len();
-            self.buf.resize(len + 16 * 1024, 0);
-            let read = {
-                let (conn, idle) = (&mut *self.conn, self.idle);
-                Patient { conn, idle }.read(&mut self.buf[len..])
-            };
-            match read {
-                Ok(0) => {
-                    self.buf.truncate(len);
-                    return Err(self.fail(early_eof()));
-                }
-                Ok(n) => self.buf.truncate(len + n),
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(self.fail(e));
-                }
-            }
-        }
-    }
-
-    /// Reads and discards the rest of the body, so that the connection can carry the next
-    /// request; gives up (false) past `max` bytes or on any error.
-    pub fn discard_rest(&mut self, max: u64) -> bool {
-        let mut sink = [0u8; 8192];
-        let mut seen = 0u64;
-        while !self.done && !self.failed {
-            match self.read_body(&mut sink) {
-                Ok(0) if self.done => break,
-                Ok(0) => return false,
-                Ok(n) => {
-                    seen += n as u64;
-                    if seen > max {
-                        return false;
-                    }
-                }
-                Err(_) => return false,
-            }
-        }
-        self.done && !self.failed
-    }
-}
-
-fn early_eof() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "the client closed the connection before the end of the body",
-    )
-}
-
-impl BodySource for BodySrc<'_> {
-    fn read_body(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.done || out.is_empty() {
-            return Ok(0);
-        }
-        match self.framing {
-            BodyFraming::None => {
-                self.done = true;
-                Ok(0)
-            }
-            BodyFraming::Chunked => self.read_chunked(out),
-            BodyFraming::Length(_) => {
-                let want = (self.remaining.min(out.len() as u64)) as usize;
-                let n = if self.pos < self.buf.len() {
-                    let n = want.min(self.buf.len() - self.pos);
-                    out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-                    self.pos += n;
-                    n
-                } else {
-                    if let Err(e) = self.continue_if_asked() {
-                        return Err(self.fail(e));
-                    }
-                    match self.patient().read(&mut out[..want]) {
-                        Ok(0) => return Err(self.fail(early_eof())),
-                        Ok(n) => n,
-                        Err(e) => return Err(self.fail(e)),
-                    }
-                };
-                self.remaining -= n as u64;
-                self.done = self.remaining == 0;
-                Ok(n)
-            }
-        }
-    }
-
-    fn remaining(&self) -> Option<u64> {
-        match self.framing {
-            BodyFraming::Chunked if !self.done => None,
-            BodyFraming::Chunked | BodyFraming::None => Some(0),
-            BodyFraming::Length(_) => Some(self.remaining),
-        }
-    }
-}
+use crate::h1::{self, Framing, Persist};
+use crate::handler::{BodyKind, Response};
 
 /// A response ready to be written.
 pub(super) struct Outgoing {
@@ -356,8 +153,10 @@ fn stream(
 #[cfg(test)]
 mod tests {
     use std::os::unix::net::UnixStream;
+    use std::time::Duration;
 
     use super::*;
+    use crate::listener::Conn;
     use crate::handler::Body;
 
     /// A body reader that panics.
