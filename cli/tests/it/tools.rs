@@ -1,67 +1,15 @@
 //! `runicorn tune` and `runicorn metrics`, run as a user runs them: the real binary, its
 //! stdout, stderr, exit code and chart file.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
 
-/// A tool's run: exit status, stdout, stderr.
-struct Run {
-    status: ExitStatus,
-    out: String,
-    err: String,
-}
-
-/// Runs `runicorn ARGS` with `stdin` piped in (or none), within `deadline`; the process is
-/// killed by pid if it overruns.
-fn tool(args: &[&str], stdin: Option<Vec<u8>>, deadline: Duration) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("WEB_CONCURRENCY")
-        .env_remove("PORT")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn runicorn");
-    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&bytes);
-        });
-    }
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let until = Instant::now() + deadline;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() >= until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("runicorn {args:?} ran past {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        status,
-        out: out.join().unwrap(),
-        err: err.join().unwrap(),
-    }
+/// Runs `runicorn ARGS` with `stdin` piped in (or none), within `deadline`.
+fn tool(args: &[&str], stdin: Option<Vec<u8>>, deadline: Duration) -> Ran {
+    run_bounded(runicorn(args), stdin, deadline)
 }
 
 fn scratch(name: &str) -> PathBuf {
