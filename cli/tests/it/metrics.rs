@@ -1,5 +1,4 @@
 use std::collections::HashMap;
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,25 +41,16 @@ for line in sys.stdin.read().split("\n"):
         out.append(records[0])
 print(json.dumps(out))
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.join("\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut python = Command::new("python3");
+    python.args(["-c", script]);
+    let r = run_bounded(python, Some(lines.join("\n").into_bytes()), DEADLINE);
     assert!(
-        out.status.success(),
-        "logfmt could not parse:\n{}",
-        lines.join("\n")
+        r.status.success(),
+        "logfmt could not parse:\n{}\n--- python ---\n{}",
+        lines.join("\n"),
+        r.err
     );
-    parse_json_records(&String::from_utf8(out.stdout).unwrap())
+    parse_json_records(&r.out)
 }
 
 /// The JSON printed above is a list of flat string maps; read it without a JSON crate.

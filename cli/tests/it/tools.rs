@@ -29,19 +29,16 @@ counts = collections.Counter(e.tag.split("}")[1] for e in root.iter())
 for tag, n in counts.items():
     print(tag, n)
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .output()
-        .expect("python3");
+    let mut python = Command::new("python3");
+    python.args(["-c", script]).arg(path);
+    let r = run_bounded(python, None, DEADLINE);
     assert!(
-        out.status.success(),
+        r.status.success(),
         "{} is not well-formed SVG: {}",
         path.display(),
-        String::from_utf8_lossy(&out.stderr)
+        r.err
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    r.out
         .lines()
         .filter_map(|l| {
             let (tag, n) = l.split_once(' ')?;
