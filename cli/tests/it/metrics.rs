@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::*;
@@ -9,28 +9,7 @@ type Line = HashMap<String, String>;
 /// Parses lines with Python's `logfmt` package (a real logfmt parser, not ours), installing
 /// it with pip when it is missing. Panics if a line does not parse to exactly one record.
 fn logfmt(lines: &[String]) -> Vec<Line> {
-    static READY: std::sync::Once = std::sync::Once::new();
-    READY.call_once(|| {
-        let ok = |c: &mut Command| {
-            c.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !ok(Command::new("python3").args(["-c", "import logfmt"])) {
-            let installed = ok(Command::new("python3").args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "logfmt==0.4",
-            ]));
-            assert!(
-                installed,
-                "these tests need Python's logfmt package: python3 -m pip install logfmt==0.4"
-            );
-        }
-    });
+    python_module("logfmt", "logfmt==0.4");
     let script = r#"
 import io, json, sys, logfmt
 out = []

@@ -499,3 +499,34 @@ impl Drain {
         String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
     }
 }
+
+/// Makes sure `python3` can import `import_name`, installing `pip_spec` with pip if not.
+///
+/// Some tests check against a real third-party implementation (a logfmt parser, a Procfile
+/// runner) rather than one written for the tests. `.ci/run` installs them; this installs
+/// them on a developer's machine, once per run, and fails with the command to run by hand
+/// when pip cannot. One lock for every module: two pip installs at once can trip over each
+/// other.
+pub fn python_module(import_name: &str, pip_spec: &str) {
+    static READY: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    // Poisoned by a failed install: the next test tries again, and fails with its own message.
+    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
+    if ready.iter().any(|m| m == import_name) {
+        return;
+    }
+    let quiet = |c: &mut Command| {
+        c.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !quiet(Command::new("python3").args(["-c", &format!("import {import_name}")])) {
+        let installed =
+            quiet(Command::new("python3").args(["-m", "pip", "install", "--quiet", pip_spec]));
+        assert!(
+            installed,
+            "these tests need Python's {import_name}: python3 -m pip install {pip_spec}"
+        );
+    }
+    ready.push(import_name.to_string());
+}
