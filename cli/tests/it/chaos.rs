@@ -5,7 +5,7 @@ use crate::support::*;
 
 /// `tools/examples/chaos.rs`, built once per test run with the same profile and target directory as
 /// the `runicorn` binary (`cargo test` builds it as a harness for its own unit tests, not as
-/// a program), as `http::echo_bin` does for the echo example.
+/// a program), as `support::echo_bin` does for the echo example.
 fn chaos_bin() -> String {
     static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BUILT

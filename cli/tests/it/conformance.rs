@@ -12,7 +12,7 @@ const KIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/conformance");
 /// pipelined connection (docs/http.md, "Keep-alive"), which the kit's pipelined cases count
 /// as a failure.
 fn run_kit(server_args: &[&str], runner_args: &[&str]) -> (bool, String) {
-    let echo = crate::http::echo_bin();
+    let echo = echo_bin();
     let mut args = vec!["--workers", "2"];
     args.extend_from_slice(server_args);
     let s = Spawn::new(&args).bin(&echo).start();

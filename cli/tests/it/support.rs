@@ -385,6 +385,17 @@ pub fn example_bin(package: &str, name: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// `examples/echo.rs`, built once per test run with the same profile and target directory
+/// as the `runicorn` binary (`cargo test` builds the echo example as a test harness for its
+/// own unit tests, not as a program). Several test files serve it: the conformance kit, the
+/// RFC 9112 statuses, the upgrade to a different binary.
+pub fn echo_bin() -> String {
+    static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| example_bin("runicorn", "echo"))
+        .clone()
+}
+
 /// Removes the settings runicorn also takes from the environment, so that a developer's
 /// exported WEB_CONCURRENCY (or PORT) cannot change what a test sees.
 fn without_server_env(cmd: &mut Command) -> &mut Command {

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::http::echo_bin;
-use crate::support::{BIN, DEADLINE, Server, Spawn, alive, run_bounded};
+use crate::support::{BIN, DEADLINE, Server, Spawn, alive, echo_bin, run_bounded};
 
 /// A private directory for one test, removed on drop.
 struct Dir(std::path::PathBuf);
