@@ -177,9 +177,13 @@ fn tune_in_a_small_dyno_notes_out_of_memory_kills_or_says_why_not() {
         Duration::from_secs(60),
     );
     assert!(r.status.success(), "{}\n{}", r.out, r.err);
-    if r.err.contains("no dyno cgroup") {
+    if let Some(why) = r.err.lines().find(|l| l.contains("no dyno cgroup")) {
         // Not allowed here: said in one line, and the trial ran anyway.
         assert!(r.out.contains("not enforced"), "{}", r.out);
+        eprintln!(
+            "not checked here: that tune notes the out-of-memory kills in a 32 MB dyno; \
+             this machine lets it make no memory cgroup ({why})"
+        );
     } else {
         assert!(r.out.contains("dyno MB"), "{}", r.out);
         assert!(
