@@ -1,54 +1,16 @@
-use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
 
 /// `tools/examples/chaos.rs`, built once per test run with the same profile and target directory as
 /// the `runicorn` binary (`cargo test` builds it as a harness for its own unit tests, not as
-/// a program), as `http::echo_bin` does for the echo example.
+/// a program), as `support::echo_bin` does for the echo example.
 fn chaos_bin() -> String {
     static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| example_bin("runicorn-tools", "chaos"))
         .clone()
-}
-
-/// Runs a command to its end, or kills it (by pid) after a generous deadline: chaos bounds
-/// every wait itself, so the deadline only catches a harness bug. Returns its exit status,
-/// stdout and stderr.
-fn run_bounded(mut cmd: Command, deadline: Duration) -> (ExitStatus, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chaos");
-    let pid = child.id() as i32;
-    let read = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = read(Box::new(child.stdout.take().unwrap()));
-    let err = read(Box::new(child.stderr.take().unwrap()));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = match rx.recv_timeout(deadline) {
-        Ok(status) => status.unwrap(),
-        Err(_) => {
-            // SAFETY: plain kill(2) of the child we spawned, not yet reaped (wait is blocked).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let err = err.join().unwrap();
-            panic!("chaos ran past {deadline:?}; its stderr:\n{err}");
-        }
-    };
-    (status, out.join().unwrap(), err.join().unwrap())
 }
 
 /// Runs chaos in attach mode against `s` (a server with 2 workers) with small bounds:
@@ -71,7 +33,8 @@ fn chaos_passes(s: &Server, ops: &str, clients: u32) {
             "--settle",
             "30",
         ]);
-    let (status, out, err) = run_bounded(cmd, Duration::from_secs(300));
+    // Chaos bounds every wait itself: the deadline only catches a harness bug.
+    let Ran { status, out, err } = run_bounded(cmd, None, Duration::from_secs(300));
     let fail = |what: String| -> ! { s.fail(&format!("{what}\n--- chaos stderr ---\n{err}")) };
 
     let results: Vec<serde_json::Value> = out

@@ -1,4 +1,5 @@
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -11,21 +12,19 @@ const KIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/conformance");
 /// pipelined connection (docs/http.md, "Keep-alive"), which the kit's pipelined cases count
 /// as a failure.
 fn run_kit(server_args: &[&str], runner_args: &[&str]) -> (bool, String) {
-    let echo = crate::http::echo_bin();
+    let echo = echo_bin();
     let mut args = vec!["--workers", "2"];
     args.extend_from_slice(server_args);
     let s = Spawn::new(&args).bin(&echo).start();
     s.wait_log(&["worker ready"], 2);
     let port = s.addr.unwrap().port().to_string();
-    let out = Command::new("python3")
-        .arg(format!("{KIT}/run.py"))
+    let mut kit = Command::new("python3");
+    kit.arg(format!("{KIT}/run.py"))
         .args(["--host", "127.0.0.1", "--port", &port, "-j", "1"])
-        .args(runner_args)
-        .output()
-        .expect("python3 runs the kit");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+        .args(runner_args);
+    // The kit bounds each case itself: the deadline only catches a runner that hangs.
+    let r = run_bounded(kit, None, Duration::from_secs(300));
+    (r.status.success(), r.out + &r.err)
 }
 
 /// Every default case of the kit (the ones that need no non-default Gunicorn setting), with

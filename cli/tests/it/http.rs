@@ -101,16 +101,6 @@ fn a_head_that_never_completes_gets_408() {
     assert_eq!(s.get("/").status, 200);
 }
 
-/// `examples/echo.rs`, built once per test run with the same profile and target directory
-/// as the `runicorn` binary (`cargo test` builds the echo example as a test harness for its
-/// own unit tests, not as a program).
-pub fn echo_bin() -> String {
-    static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| example_bin("runicorn", "echo"))
-        .clone()
-}
-
 #[test]
 fn the_echo_example_reads_bodies_and_sees_the_raw_head() {
     let echo = echo_bin();

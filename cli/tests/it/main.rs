@@ -3,7 +3,8 @@
 //! signals. No test forks the test process; every server runs in its own process group,
 //! killed on drop.
 
-/// Spawning servers, reading their logs, sending requests.
+/// Spawning servers, reading their logs, sending requests; running other commands within a
+/// deadline; the example binaries and Python modules the tests need.
 mod support;
 
 /// Signals under load with the chaos harness: graceful ops lose no request.

@@ -1,6 +1,5 @@
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::*;
@@ -10,28 +9,7 @@ type Line = HashMap<String, String>;
 /// Parses lines with Python's `logfmt` package (a real logfmt parser, not ours), installing
 /// it with pip when it is missing. Panics if a line does not parse to exactly one record.
 fn logfmt(lines: &[String]) -> Vec<Line> {
-    static READY: std::sync::Once = std::sync::Once::new();
-    READY.call_once(|| {
-        let ok = |c: &mut Command| {
-            c.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !ok(Command::new("python3").args(["-c", "import logfmt"])) {
-            let installed = ok(Command::new("python3").args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "logfmt==0.4",
-            ]));
-            assert!(
-                installed,
-                "these tests need Python's logfmt package: python3 -m pip install logfmt==0.4"
-            );
-        }
-    });
+    python_module("logfmt", "logfmt==0.4");
     let script = r#"
 import io, json, sys, logfmt
 out = []
@@ -42,25 +20,16 @@ for line in sys.stdin.read().split("\n"):
         out.append(records[0])
 print(json.dumps(out))
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.join("\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut python = Command::new("python3");
+    python.args(["-c", script]);
+    let r = run_bounded(python, Some(lines.join("\n").into_bytes()), DEADLINE);
     assert!(
-        out.status.success(),
-        "logfmt could not parse:\n{}",
-        lines.join("\n")
+        r.status.success(),
+        "logfmt could not parse:\n{}\n--- python ---\n{}",
+        lines.join("\n"),
+        r.err
     );
-    parse_json_records(&String::from_utf8(out.stdout).unwrap())
+    parse_json_records(&r.out)
 }
 
 /// The JSON printed above is a list of flat string maps; read it without a JSON crate.
@@ -459,7 +428,10 @@ fn inside_a_512_mb_memory_cgroup_the_dyno_lines_are_the_cgroups() {
     let cg = match DynoCgroup::create(512) {
         Ok(cg) => cg,
         Err(why) => {
-            eprintln!("skipped: this machine does not let the test make a memory cgroup ({why})");
+            eprintln!(
+                "not checked here: that the dyno lines are a 512 MB memory cgroup's own \
+                 figures; this machine does not let the test make a memory cgroup ({why})"
+            );
             return;
         }
     };

@@ -7,32 +7,11 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{BIN, DEADLINE, request};
+use crate::support::{BIN, DEADLINE, python_module, request};
 
 /// `python3 -m honcho`, installing honcho with pip when it is missing (`.ci/run` installs it).
 fn honcho() -> Command {
-    static READY: std::sync::Once = std::sync::Once::new();
-    READY.call_once(|| {
-        let quiet = |c: &mut Command| {
-            c.stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !quiet(Command::new("python3").args(["-m", "honcho", "--version"])) {
-            let installed = quiet(Command::new("python3").args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "honcho==2.0.0",
-            ]));
-            assert!(
-                installed,
-                "this test needs honcho: python3 -m pip install honcho==2.0.0"
-            );
-        }
-    });
+    python_module("honcho", "honcho==2.0.0");
     let mut c = Command::new("python3");
     c.args(["-m", "honcho"]);
     c

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use crate::support::*;
 
 fn echo(args: &[&str]) -> Server {
-    let bin = crate::http::echo_bin();
+    let bin = echo_bin();
     let mut all = vec!["--workers", "1"];
     all.extend_from_slice(args);
     let s = Spawn::new(&all).bin(&bin).start();

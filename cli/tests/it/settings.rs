@@ -1,23 +1,14 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
-use std::process::Command;
 
 use crate::support::*;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_remove("WEB_CONCURRENCY")
-        .env_remove("PORT")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = runicorn(args);
+    cmd.envs(env.iter().copied());
+    let r = run_bounded(cmd, None, DEADLINE);
+    (r.status.code(), r.out, r.err)
 }
 
 #[test]
@@ -151,6 +142,11 @@ fn serves_on_several_binds_including_a_unix_socket_and_removes_it_on_exit() {
         assert_eq!(
             request(addr, "GET / HTTP/1.1\r\nHost: t\r\n\r\n").status,
             200
+        );
+    } else {
+        eprintln!(
+            "not checked here: a request served on [::1]; the server logged no listener there \
+             (no IPv6 loopback on this machine?)"
         );
     }
 

@@ -86,9 +86,7 @@ impl<'a> Spawn<'a> {
             r#"exec "$0" "$@""#
         });
         cmd.arg("-c").arg(script).arg(self.bin).args(&self.args);
-        cmd.env_remove("WEB_CONCURRENCY")
-            .env_remove("PORT")
-            .env_remove("RUNICORN_WORKERS");
+        without_server_env(&mut cmd);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -385,4 +383,161 @@ pub fn example_bin(package: &str, name: &str) -> String {
     let path = profile_dir.join("examples").join(name);
     assert!(path.exists(), "{} was not built", path.display());
     path.to_str().unwrap().to_string()
+}
+
+/// `examples/echo.rs`, built once per test run with the same profile and target directory
+/// as the `runicorn` binary (`cargo test` builds the echo example as a test harness for its
+/// own unit tests, not as a program). Several test files serve it: the conformance kit, the
+/// RFC 9112 statuses, the upgrade to a different binary.
+pub fn echo_bin() -> String {
+    static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| example_bin("runicorn", "echo"))
+        .clone()
+}
+
+/// Removes the settings runicorn also takes from the environment, so that a developer's
+/// exported WEB_CONCURRENCY (or PORT) cannot change what a test sees.
+fn without_server_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("WEB_CONCURRENCY")
+        .env_remove("PORT")
+        .env_remove("RUNICORN_WORKERS")
+}
+
+/// `runicorn ARGS` as a user types it (a tool, a check, a flag error), for [`run_bounded`];
+/// a server a test talks to is a [`Spawn`] instead.
+pub fn runicorn(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    without_server_env(&mut cmd);
+    cmd
+}
+
+/// How a command run by [`run_bounded`] ended, and everything it wrote.
+pub struct Ran {
+    pub status: ExitStatus,
+    pub out: String,
+    pub err: String,
+}
+
+/// Runs `cmd` to its end, with `stdin` written to it (or none), and returns what it wrote.
+///
+/// The deadline turns a hung program into a failure that names it, instead of a test run
+/// that never ends; the child is killed through its own pid (`Child::kill`, before it is
+/// reaped, so the pid is still its own), never by name: other processes on a shared machine
+/// are left alone. Stdin is written, and stdout and stderr read, on threads of their own: a
+/// child that fills one pipe while the test writes or reads another would otherwise wait
+/// forever on the test, and the test on it.
+pub fn run_bounded(mut cmd: Command, stdin: Option<Vec<u8>>, deadline: Duration) -> Ran {
+    let what = format!("{cmd:?}");
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A child that exits before reading it all breaks the pipe; its status tells why.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&bytes);
+        });
+    }
+    let out = Drain::start(child.stdout.take().unwrap());
+    let err = Drain::start(child.stderr.take().unwrap());
+    let until = Instant::now() + deadline;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} ran past {deadline:?} and was killed; its stderr:\n{}",
+                err.so_far()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ran {
+        status,
+        out: out.finish(),
+        err: err.finish(),
+    }
+}
+
+/// A child's pipe read to its end on a thread, kept where a failing test can still see it.
+struct Drain {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Drain {
+    fn start(mut pipe: impl Read + Send + 'static) -> Drain {
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let sink = bytes.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => sink.lock().unwrap().extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        Drain { bytes, thread }
+    }
+
+    /// Everything, once the pipe closes.
+    fn finish(self) -> String {
+        self.thread.join().unwrap();
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+
+    /// What has come so far. After a kill the pipe closes at once, unless a grandchild still
+    /// holds it: wait a little for the rest, not for that grandchild.
+    fn so_far(&self) -> String {
+        let until = Instant::now() + Duration::from_secs(1);
+        while !self.thread.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+}
+
+/// Makes sure `python3` can import `import_name`, installing `pip_spec` with pip if not.
+///
+/// Some tests check against a real third-party implementation (a logfmt parser, a Procfile
+/// runner) rather than one written for the tests. `.ci/run` installs them; this installs
+/// them on a developer's machine, once per run, and fails with the command to run by hand
+/// when pip cannot. One lock for every module: two pip installs at once can trip over each
+/// other.
+pub fn python_module(import_name: &str, pip_spec: &str) {
+    static READY: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    // Poisoned by a failed install: the next test tries again, and fails with its own message.
+    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
+    if ready.iter().any(|m| m == import_name) {
+        return;
+    }
+    let quiet = |c: &mut Command| {
+        c.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !quiet(Command::new("python3").args(["-c", &format!("import {import_name}")])) {
+        let installed =
+            quiet(Command::new("python3").args(["-m", "pip", "install", "--quiet", pip_spec]));
+        assert!(
+            installed,
+            "these tests need Python's {import_name}: python3 -m pip install {pip_spec}"
+        );
+    }
+    ready.push(import_name.to_string());
 }

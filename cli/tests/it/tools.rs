@@ -1,67 +1,15 @@
 //! `runicorn tune` and `runicorn metrics`, run as a user runs them: the real binary, its
 //! stdout, stderr, exit code and chart file.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
 
-/// A tool's run: exit status, stdout, stderr.
-struct Run {
-    status: ExitStatus,
-    out: String,
-    err: String,
-}
-
-/// Runs `runicorn ARGS` with `stdin` piped in (or none), within `deadline`; the process is
-/// killed by pid if it overruns.
-fn tool(args: &[&str], stdin: Option<Vec<u8>>, deadline: Duration) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("WEB_CONCURRENCY")
-        .env_remove("PORT")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn runicorn");
-    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&bytes);
-        });
-    }
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let until = Instant::now() + deadline;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() >= until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("runicorn {args:?} ran past {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        status,
-        out: out.join().unwrap(),
-        err: err.join().unwrap(),
-    }
+/// Runs `runicorn ARGS` with `stdin` piped in (or none), within `deadline`.
+fn tool(args: &[&str], stdin: Option<Vec<u8>>, deadline: Duration) -> Ran {
+    run_bounded(runicorn(args), stdin, deadline)
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -81,19 +29,16 @@ counts = collections.Counter(e.tag.split("}")[1] for e in root.iter())
 for tag, n in counts.items():
     print(tag, n)
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .output()
-        .expect("python3");
+    let mut python = Command::new("python3");
+    python.args(["-c", script]).arg(path);
+    let r = run_bounded(python, None, DEADLINE);
     assert!(
-        out.status.success(),
+        r.status.success(),
         "{} is not well-formed SVG: {}",
         path.display(),
-        String::from_utf8_lossy(&out.stderr)
+        r.err
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    r.out
         .lines()
         .filter_map(|l| {
             let (tag, n) = l.split_once(' ')?;
@@ -232,9 +177,13 @@ fn tune_in_a_small_dyno_notes_out_of_memory_kills_or_says_why_not() {
         Duration::from_secs(60),
     );
     assert!(r.status.success(), "{}\n{}", r.out, r.err);
-    if r.err.contains("no dyno cgroup") {
+    if let Some(why) = r.err.lines().find(|l| l.contains("no dyno cgroup")) {
         // Not allowed here: said in one line, and the trial ran anyway.
         assert!(r.out.contains("not enforced"), "{}", r.out);
+        eprintln!(
+            "not checked here: that tune notes the out-of-memory kills in a 32 MB dyno; \
+             this machine lets it make no memory cgroup ({why})"
+        );
     } else {
         assert!(r.out.contains("dyno MB"), "{}", r.out);
         assert!(

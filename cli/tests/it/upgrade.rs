@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::http::echo_bin;
-use crate::support::{BIN, DEADLINE, Server, Spawn, alive};
+use crate::support::{BIN, DEADLINE, Server, Spawn, alive, echo_bin, run_bounded};
 
 /// A private directory for one test, removed on drop.
 struct Dir(std::path::PathBuf);
@@ -38,22 +37,13 @@ impl Dir {
     /// file would be open for writing there, and a server another test thread forks at that
     /// moment would inherit the descriptor and make exec fail with ETXTBSY (text file busy).
     fn write_executable(&self, name: &str, producer: &str, stdin: &str) -> String {
-        use std::io::Write;
         let tmp = self.path(&format!("{name}.new"));
         let dst = self.path(name);
         let script = format!("{producer} > '{tmp}' && chmod 755 '{tmp}' && mv '{tmp}' '{dst}'");
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "{script}");
+        let mut sh = std::process::Command::new("sh");
+        sh.args(["-c", &script]);
+        let r = run_bounded(sh, Some(stdin.as_bytes().to_vec()), DEADLINE);
+        assert!(r.status.success(), "{script}: {}", r.err);
         dst
     }
 }
