@@ -205,7 +205,6 @@ impl Stored {
         self.len += bytes.len() as u64;
         Ok(())
     }
-
 }
 
 /// A new unlinked temporary file: `O_TMPFILE` where the file system has it, else a file
@@ -373,7 +372,9 @@ mod tests {
 
     #[test]
     fn a_large_body_goes_to_a_temporary_file_and_reads_back_whole() {
-        let body: Vec<u8> = (0..3 * MEMORY_BODY as u32).map(|i| (i % 251) as u8).collect();
+        let body: Vec<u8> = (0..3 * MEMORY_BODY as u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
         let mut c = Collector::new(BodyFraming::Length(body.len() as u64), &LIMITS);
         for piece in body.chunks(10_000) {
             assert_eq!(c.feed(piece).unwrap(), piece.len());

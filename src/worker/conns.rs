@@ -260,7 +260,11 @@ impl<A: App> Worker<'_, A> {
                         // RFC 9110 section 10.1.1: the head passed every check, so the client
                         // may send the body it holds back until it hears this.
                         pending.continue_sent = true;
-                        if client.conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+                        if client
+                            .conn
+                            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                            .is_err()
+                        {
                             return self.close(id, false);
                         }
                     }

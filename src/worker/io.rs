@@ -25,7 +25,11 @@ impl Patient<'_> {
         if sys::wait_fd(self.conn.as_fd(), write, self.idle)? {
             Ok(())
         } else {
-            let what = if write { "read our response" } else { "sent more" };
+            let what = if write {
+                "read our response"
+            } else {
+                "sent more"
+            };
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("the client has not {what} for {} s", self.idle.as_secs()),

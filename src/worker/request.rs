@@ -253,11 +253,9 @@ impl<A: App> Worker<'_, A> {
         };
         self.access_log("-", "-", status, sent, started, None, "-");
         self.served += 1;
-        self.ctx.slot.count_response(
-            status.as_u16(),
-            started.elapsed().as_micros() as u64,
-            None,
-        );
+        self.ctx
+            .slot
+            .count_response(status.as_u16(), started.elapsed().as_micros() as u64, None);
         self.ctx.slot.set_state(WorkerState::Idle);
         self.close(id, true);
     }

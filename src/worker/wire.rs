@@ -156,8 +156,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::listener::Conn;
     use crate::handler::Body;
+    use crate::listener::Conn;
 
     /// A body reader that panics.
     struct Panics;

@@ -33,6 +33,8 @@ mod rfc9112;
 mod settings;
 /// TERM to the process group with requests in flight; INT.
 mod shutdown;
+/// Slow bodies, a full worker, pipelined requests left in the kernel, trickled heads.
+mod slow_clients;
 /// `runicorn tune` and `runicorn metrics`: tables, advice, charts, recorded Heroku lines.
 mod tools;
 /// USR2 upgrades in place; sd_notify.

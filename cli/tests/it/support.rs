@@ -541,3 +541,39 @@ pub fn python_module(import_name: &str, pip_spec: &str) {
     }
     ready.push(import_name.to_string());
 }
+
+/// Reads exactly one response (head and Content-Length body) from a kept connection.
+pub fn read_one(c: &mut TcpStream) -> Response {
+    read_one_of(c, false)
+}
+
+/// The same for the answer to HEAD, whose Content-Length describes a body not sent.
+pub fn read_one_of(c: &mut TcpStream, head_request: bool) -> Response {
+    let mut bytes = Vec::new();
+    let mut b = [0u8; 1];
+    while !bytes.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            c.read(&mut b).unwrap(),
+            1,
+            "connection closed mid-head: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        bytes.push(b[0]);
+    }
+    let mut r = parse_response(&bytes);
+    let len: usize = if head_request {
+        0
+    } else {
+        r.header("content-length").map_or(0, |v| v.parse().unwrap())
+    };
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).unwrap();
+    r.body = body;
+    r
+}
+
+pub fn connect(s: &Server) -> TcpStream {
+    let c = TcpStream::connect(s.addr.unwrap()).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    c
+}

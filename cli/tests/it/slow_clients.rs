@@ -1,0 +1,246 @@
+//! No client can hold a worker: bodies that trickle in, a worker full of slow clients,
+//! pipelined requests left in the kernel, and heads trickled after a large start. Each test
+//! sends raw bytes to one worker and checks that another client is served meanwhile, or
+//! that nothing sent is left unanswered.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A concurrent `GET /` on its own connection is answered while a slow client has not
+/// finished sending (the slow client still owes bytes when the answer comes back). A worker
+/// held by the slow client would answer only after it, or after the master's timeout: the
+/// bound (2 s, against a few milliseconds) only tells those apart.
+fn get_is_served_meanwhile(s: &Server) {
+    let mut c = TcpStream::connect(s.addr.unwrap()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut bytes = Vec::new();
+    if let Err(e) = c.read_to_end(&mut bytes) {
+        panic!("GET / was not answered while a slow client was sending: {e}");
+    }
+    assert_eq!(parse_response(&bytes).status, 200);
+}
+
+#[test]
+fn a_body_trickled_after_100_continue_does_not_hold_the_worker() {
+    let s = Server::start(&["--workers", "1", "--header-timeout", "2", "--timeout", "8"]);
+    s.wait_log(&["worker ready"], 1);
+    let mut slow = connect(&s);
+    slow.write_all(
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+    )
+    .unwrap();
+    // The worker answers the expectation itself, while the connection is parked.
+    let mut interim = [0u8; 25];
+    slow.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    for b in b"0123456789" {
+        slow.write_all(&[*b]).unwrap();
+        get_is_served_meanwhile(&s);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    // The whole body came: now the app answers (the demo app refuses POST /).
+    let r = read_one(&mut slow);
+    assert_eq!(r.status, 405, "{r:?}");
+}
+
+#[test]
+fn a_large_body_arrives_whole_while_others_are_served_and_reads_back_intact() {
+    // Larger than what a worker keeps in memory: the echo app reads it back from the
+    // temporary file, byte for byte.
+    let echo = echo_bin();
+    let s = Spawn::new(&["--workers", "1"]).bin(&echo).start();
+    s.wait_log(&["worker ready"], 1);
+    let body: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut slow = connect(&s);
+    write!(
+        slow,
+        "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let (first, rest) = body.split_at(150_000);
+    slow.write_all(first).unwrap();
+    get_is_served_meanwhile(&s);
+    std::thread::sleep(Duration::from_millis(200));
+    get_is_served_meanwhile(&s);
+    slow.write_all(rest).unwrap();
+    let r = read_response(&mut slow);
+    assert_eq!(r.status, 200);
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let sent = json["body_base64"].as_str().unwrap();
+    assert_eq!(
+        sent.len(),
+        body.len().div_ceil(3) * 4,
+        "base64 of the whole body"
+    );
+    assert!(sent.starts_with("YWJjZGVm"), "{}", &sent[..16]); // "abcdef"
+}
+
+#[test]
+fn a_chunked_body_trickled_in_does_not_hold_the_worker() {
+    let echo = echo_bin();
+    let s = Spawn::new(&["--workers", "1"]).bin(&echo).start();
+    s.wait_log(&["worker ready"], 1);
+    let mut slow = connect(&s);
+    slow.write_all(b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    for piece in [
+        &b"5\r\nhel"[..],
+        b"lo\r\n",
+        b"6;ext=1\r\n wor",
+        b"ld\r\n0\r\n",
+    ] {
+        slow.write_all(piece).unwrap();
+        get_is_served_meanwhile(&s);
+    }
+    slow.write_all(b"\r\n").unwrap();
+    let r = read_response(&mut slow);
+    assert_eq!(r.status, 200);
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(json["body_base64"], "aGVsbG8gd29ybGQ="); // "hello world"
+}
+
+#[test]
+fn a_body_that_stops_arriving_gets_408_after_the_body_timeout() {
+    let s = Server::start(&["--workers", "1", "--body-timeout", "1"]);
+    s.wait_log(&["worker ready"], 1);
+    let mut slow = connect(&s);
+    slow.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly this")
+        .unwrap();
+    get_is_served_meanwhile(&s);
+    let r = read_response(&mut slow);
+    assert_eq!(r.status, 408, "{r:?}");
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+}
+
+#[test]
+fn a_head_over_the_body_limit_gets_413_without_100_continue() {
+    let s = Server::start(&["--workers", "1", "--limit-request-body", "1000"]);
+    s.wait_log(&["worker ready"], 1);
+    let mut c = connect(&s);
+    c.write_all(
+        b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1001\r\n\r\n",
+    )
+    .unwrap();
+    let r = read_response(&mut c);
+    assert_eq!(r.status, 413, "{r:?}");
+}
+
+#[test]
+fn a_full_worker_accepts_the_waiting_connection_once_slots_free_up() {
+    // 64 connections that never finish their heads fill the one worker; a complete GET on a
+    // new connection then waits in the listen queue. When the 64 get their 408s, the worker
+    // must take it without waiting for yet another connection to arrive.
+    let s = Server::start(&["--workers", "1", "--header-timeout", "1"]);
+    s.wait_log(&["worker ready"], 1);
+    let stuck: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut c = connect(&s);
+            c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = connect(&s);
+    waiting
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut waiting);
+    assert_eq!(r.status, 200, "{r:?}");
+    for mut c in stuck {
+        assert_eq!(read_response(&mut c).status, 408);
+    }
+}
+
+#[test]
+fn pipelined_requests_left_in_the_kernel_are_all_answered() {
+    // A large head, then two pipelined 60,000-byte POSTs, written at once: more than the
+    // worker reads in one go, so part of it stays in the kernel while it serves the first.
+    let echo = echo_bin();
+    let s = Spawn::new(&["--workers", "1", "--keepalive", "5"])
+        .bin(&echo)
+        .start();
+    s.wait_log(&["worker ready"], 1);
+    let mut wire = b"GET /first HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..90 {
+        wire.extend_from_slice(format!("X-Pad-{i}: {}\r\n", "p".repeat(8000)).as_bytes());
+    }
+    wire.extend_from_slice(b"\r\n");
+    for n in 0..2 {
+        wire.extend_from_slice(
+            format!("POST /post{n} HTTP/1.1\r\nHost: a\r\nContent-Length: 60000\r\n\r\n")
+                .as_bytes(),
+        );
+        wire.extend(std::iter::repeat_n(b'0' + n, 60_000));
+    }
+    let mut c = connect(&s);
+    let mut writer = c.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&wire));
+    for path in ["/first", "/post0", "/post1"] {
+        let r = read_one(&mut c);
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(json["path"], path);
+    }
+    sender.join().unwrap().unwrap();
+}
+
+/// User plus system CPU time of a process, in clock ticks (10 ms).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    f[0] + f[1]
+}
+
+/// The worker's CPU ticks while a client trickles 1,000 single bytes after `start`.
+fn cpu_for_trickle(s: &Server, start: &[u8]) -> u64 {
+    let worker = s.workers()[0];
+    let mut c = connect(s);
+    c.set_nodelay(true).unwrap();
+    c.write_all(start).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let before = cpu_ticks(worker);
+    for _ in 0..1000 {
+        c.write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    cpu_ticks(worker) - before
+}
+
+#[test]
+fn a_head_trickled_after_a_large_start_costs_what_a_small_one_does() {
+    // Each byte used to make the worker parse the whole head again: after 800 KB, about a
+    // millisecond of CPU a byte. Now a byte costs a scan of itself. The bound is generous
+    // (CPU time, not wall-clock time, and five times the small head's figure).
+    let s = Server::start(&["--workers", "1", "--header-timeout", "30"]);
+    s.wait_log(&["worker ready"], 1);
+    let small = cpu_for_trickle(&s, b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ");
+    let mut large = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..97 {
+        large.extend_from_slice(format!("X-Pad-{i}: {}\r\n", "p".repeat(8000)).as_bytes());
+    }
+    large.extend_from_slice(b"X-Slow: ");
+    let started = Instant::now();
+    let big = cpu_for_trickle(&s, &large);
+    eprintln!(
+        "worker CPU for 1,000 one-byte packets: {} ms after a small head, {} ms after {} KB \
+         ({:?} of wall-clock time)",
+        small * 10,
+        big * 10,
+        large.len() / 1000,
+        started.elapsed()
+    );
+    assert!(big <= 5 * small.max(10), "{big} ticks against {small}");
+}
