@@ -65,20 +65,22 @@ pub struct WorkerInfo {
     pub pid: u32,
 }
 
-/// Where a request body's bytes come from: the worker's decoder over the connection
-/// (`Content-Length` or chunked framing, buffered bytes first, then the socket).
+/// Where a request body's bytes come from: the whole body, collected by the worker before
+/// the app was called (in memory, or in a temporary file for a large one).
 pub(crate) trait BodySource {
     /// Reads decoded body bytes; 0 at the end of the body.
     fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Body bytes not yet read, when known (`None` for a chunked body).
+    /// Body bytes not yet read, when known.
     fn remaining(&self) -> Option<u64>;
 }
 
 /// A request body: a stream of the request's content, with the transfer coding removed.
 ///
-/// `read` returns 0 at the end of the body. A client that stops sending makes `read` fail
-/// with `TimedOut` after `--header-timeout`; one that closes early, with `UnexpectedEof`; a
-/// body over `--limit-request-body` or with broken chunked framing, with `InvalidData`.
+/// The whole body has arrived before the app is called: the worker collects it while the
+/// connection waits parked (a request whose body breaks its framing, passes
+/// `--limit-request-body` or does not arrive within `--body-timeout` never reaches the app),
+/// so reading it never waits for the client. `read` returns 0 at the end of the body; it
+/// fails only if a large body's temporary file cannot be read.
 pub struct RequestBody<'a> {
     src: Option<&'a mut dyn BodySource>,
 }
@@ -89,7 +91,7 @@ impl RequestBody<'_> {
         RequestBody { src: None }
     }
 
-    /// Bytes of body not yet read, when known (`Content-Length`); `None` for a chunked body.
+    /// Bytes of body not yet read (the whole body is known, chunked ones included).
     pub fn remaining(&self) -> Option<u64> {
         match &self.src {
             None => Some(0),
