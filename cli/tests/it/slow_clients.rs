@@ -159,33 +159,34 @@ fn a_full_worker_accepts_the_waiting_connection_once_slots_free_up() {
 
 #[test]
 fn pipelined_requests_left_in_the_kernel_are_all_answered() {
-    // A large head, then two pipelined 60,000-byte POSTs, written at once: more than the
-    // worker reads in one go, so part of it stays in the kernel while it serves the first.
-    let echo = echo_bin();
-    let s = Spawn::new(&["--workers", "1", "--keepalive", "5"])
-        .bin(&echo)
-        .start();
+    // While the one worker is busy, a head of nearly the largest size and two pipelined
+    // 60,000-byte POSTs are written at once: more than the worker reads before it parses a
+    // head, so the end of the second POST is still in the kernel when the worker has served
+    // the others. No new bytes will come to wake an edge-triggered poll: the worker must
+    // read them after its responses.
+    let s = Server::start(&["--workers", "1", "--keepalive", "5", "--log-level", "debug"]);
     s.wait_log(&["worker ready"], 1);
-    let mut wire = b"GET /first HTTP/1.1\r\nHost: a\r\n".to_vec();
-    for i in 0..90 {
+    let mut busy = connect(&s);
+    busy.write_all(b"GET /sleep?ms=700 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    s.wait_log(&["request started"], 1);
+    let mut wire = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..99 {
         wire.extend_from_slice(format!("X-Pad-{i}: {}\r\n", "p".repeat(8000)).as_bytes());
     }
     wire.extend_from_slice(b"\r\n");
     for n in 0..2 {
-        wire.extend_from_slice(
-            format!("POST /post{n} HTTP/1.1\r\nHost: a\r\nContent-Length: 60000\r\n\r\n")
-                .as_bytes(),
-        );
+        wire.extend_from_slice(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 60000\r\n\r\n");
         wire.extend(std::iter::repeat_n(b'0' + n, 60_000));
     }
     let mut c = connect(&s);
     let mut writer = c.try_clone().unwrap();
     let sender = std::thread::spawn(move || writer.write_all(&wire));
-    for path in ["/first", "/post0", "/post1"] {
+    assert_eq!(read_response(&mut busy).status, 200);
+    // The demo app answers GET / with 200 and refuses POST / with 405.
+    for (what, status) in [("GET", 200), ("first POST", 405), ("second POST", 405)] {
         let r = read_one(&mut c);
-        assert_eq!(r.status, 200, "{path}: {r:?}");
-        let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(json["path"], path);
+        assert_eq!(r.status, status, "{what}: {r:?}");
     }
     sender.join().unwrap().unwrap();
 }
