@@ -36,7 +36,8 @@ pub struct Limits {
 /// How many bytes of empty lines may come before the request line. RFC 9112 section 2.2:
 /// "a server that is expecting to receive and parse a request-line SHOULD ignore at least one
 /// empty line (CRLF) received prior to the request-line". A few are ignored; an endless
-/// stream of them is refused like any other garbage.
+/// stream of them is refused like any other garbage. An empty line is a CRLF: a bare LF
+/// there is refused, as everywhere else in the head (see [`line_end`]).
 const EMPTY_LINES_MAX: usize = 256;
 
 impl Limits {
@@ -214,7 +215,7 @@ fn scan(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
     loop {
         match &buf[start..] {
             [b'\r', b'\n', ..] => start += 2,
-            [b'\n', ..] => start += 1,
+            [b'\n', ..] => return Err(Error::Malformed),
             [] | [b'\r'] => return Ok(None),
             _ => break,
         }

@@ -122,10 +122,10 @@ fn raw_head_keeps_order_and_case() {
 fn empty_lines_before_the_request_line_are_ignored() {
     // RFC 9112 section 2.2: "SHOULD ignore at least one empty line (CRLF) received prior to
     // the request-line".
-    let p = ok("\r\n\r\n\nGET /x HTTP/1.0\r\n\r\n");
+    let p = ok("\r\n\r\nGET /x HTTP/1.0\r\n\r\n");
     let raw = p.request.extensions().get::<RawHead>().unwrap();
     assert_eq!(raw.target(), b"/x");
-    assert_eq!(p.head_len, 24);
+    assert_eq!(p.head_len, 23);
     // The empty lines do not count against the request-line limit.
     let at = format!("\r\nGET /{} HTTP/1.0\r\n\r\n", "a".repeat(64 - 14));
     assert!(parse(&at).unwrap().is_some());
@@ -133,6 +133,20 @@ fn empty_lines_before_the_request_line_are_ignored() {
     assert_eq!(status(&"\r\n".repeat(200)), 400);
     assert_eq!(status("\rGET / HTTP/1.0\r\n\r\n"), 400);
     assert_eq!(status(" GET / HTTP/1.0\r\n\r\n"), 400);
+}
+
+#[test]
+fn a_bare_lf_before_the_request_line_is_refused() {
+    // An empty line is a CRLF; a bare LF there is refused as it is everywhere else in the
+    // head, as soon as it arrives.
+    refusals(&[
+        ("\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("\r\n\r\n\nGET /x HTTP/1.0\r\n\r\n", 400),
+    ]);
+    assert_eq!(parse("\n").unwrap_err(), Error::Malformed);
+    assert_eq!(parse("\r\n\n").unwrap_err(), Error::Malformed);
 }
 
 #[test]
