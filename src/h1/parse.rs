@@ -141,6 +141,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> 
         return Err(Error::DuplicateField);
     }
     let body = framing(&fields, head.minor, limits)?;
+    refuse_connect(form)?;
     let expect_continue = head.minor == 1
         && fields.expect_continue
         && matches!(body, BodyFraming::Chunked | BodyFraming::Length(1..));
@@ -352,6 +353,31 @@ fn version(v: &[u8]) -> Result<u8, Error> {
 fn check_method(method: &[u8]) -> Result<(), Error> {
     if method.iter().any(u8::is_ascii_lowercase) {
         return Err(Error::UnsupportedMethod);
+    }
+    Ok(())
+}
+
+/// CONNECT is refused, once its head is complete and otherwise valid (a malformed CONNECT
+/// gets the status of its fault, as any method does, and a head gets the same answer whether
+/// it arrives at once or trickles in).
+///
+/// RFC 9110 section 9.3.6: CONNECT asks the recipient "to establish a tunnel to the
+/// destination origin server identified by the request target"; "A server MUST NOT send any
+/// Transfer-Encoding or Content-Length header fields in a 2xx (Successful) response to
+/// CONNECT", and after one the client treats the connection as a tunnel. An app server behind
+/// a router is not a proxy: a worker would pass CONNECT to the app, frame its answer like any
+/// other and read the next bytes as HTTP again. So CONNECT never reaches the app.
+///
+/// 501 rather than 405: section 15.6.2 calls 501 "the appropriate response when the server
+/// does not recognize the request method and is not capable of supporting it for any
+/// resource", which is the case; section 15.5.6 makes 405 a statement about one target
+/// resource, and "The origin server MUST generate an Allow header field in a 405 response
+/// containing a list of the target resource's currently supported methods", which only the
+/// app knows. The connection is closed after it, as after every refusal.
+fn refuse_connect(form: TargetForm) -> Result<(), Error> {
+    // `classify` gives the authority-form to CONNECT, and only to CONNECT.
+    if form == TargetForm::Authority {
+        return Err(Error::ConnectNotImplemented);
     }
     Ok(())
 }

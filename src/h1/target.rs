@@ -20,7 +20,7 @@ pub(crate) enum TargetForm {
     Origin,
     /// `scheme "://" authority path [ "?" query ]`: the authority is in the target.
     Absolute,
-    /// `uri-host ":" port`, for CONNECT.
+    /// `uri-host ":" port`, for CONNECT (which `parse_head` then refuses with 501).
     Authority,
     /// `*`, for a server-wide OPTIONS.
     Asterisk,

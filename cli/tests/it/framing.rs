@@ -26,3 +26,16 @@ fn a_bare_lf_before_the_request_line_gets_400() {
     );
     assert_eq!(r.status, 200, "{r:?}");
 }
+
+#[test]
+fn connect_gets_501_and_the_connection_closes() {
+    let s = echo();
+    let r = request(
+        s.addr.unwrap(),
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    assert_eq!(r.status, 501, "{r:?}");
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    // Nothing after the refusal: the bytes that follow are neither a tunnel nor a request.
+    assert_eq!(r.body, b"Not Implemented\n");
+}

@@ -252,12 +252,36 @@ fn request_targets() {
     assert_eq!(p.request.uri().path(), "/foo");
     let p = ok("GET http://[::1]:8080/foo HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n");
     assert_eq!(p.request.uri().port_u16(), Some(8080));
-    let p = ok("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
-    assert_eq!(p.request.method(), Method::CONNECT);
-    assert_eq!(p.request.uri().authority().unwrap(), "example.com:443");
-    let p = ok("CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n");
-    assert_eq!(p.request.uri().host(), Some("[::1]"));
     ok("GET /:@!$&'()*+,;=-._~%20?/?:@ HTTP/1.0\r\n\r\n");
+}
+
+#[test]
+fn connect_is_not_implemented() {
+    // This server is no proxy and opens no tunnels: a CONNECT that is otherwise well-formed
+    // gets 501, before the app, and the connection is closed (as after every refusal).
+    for raw in [
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        "CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n",
+        "CONNECT a:443 HTTP/1.1\r\nHost:\r\n\r\n",
+        "CONNECT a:443 HTTP/1.0\r\n\r\n",
+        "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 2\r\n\r\nhi",
+    ] {
+        assert_eq!(
+            parse(raw).unwrap_err(),
+            Error::ConnectNotImplemented,
+            "{raw:?}"
+        );
+        assert_eq!(status(raw), 501, "{raw:?}");
+    }
+    // A malformed one gets the status of its fault, as with any method.
+    refusals(&[
+        ("CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("CONNECT a:0 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("CONNECT a:443 HTTP/1.1\r\n\r\n", 400),
+        ("CONNECT a:443 HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+    ]);
+    // Only once the head is complete: a partial one still asks for more.
+    assert!(parse("CONNECT a:443 HTTP/1.1\r\n").unwrap().is_none());
 }
 
 #[test]
@@ -293,7 +317,6 @@ fn host_rules() {
         "GET / HTTP/1.1\r\nHOST:\t a \t\r\n\r\n",
         "GET http://a/ HTTP/1.1\r\nHost:\r\n\r\n",
         "GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n",
-        "CONNECT a:443 HTTP/1.1\r\nHost:\r\n\r\n",
     ]);
     assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
     assert_eq!(
@@ -838,6 +861,7 @@ fn statuses_of_every_error() {
     let rows: &[(Error, u16)] = &[
         (Error::Malformed, 400),
         (Error::UnsupportedMethod, 501),
+        (Error::ConnectNotImplemented, 501),
         (Error::BadTarget, 400),
         (Error::DuplicateField, 400),
         (Error::MissingHost, 400),
