@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use super::Error;
 use super::grammar::{field_line, is_token, list_elements, token_with_params};
-use super::target::{TargetForm, classify, host_and_port};
+use super::target::{TargetForm, absolute_host, classify, host_and_port};
 
 /// The request limits (the `--limit-request-*` settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +168,20 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> 
         let name = HeaderName::from_bytes(&buf[name.clone()]).map_err(|_| Error::Malformed)?;
         let value = HeaderValue::from_bytes(&buf[value.clone()]).map_err(|_| Error::Malformed)?;
         map.try_append(name, value)
+            .map_err(|_| Error::TooManyFields)?;
+    }
+    // RFC 9112 section 3.2.2: "When an origin server receives a request with an
+    // absolute-form of request-target, the origin server MUST ignore the received Host header
+    // field (if any) and instead use the host information of the request-target", and "When a
+    // proxy receives a request with an absolute-form of request-target, the proxy MUST ignore
+    // the received Host header field (if any) and instead replace it with the host information
+    // of the request-target". The app reads the authority from `Host` (virtual hosts,
+    // redirects, absolute URLs it builds), so `Host` is replaced, in its place among the
+    // fields (or added, for an HTTP/1.0 request that had none): the app cannot be handed one
+    // authority in the target and another in `Host`. The raw head keeps what was received.
+    if form == TargetForm::Absolute {
+        let host = HeaderValue::from_bytes(absolute_host(target)).map_err(|_| Error::BadTarget)?;
+        map.try_insert(http::header::HOST, host)
             .map_err(|_| Error::TooManyFields)?;
     }
 

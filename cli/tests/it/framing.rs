@@ -39,3 +39,20 @@ fn connect_gets_501_and_the_connection_closes() {
     // Nothing after the refusal: the bytes that follow are neither a tunnel nor a request.
     assert_eq!(r.body, b"Not Implemented\n");
 }
+
+#[test]
+fn an_absolute_form_target_replaces_host() {
+    let s = echo();
+    let r = request(
+        s.addr.unwrap(),
+        "GET http://good.example/p HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let echoed: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        echoed["headers"],
+        serde_json::json!([["Host", "good.example"], ["Connection", "close"]]),
+        "{echoed}"
+    );
+    assert_eq!(echoed["target"], "http://good.example/p");
+}

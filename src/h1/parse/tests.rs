@@ -285,6 +285,56 @@ fn connect_is_not_implemented() {
 }
 
 #[test]
+fn absolute_form_replaces_host() {
+    // RFC 9112 section 3.2.2: the target's authority replaces the received Host.
+    let host = |raw: &str| -> Vec<String> {
+        ok(raw)
+            .request
+            .headers()
+            .get_all("host")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        host("GET http://good.example/p HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
+        ["good.example"]
+    );
+    assert_eq!(
+        host("GET http://good.example:8080 HTTP/1.1\r\nHost:\r\n\r\n"),
+        ["good.example:8080"]
+    );
+    assert_eq!(
+        host("GET https://[::1]:8443/p?q HTTP/1.1\r\nHost: evil\r\n\r\n"),
+        ["[::1]:8443"]
+    );
+    // HTTP/1.0 may leave Host out; the target's authority is then the request's Host.
+    assert_eq!(
+        host("GET http://a.example/ HTTP/1.0\r\n\r\n"),
+        ["a.example"]
+    );
+    // Userinfo is not part of the host (it is refused for http and https).
+    assert_eq!(
+        host("GET foo://u:p@a.example:1/p HTTP/1.1\r\nHost: b\r\n\r\n"),
+        ["a.example:1"]
+    );
+    // The field keeps its place among the others, and the raw head keeps what was sent.
+    let p = ok("GET http://good.example/ HTTP/1.1\r\nA: 1\r\nHost: evil.example\r\nB: 2\r\n\r\n");
+    let names: Vec<_> = p.request.headers().keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["a", "host", "b"]);
+    let raw = p.request.extensions().get::<RawHead>().unwrap();
+    assert!(
+        raw.fields()
+            .any(|f| f == (&b"Host"[..], &b"evil.example"[..]))
+    );
+    // Origin-form: Host as received.
+    assert_eq!(
+        host("GET /p HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+        ["a.example"]
+    );
+}
+
+#[test]
 fn host_rules() {
     refusals(&[
         // HTTP/1.1 needs exactly one valid Host
