@@ -7,7 +7,10 @@
 //!
 //! The method, target and field lines come from the [`RawHead`] request extension, not from
 //! the `http` types, because those normalise: a `HeaderMap` lowercases names and groups
-//! repeats, and the `Uri` may not keep the target byte for byte. Every JSON string stands
+//! repeats, and the `Uri` may not keep the target byte for byte. One field is the server's
+//! rather than the client's: with an absolute-form target the server replaces `Host` with the
+//! target's authority (RFC 9112 section 3.2.2), and the echo shows that `Host`, the one the app
+//! sees, in the line where the client sent its own. Every JSON string stands
 //! for raw bytes, byte `0xNN` being the code point `U+00NN` (ECHO.md, "Strings are bytes").
 
 use std::io::Read;
@@ -39,7 +42,12 @@ fn echo(mut req: Request<'_>) -> Response {
                 raw.method().to_vec(),
                 raw.target().to_vec(),
                 raw.fields()
-                    .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                    .map(|(n, v)| match req.headers().get(header::HOST) {
+                        Some(host) if n.eq_ignore_ascii_case(b"host") => {
+                            (n.to_vec(), host.as_bytes().to_vec())
+                        }
+                        _ => (n.to_vec(), v.to_vec()),
+                    })
                     .collect(),
             ),
             None => (

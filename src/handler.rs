@@ -152,14 +152,20 @@ impl Body {
 
     /// A body streamed from a reader, of unknown length: sent with chunked transfer coding to
     /// HTTP/1.1 clients and delimited by closing the connection for HTTP/1.0 clients. If the
-    /// app sets `Content-Length` itself, exactly that many bytes are sent, unchunked.
+    /// app sets `Content-Length` itself, exactly that many bytes are sent, unchunked; a reader
+    /// that ends before cuts the response, and the connection is closed (the client sees an
+    /// incomplete response, not the next one read as the rest of this body).
     pub fn reader(r: impl Read + 'static) -> Body {
         Body {
             kind: BodyKind::Reader(Box::new(r)),
         }
     }
 
-    /// A file, sent with `Content-Length` from its size (by sendfile(2) where possible).
+    /// A file. A regular file is sent with `Content-Length` from its size when the response
+    /// is made (if it shrinks before it is sent, the response is cut and the connection
+    /// closed). A file with no size (a pipe, a device) is sent like [`Body::reader`]: chunked
+    /// to HTTP/1.1 clients, ended by closing the connection for HTTP/1.0 ones, or exactly the
+    /// `Content-Length` the app set.
     pub fn file(f: File) -> Body {
         Body {
             kind: BodyKind::File(f),

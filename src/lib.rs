@@ -57,7 +57,8 @@
 //! ```
 //!
 //! A response body is bytes ([`Body::from`]), a reader ([`Body::reader`], sent chunked to
-//! HTTP/1.1 clients) or a file ([`Body::file`], sent with sendfile(2)).
+//! HTTP/1.1 clients) or a file ([`Body::file`], with `Content-Length` from its size, or
+//! like a reader when it has none, as a pipe).
 //!
 //! # Process model
 //!

@@ -1,16 +1,20 @@
 //! The demo app served by the `runicorn` binary (its routes are listed in the README): routes that exercise
-//! every part of the process model (slow I/O, CPU, memory growth, panics, aborts).
+//! every part of the process model (slow I/O, CPU, memory growth, panics, aborts), and
+//! response bodies whose framing the server must get right (a body shorter than the length
+//! the app declared, a file with no length).
 
+use std::fs::File;
+use std::io::{Read, Write};
 use std::time::Duration;
 
-use http::{Method, StatusCode, header};
+use http::{HeaderValue, Method, StatusCode, header};
 
-use runicorn::{App, BoxError, Request, Response, WorkerInfo};
+use runicorn::{App, Body, BoxError, Request, Response, WorkerInfo};
 
 /// The demo app.
 ///
 /// Routes: `GET /` (`Hello world`), `/sleep?ms=N`, `/work?ms=N`, `/alloc?mb=N`, `/panic`,
-/// `/abort`; anything else is 404. With `RUNICORN_DEMO_FAIL_BOOT=1` in the environment every
+/// `/abort`, `/short?declared=N&sent=M`, `/pipe`; anything else is 404. With `RUNICORN_DEMO_FAIL_BOOT=1` in the environment every
 /// worker fails in `after_fork`, which shows the crash-loop handling.
 #[derive(Debug, Default)]
 pub struct Demo {
@@ -99,10 +103,42 @@ impl App for Demo {
                     format!("allocated {mb} MiB, {} MiB in all\n", total >> 20),
                 )
             }
+            "/short" => {
+                // A streamed body of `sent` bytes under the app's own `Content-Length:
+                // declared`: with fewer bytes than declared, the response is cut.
+                let declared = query_number(query, "declared").unwrap_or(10);
+                let sent = query_number(query, "sent").unwrap_or(5);
+                let mut r = Response::new(Body::reader(std::io::repeat(b'x').take(sent)));
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(declared));
+                r
+            }
+            "/pipe" => piped("piped body\n"),
             "/panic" => panic!("the /panic route panics on purpose"),
             "/abort" => std::process::abort(),
             _ => text(StatusCode::NOT_FOUND, "Not Found\n"),
         }
+    }
+}
+
+/// `text` as a [`Body::file`] over a pipe: a file whose length is not known up front.
+fn piped(body: &str) -> Response {
+    // The body is written before the app returns, so it must fit in the pipe's buffer
+    // (64 KiB on Linux); the write end is closed, so the server reads it to its end.
+    let file = nix::unistd::pipe()
+        .map_err(std::io::Error::from)
+        .and_then(|(read, write)| {
+            File::from(write).write_all(body.as_bytes())?;
+            Ok(File::from(read))
+        });
+    match file {
+        Ok(file) => {
+            let mut r = Response::new(Body::file(file));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            r
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("pipe: {e}\n")),
     }
 }
 
@@ -138,6 +174,8 @@ mod tests {
         assert_eq!(get(&mut app, "/sleep?ms=1").0, 200);
         assert_eq!(get(&mut app, "/work?ms=1").0, 200);
         assert_eq!(get(&mut app, "/nope").0, 404);
+        assert_eq!(get(&mut app, "/short?declared=3&sent=2").0, 200);
+        assert_eq!(get(&mut app, "/pipe").0, 200);
         assert_eq!(get(&mut app, "/alloc?mb=1").0, 200);
         assert_eq!(app.retained.iter().map(Vec::len).sum::<usize>(), 1 << 20);
     }

@@ -37,6 +37,8 @@ pub enum Error {
     Malformed,
     /// A method with lower-case letters (policy: see `parse.rs`).
     UnsupportedMethod,
+    /// A CONNECT request: this server is not a proxy and opens no tunnels (see `parse.rs`).
+    ConnectNotImplemented,
     /// The request-target is not in a form RFC 9112 section 3.2 allows for this method, or
     /// does not follow RFC 3986.
     BadTarget,
@@ -91,9 +93,9 @@ impl Error {
             Error::TooManyFields | Error::FieldTooLarge => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
-            Error::UnsupportedMethod | Error::UnsupportedTransferCoding => {
-                StatusCode::NOT_IMPLEMENTED
-            }
+            Error::UnsupportedMethod
+            | Error::ConnectNotImplemented
+            | Error::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             Error::UnsupportedVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Error::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::HeadTimeout | Error::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -105,6 +107,7 @@ impl Error {
         match self {
             Error::Malformed => "malformed",
             Error::UnsupportedMethod => "unsupported_method",
+            Error::ConnectNotImplemented => "connect_not_implemented",
             Error::BadTarget => "bad_target",
             Error::MissingHost => "missing_host",
             Error::BadHost => "bad_host",

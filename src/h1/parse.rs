@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use super::Error;
 use super::grammar::{field_line, is_token, list_elements, token_with_params};
-use super::target::{TargetForm, classify, host_and_port};
+use super::target::{TargetForm, absolute_host, classify, host_and_port};
 
 /// The request limits (the `--limit-request-*` settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,8 @@ pub struct Limits {
 /// How many bytes of empty lines may come before the request line. RFC 9112 section 2.2:
 /// "a server that is expecting to receive and parse a request-line SHOULD ignore at least one
 /// empty line (CRLF) received prior to the request-line". A few are ignored; an endless
-/// stream of them is refused like any other garbage.
+/// stream of them is refused like any other garbage. An empty line is a CRLF: a bare LF
+/// there is refused, as everywhere else in the head (see [`line_end`]).
 const EMPTY_LINES_MAX: usize = 256;
 
 impl Limits {
@@ -140,6 +141,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> 
         return Err(Error::DuplicateField);
     }
     let body = framing(&fields, head.minor, limits)?;
+    refuse_connect(form)?;
     let expect_continue = head.minor == 1
         && fields.expect_continue
         && matches!(body, BodyFraming::Chunked | BodyFraming::Length(1..));
@@ -166,6 +168,20 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> 
         let name = HeaderName::from_bytes(&buf[name.clone()]).map_err(|_| Error::Malformed)?;
         let value = HeaderValue::from_bytes(&buf[value.clone()]).map_err(|_| Error::Malformed)?;
         map.try_append(name, value)
+            .map_err(|_| Error::TooManyFields)?;
+    }
+    // RFC 9112 section 3.2.2: "When an origin server receives a request with an
+    // absolute-form of request-target, the origin server MUST ignore the received Host header
+    // field (if any) and instead use the host information of the request-target", and "When a
+    // proxy receives a request with an absolute-form of request-target, the proxy MUST ignore
+    // the received Host header field (if any) and instead replace it with the host information
+    // of the request-target". The app reads the authority from `Host` (virtual hosts,
+    // redirects, absolute URLs it builds), so `Host` is replaced, in its place among the
+    // fields (or added, for an HTTP/1.0 request that had none): the app cannot be handed one
+    // authority in the target and another in `Host`. The raw head keeps what was received.
+    if form == TargetForm::Absolute {
+        let host = HeaderValue::from_bytes(absolute_host(target)).map_err(|_| Error::BadTarget)?;
+        map.try_insert(http::header::HOST, host)
             .map_err(|_| Error::TooManyFields)?;
     }
 
@@ -214,7 +230,7 @@ fn scan(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
     loop {
         match &buf[start..] {
             [b'\r', b'\n', ..] => start += 2,
-            [b'\n', ..] => start += 1,
+            [b'\n', ..] => return Err(Error::Malformed),
             [] | [b'\r'] => return Ok(None),
             _ => break,
         }
@@ -351,6 +367,31 @@ fn version(v: &[u8]) -> Result<u8, Error> {
 fn check_method(method: &[u8]) -> Result<(), Error> {
     if method.iter().any(u8::is_ascii_lowercase) {
         return Err(Error::UnsupportedMethod);
+    }
+    Ok(())
+}
+
+/// CONNECT is refused, once its head is complete and otherwise valid (a malformed CONNECT
+/// gets the status of its fault, as any method does, and a head gets the same answer whether
+/// it arrives at once or trickles in).
+///
+/// RFC 9110 section 9.3.6: CONNECT asks the recipient "to establish a tunnel to the
+/// destination origin server identified by the request target"; "A server MUST NOT send any
+/// Transfer-Encoding or Content-Length header fields in a 2xx (Successful) response to
+/// CONNECT", and after one the client treats the connection as a tunnel. An app server behind
+/// a router is not a proxy: a worker would pass CONNECT to the app, frame its answer like any
+/// other and read the next bytes as HTTP again. So CONNECT never reaches the app.
+///
+/// 501 rather than 405: section 15.6.2 calls 501 "the appropriate response when the server
+/// does not recognize the request method and is not capable of supporting it for any
+/// resource", which is the case; section 15.5.6 makes 405 a statement about one target
+/// resource, and "The origin server MUST generate an Allow header field in a 405 response
+/// containing a list of the target resource's currently supported methods", which only the
+/// app knows. The connection is closed after it, as after every refusal.
+fn refuse_connect(form: TargetForm) -> Result<(), Error> {
+    // `classify` gives the authority-form to CONNECT, and only to CONNECT.
+    if form == TargetForm::Authority {
+        return Err(Error::ConnectNotImplemented);
     }
     Ok(())
 }

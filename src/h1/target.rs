@@ -20,7 +20,7 @@ pub(crate) enum TargetForm {
     Origin,
     /// `scheme "://" authority path [ "?" query ]`: the authority is in the target.
     Absolute,
-    /// `uri-host ":" port`, for CONNECT.
+    /// `uri-host ":" port`, for CONNECT (which `parse_head` then refuses with 501).
     Authority,
     /// `*`, for a server-wide OPTIONS.
     Asterisk,
@@ -136,6 +136,24 @@ fn is_absolute(s: &[u8], scheme_len: usize) -> bool {
         return false;
     }
     is_path_and_query(path_and_query)
+}
+
+/// The host information of an absolute-form target (`uri-host [ ":" port ]`, RFC 3986
+/// section 3.2, without any userinfo), for a target [`classify`] found to be absolute-form.
+pub(crate) fn absolute_host(target: &[u8]) -> &[u8] {
+    let Some(scheme_len) = absolute_scheme(target) else {
+        return b"";
+    };
+    let rest = &target[scheme_len + 3..];
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    match authority.iter().position(|&b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    }
 }
 
 /// RFC 9112 section 3.2.3: `authority-form = uri-host ":" port`, with a host and a usable

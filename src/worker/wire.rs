@@ -40,7 +40,10 @@ impl Outgoing {
         }
     }
 
-    /// Writes the head and the body; returns the body bytes sent.
+    /// Writes the head and the body; returns the body bytes sent. A body that ends before the
+    /// `Content-Length` the head announced is an error ([`BodyCut`]): the response is cut, and
+    /// the caller must close the connection rather than write the next response into what
+    /// the client still reads as this body.
     pub fn write(
         self,
         out: &mut Patient<'_>,
@@ -58,23 +61,22 @@ impl Outgoing {
             self.framing,
             persist,
         );
-        let len = match self.framing {
-            Framing::Length(n) => Some(n),
-            _ => None,
-        };
         match (self.body, self.send_body) {
             (_, false) => write_all_vectored(out, &mut [IoSlice::new(head)]).map(|()| 0),
             (BodyKind::Bytes(b), true) => {
                 write_all_vectored(out, &mut [IoSlice::new(head), IoSlice::new(&b)])
                     .map(|()| b.len() as u64)
             }
+            // A file is a reader whose length is known when it is a regular file (then it is
+            // `Content-Length`, and a file that shrank since is cut like a short reader); a
+            // pipe or a device has none and is chunked or close-delimited like any reader.
             (BodyKind::File(mut f), true) => {
                 out.write_all(head)?;
-                io::copy(&mut (&mut f).take(len.unwrap_or(u64::MAX)), out)
+                stream(out, &mut f, self.framing, chunk)
             }
-            (BodyKind::Reader(r), true) => {
+            (BodyKind::Reader(mut r), true) => {
                 out.write_all(head)?;
-                stream(out, r, self.framing, chunk)
+                stream(out, &mut *r, self.framing, chunk)
             }
         }
     }
@@ -101,11 +103,45 @@ impl std::fmt::Display for BodyPanicked {
 
 impl std::error::Error for BodyPanicked {}
 
-/// Streams a reader's bytes, chunked or raw (exactly `Content-Length` of them if the app set
-/// one).
+/// The error [`Outgoing::write`] returns when the body ended before the `Content-Length` the
+/// head announced: a reader that yields fewer bytes than the app's `Content-Length`, a file
+/// that shrank after its length was taken. The response is cut (RFC 9112 section 8: "A message
+/// that uses a valid Content-Length is incomplete if the size of the message body received
+/// [...] is less than the value given by Content-Length"), and the connection must close, or
+/// the client reads the next response as the rest of this body.
+#[derive(Debug)]
+pub(super) struct BodyCut {
+    /// The length the head announced.
+    pub declared: u64,
+    /// The body bytes written before the body ended.
+    pub sent: u64,
+}
+
+#[cfg(test)]
+impl BodyCut {
+    /// Whether `e` is this error.
+    pub fn is_cause_of(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|r| r.is::<BodyCut>())
+    }
+}
+
+impl std::fmt::Display for BodyCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "response body shorter than its Content-Length: {} of {} bytes, the response is cut",
+            self.sent, self.declared
+        )
+    }
+}
+
+impl std::error::Error for BodyCut {}
+
+/// Streams a reader's bytes: chunked, close-delimited, or exactly `Content-Length` of them
+/// (a [`BodyCut`] error if the reader ends before).
 fn stream(
     out: &mut Patient<'_>,
-    mut r: Box<dyn Read>,
+    r: &mut dyn Read,
     framing: Framing,
     chunk: &mut [u8],
 ) -> io::Result<u64> {
@@ -144,8 +180,15 @@ fn stream(
         sent += n as u64;
         left -= n as u64;
     }
-    if framing == Framing::Chunked {
-        out.write_all(b"0\r\n\r\n")?;
+    match framing {
+        Framing::Chunked => out.write_all(b"0\r\n\r\n")?,
+        Framing::Length(declared) if sent < declared => {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                BodyCut { declared, sent },
+            ));
+        }
+        _ => {}
     }
     Ok(sent)
 }
@@ -187,6 +230,127 @@ mod tests {
         };
         let date = b"Thu, 01 Jan 1970 00:00:00 GMT";
         out.write(&mut p, &mut Vec::new(), &mut [0; 64], date, Persist::Close)
+    }
+
+    /// A response of `body` to a GET of `version`, with the app's `Content-Length` if any.
+    fn outgoing(body: Body, content_length: Option<u64>, version: Version) -> Outgoing {
+        let mut response = Response::new(body);
+        if let Some(n) = content_length {
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_LENGTH, n.into());
+        }
+        Outgoing::new(response, &Method::GET, version)
+    }
+
+    /// Writes `out` to one end of a socket pair; returns what `write` returned and every byte
+    /// the other end got.
+    fn send(out: Outgoing) -> (io::Result<u64>, Vec<u8>) {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let mut conn = Conn::Unix(ours);
+        let mut p = Patient {
+            conn: &mut conn,
+            idle: Duration::from_secs(1),
+        };
+        let date = b"Thu, 01 Jan 1970 00:00:00 GMT";
+        let result = out.write(&mut p, &mut Vec::new(), &mut [0; 64], date, Persist::Close);
+        drop(conn);
+        let mut got = Vec::new();
+        theirs.read_to_end(&mut got).unwrap();
+        (result, got)
+    }
+
+    /// Splits a response into its head (without the empty line) and its body.
+    fn split(bytes: &[u8]) -> (String, &[u8]) {
+        let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        (
+            String::from_utf8_lossy(&bytes[..end]).into_owned(),
+            &bytes[end + 4..],
+        )
+    }
+
+    /// A pipe holding `bytes`, its write end closed: a file of no known length.
+    fn pipe_with(bytes: &[u8]) -> std::fs::File {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        std::fs::File::from(write).write_all(bytes).unwrap();
+        std::fs::File::from(read)
+    }
+
+    #[test]
+    fn a_reader_shorter_than_its_content_length_fails_the_write() {
+        let body = Body::reader(io::Cursor::new(b"hello".to_vec()));
+        let (result, got) = send(outgoing(body, Some(10), Version::HTTP_11));
+        let (head, body) = split(&got);
+        assert!(head.contains("\r\nContent-Length: 10"), "{head}");
+        assert_eq!(body, b"hello");
+        let e = result.expect_err("5 of 10 bytes is not a whole response");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+        assert!(BodyCut::is_cause_of(&e), "{e}");
+        assert!(!BodyPanicked::is_cause_of(&e), "{e}");
+        // As long as declared, or longer: exactly the declared bytes, and success.
+        for text in [&b"0123456789"[..], b"0123456789 and more"] {
+            let body = Body::reader(io::Cursor::new(text.to_vec()));
+            let (result, got) = send(outgoing(body, Some(10), Version::HTTP_11));
+            assert_eq!(result.unwrap(), 10);
+            assert_eq!(split(&got).1, b"0123456789");
+        }
+    }
+
+    #[test]
+    fn a_file_without_a_length_is_chunked_to_http11_and_close_delimited_to_http10() {
+        let (result, got) = send(outgoing(
+            Body::file(pipe_with(b"piped body\n")),
+            None,
+            Version::HTTP_11,
+        ));
+        assert_eq!(result.unwrap(), 11);
+        let (head, body) = split(&got);
+        assert!(head.contains("\r\nTransfer-Encoding: chunked"), "{head}");
+        assert!(!head.contains("Content-Length"), "{head}");
+        assert_eq!(body, b"b\r\npiped body\n\r\n0\r\n\r\n");
+
+        let (result, got) = send(outgoing(
+            Body::file(pipe_with(b"piped body\n")),
+            None,
+            Version::HTTP_10,
+        ));
+        assert_eq!(result.unwrap(), 11);
+        let (head, body) = split(&got);
+        assert!(!head.contains("Transfer-Encoding"), "{head}");
+        assert!(!head.contains("Content-Length"), "{head}");
+        assert_eq!(body, b"piped body\n");
+
+        // With the app's Content-Length: that many bytes, raw, and a cut if fewer come.
+        let file = pipe_with(b"piped body\n");
+        let (result, got) = send(outgoing(Body::file(file), Some(5), Version::HTTP_11));
+        assert_eq!(result.unwrap(), 5);
+        assert_eq!(split(&got).1, b"piped");
+        let file = pipe_with(b"piped body\n");
+        let (result, _) = send(outgoing(Body::file(file), Some(50), Version::HTTP_11));
+        assert!(BodyCut::is_cause_of(&result.unwrap_err()));
+    }
+
+    #[test]
+    fn a_file_that_shrank_after_its_length_was_taken_fails_the_write() {
+        let path = std::env::temp_dir().join(format!("runicorn-wire-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").unwrap();
+        let out = outgoing(
+            Body::file(std::fs::File::open(&path).unwrap()),
+            None,
+            Version::HTTP_11,
+        );
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(4)
+            .unwrap();
+        let (result, got) = send(out);
+        std::fs::remove_file(&path).unwrap();
+        let (head, body) = split(&got);
+        assert!(head.contains("\r\nContent-Length: 10"), "{head}");
+        assert_eq!(body, b"0123");
+        assert!(BodyCut::is_cause_of(&result.unwrap_err()));
     }
 
     #[test]

@@ -15,6 +15,8 @@ mod conformance;
 mod docs;
 /// Timeouts, panics, aborts, max-requests, crash loops.
 mod faults;
+/// Response framing the app cannot break, and heads settled before the app, from raw bytes.
+mod framing;
 /// HTTP behaviour seen by clients: framing, HEAD, errors, Date, Connection: close.
 mod http;
 /// Keep-alive, pipelining, parked slow clients.

@@ -122,10 +122,10 @@ fn raw_head_keeps_order_and_case() {
 fn empty_lines_before_the_request_line_are_ignored() {
     // RFC 9112 section 2.2: "SHOULD ignore at least one empty line (CRLF) received prior to
     // the request-line".
-    let p = ok("\r\n\r\n\nGET /x HTTP/1.0\r\n\r\n");
+    let p = ok("\r\n\r\nGET /x HTTP/1.0\r\n\r\n");
     let raw = p.request.extensions().get::<RawHead>().unwrap();
     assert_eq!(raw.target(), b"/x");
-    assert_eq!(p.head_len, 24);
+    assert_eq!(p.head_len, 23);
     // The empty lines do not count against the request-line limit.
     let at = format!("\r\nGET /{} HTTP/1.0\r\n\r\n", "a".repeat(64 - 14));
     assert!(parse(&at).unwrap().is_some());
@@ -133,6 +133,20 @@ fn empty_lines_before_the_request_line_are_ignored() {
     assert_eq!(status(&"\r\n".repeat(200)), 400);
     assert_eq!(status("\rGET / HTTP/1.0\r\n\r\n"), 400);
     assert_eq!(status(" GET / HTTP/1.0\r\n\r\n"), 400);
+}
+
+#[test]
+fn a_bare_lf_before_the_request_line_is_refused() {
+    // An empty line is a CRLF; a bare LF there is refused as it is everywhere else in the
+    // head, as soon as it arrives.
+    refusals(&[
+        ("\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("\r\n\r\n\nGET /x HTTP/1.0\r\n\r\n", 400),
+    ]);
+    assert_eq!(parse("\n").unwrap_err(), Error::Malformed);
+    assert_eq!(parse("\r\n\n").unwrap_err(), Error::Malformed);
 }
 
 #[test]
@@ -238,12 +252,86 @@ fn request_targets() {
     assert_eq!(p.request.uri().path(), "/foo");
     let p = ok("GET http://[::1]:8080/foo HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n");
     assert_eq!(p.request.uri().port_u16(), Some(8080));
-    let p = ok("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
-    assert_eq!(p.request.method(), Method::CONNECT);
-    assert_eq!(p.request.uri().authority().unwrap(), "example.com:443");
-    let p = ok("CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n");
-    assert_eq!(p.request.uri().host(), Some("[::1]"));
     ok("GET /:@!$&'()*+,;=-._~%20?/?:@ HTTP/1.0\r\n\r\n");
+}
+
+#[test]
+fn connect_is_not_implemented() {
+    // This server is no proxy and opens no tunnels: a CONNECT that is otherwise well-formed
+    // gets 501, before the app, and the connection is closed (as after every refusal).
+    for raw in [
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        "CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n",
+        "CONNECT a:443 HTTP/1.1\r\nHost:\r\n\r\n",
+        "CONNECT a:443 HTTP/1.0\r\n\r\n",
+        "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 2\r\n\r\nhi",
+    ] {
+        assert_eq!(
+            parse(raw).unwrap_err(),
+            Error::ConnectNotImplemented,
+            "{raw:?}"
+        );
+        assert_eq!(status(raw), 501, "{raw:?}");
+    }
+    // A malformed one gets the status of its fault, as with any method.
+    refusals(&[
+        ("CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("CONNECT a:0 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("CONNECT a:443 HTTP/1.1\r\n\r\n", 400),
+        ("CONNECT a:443 HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+    ]);
+    // Only once the head is complete: a partial one still asks for more.
+    assert!(parse("CONNECT a:443 HTTP/1.1\r\n").unwrap().is_none());
+}
+
+#[test]
+fn absolute_form_replaces_host() {
+    // RFC 9112 section 3.2.2: the target's authority replaces the received Host.
+    let host = |raw: &str| -> Vec<String> {
+        ok(raw)
+            .request
+            .headers()
+            .get_all("host")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        host("GET http://good.example/p HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
+        ["good.example"]
+    );
+    assert_eq!(
+        host("GET http://good.example:8080 HTTP/1.1\r\nHost:\r\n\r\n"),
+        ["good.example:8080"]
+    );
+    assert_eq!(
+        host("GET https://[::1]:8443/p?q HTTP/1.1\r\nHost: evil\r\n\r\n"),
+        ["[::1]:8443"]
+    );
+    // HTTP/1.0 may leave Host out; the target's authority is then the request's Host.
+    assert_eq!(
+        host("GET http://a.example/ HTTP/1.0\r\n\r\n"),
+        ["a.example"]
+    );
+    // Userinfo is not part of the host (it is refused for http and https).
+    assert_eq!(
+        host("GET foo://u:p@a.example:1/p HTTP/1.1\r\nHost: b\r\n\r\n"),
+        ["a.example:1"]
+    );
+    // The field keeps its place among the others, and the raw head keeps what was sent.
+    let p = ok("GET http://good.example/ HTTP/1.1\r\nA: 1\r\nHost: evil.example\r\nB: 2\r\n\r\n");
+    let names: Vec<_> = p.request.headers().keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["a", "host", "b"]);
+    let raw = p.request.extensions().get::<RawHead>().unwrap();
+    assert!(
+        raw.fields()
+            .any(|f| f == (&b"Host"[..], &b"evil.example"[..]))
+    );
+    // Origin-form: Host as received.
+    assert_eq!(
+        host("GET /p HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+        ["a.example"]
+    );
 }
 
 #[test]
@@ -279,7 +367,6 @@ fn host_rules() {
         "GET / HTTP/1.1\r\nHOST:\t a \t\r\n\r\n",
         "GET http://a/ HTTP/1.1\r\nHost:\r\n\r\n",
         "GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n",
-        "CONNECT a:443 HTTP/1.1\r\nHost:\r\n\r\n",
     ]);
     assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
     assert_eq!(
@@ -824,6 +911,7 @@ fn statuses_of_every_error() {
     let rows: &[(Error, u16)] = &[
         (Error::Malformed, 400),
         (Error::UnsupportedMethod, 501),
+        (Error::ConnectNotImplemented, 501),
         (Error::BadTarget, 400),
         (Error::DuplicateField, 400),
         (Error::MissingHost, 400),

@@ -164,3 +164,21 @@ fn host_values() {
         assert_eq!(host_and_port(bad.as_bytes()), None, "{bad}");
     }
 }
+
+#[test]
+fn the_host_of_an_absolute_target() {
+    for (target, host) in [
+        ("http://good.example/p", "good.example"),
+        ("http://good.example", "good.example"),
+        ("http://good.example:8080?q", "good.example:8080"),
+        ("HTTPS://[::1]:8443/p", "[::1]:8443"),
+        ("foo://u:p@a.example:1/p", "a.example:1"),
+        ("foo:///p", ""),
+    ] {
+        assert_eq!(
+            absolute_host(target.as_bytes()),
+            host.as_bytes(),
+            "{target}"
+        );
+    }
+}
