@@ -62,6 +62,10 @@ pub(super) struct Pending {
 }
 
 /// Where a client's head stands.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a short-lived return value; boxing the parsed head cost an allocation per request"
+)]
 enum HeadState {
     Complete(Parsed),
     Incomplete,
