@@ -42,6 +42,11 @@ pub(super) struct Client {
     registered: bool,
     /// The client has closed its sending side.
     eof: bool,
+    /// Reading stopped before the socket was drained (the buffer was full, or the body was
+    /// complete): bytes may wait in the kernel that no edge-triggered event will report
+    /// again, so they are read after the response. False after a short read, the common
+    /// case, which saves that read.
+    unread: bool,
     /// We have answered and shut our side down; what the client still sends is discarded.
     pub(super) lingering: bool,
     /// Bytes of `buf` already searched for line ends, and where the line being received
@@ -75,9 +80,12 @@ enum HeadState {
 impl Client {
     /// Reads what is available, without blocking, up to `max` buffered bytes.
     fn fill(&mut self, max: usize) -> std::io::Result<()> {
+        self.unread = false;
         loop {
             let len = self.buf.len();
             if len >= max {
+                // Stopped with the socket perhaps not drained: see `unread`.
+                self.unread = true;
                 return Ok(());
             }
             let room = (len + 4096).min(max).max(len + 1);
@@ -180,6 +188,7 @@ impl<A: App> Worker<'_, A> {
             requests: 0,
             registered: false,
             eof: false,
+            unread: false,
             lingering: false,
             scanned: 0,
             line_start: 0,
@@ -258,7 +267,7 @@ impl<A: App> Worker<'_, A> {
                 .body
                 .read_from(&mut client.conn, &mut self.chunk, &mut client.buf)
             {
-                Ok(Readable::Complete) => {}
+                Ok(Readable::Complete) => client.unread = true,
                 Ok(Readable::Drained) => {
                     if pending.parsed.expect_continue && !pending.continue_sent {
                         // RFC 9110 section 10.1.1: the head passed every check, so the client
@@ -304,9 +313,10 @@ impl<A: App> Worker<'_, A> {
         }
     }
 
-    /// After a response on a connection that carries on: reads what the client sent
-    /// meanwhile (a pipelined request may be whole already, and an edge-triggered poll would
-    /// not report bytes that arrived before), then moves the next request forward. An idle
+    /// After a response on a connection that carries on: reads what the client sent before
+    /// this request was taken, if reading stopped short of draining the socket (a pipelined
+    /// request may be whole already, and an edge-triggered poll would not report bytes that
+    /// arrived before), then moves the next request forward. An idle
     /// connection waits at most `--keepalive` seconds; one with part of its next request,
     /// `--header-timeout`.
     pub(super) fn await_next_request(&mut self, id: usize) {
@@ -323,7 +333,9 @@ impl<A: App> Worker<'_, A> {
         client.pending = None;
         client.scanned = 0;
         client.line_start = 0;
-        if let Err(e) = client.fill(max) {
+        if client.unread
+            && let Err(e) = client.fill(max)
+        {
             debug!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "connection failed");
             return self.close(id, false);
         }
