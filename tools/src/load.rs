@@ -41,8 +41,13 @@ pub use latency::Latencies;
 pub struct LoadSpec {
     /// The server's address.
     pub addr: SocketAddr,
+    /// The request method, `GET` by default.
+    pub method: String,
     /// The request target, e.g. `/sleep?ms=20`.
     pub path: String,
+    /// The request body, sent with a `Content-Length` (empty: none, except `Content-Length: 0`
+    /// for the methods that expect a body).
+    pub body: Vec<u8>,
     /// Client threads, each with one request outstanding at a time (at least 1).
     pub concurrency: usize,
     /// No request starts after this much time; requests in flight then still finish (each
@@ -64,7 +69,9 @@ impl LoadSpec {
     pub fn new(addr: SocketAddr, path: &str) -> LoadSpec {
         LoadSpec {
             addr,
+            method: "GET".to_string(),
             path: path.to_string(),
+            body: Vec::new(),
             concurrency: 1,
             duration: Duration::from_secs(10),
             max_requests: None,
@@ -76,7 +83,7 @@ impl LoadSpec {
 
     /// The bytes of the request every thread sends, built once.
     fn request_bytes(&self) -> Vec<u8> {
-        let mut r = format!("GET {} HTTP/1.1\r\n", self.path);
+        let mut r = format!("{} {} HTTP/1.1\r\n", self.method, self.path);
         if !self
             .headers
             .iter()
@@ -87,11 +94,16 @@ impl LoadSpec {
         for (k, v) in &self.headers {
             r.push_str(&format!("{k}: {v}\r\n"));
         }
+        if !self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
+            r.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
         if !self.keepalive {
             r.push_str("Connection: close\r\n");
         }
         r.push_str("\r\n");
-        r.into_bytes()
+        let mut bytes = r.into_bytes();
+        bytes.extend_from_slice(&self.body);
+        bytes
     }
 }
 
@@ -247,6 +259,7 @@ pub fn run(
     let shared = Shared {
         spec,
         request: spec.request_bytes(),
+        head: spec.method == "HEAD",
         stop,
         progress,
         start,
@@ -284,6 +297,8 @@ pub fn run(
 struct Shared<'a> {
     spec: &'a LoadSpec,
     request: Vec<u8>,
+    /// The method is HEAD: responses have no body, whatever their length fields say.
+    head: bool,
     stop: &'a AtomicBool,
     progress: Option<&'a (dyn Fn(&Progress) + Sync)>,
     start: Instant,
@@ -346,7 +361,14 @@ fn exchange(
     report: &mut LoadReport,
 ) -> Result<u16, Failure> {
     if let Some(mut s) = conn.take() {
-        match attempt(&mut s, &sh.request, buf, sh.spec.request_timeout, true) {
+        match attempt(
+            &mut s,
+            &sh.request,
+            sh.head,
+            buf,
+            sh.spec.request_timeout,
+            true,
+        ) {
             Attempt::Done { status, reusable } => {
                 if reusable {
                     *conn = Some(s);
@@ -361,7 +383,14 @@ fn exchange(
         .map_err(|e| Failure::of_io(&e))?;
     report.connections += 1;
     let _ = s.set_nodelay(true);
-    match attempt(&mut s, &sh.request, buf, sh.spec.request_timeout, false) {
+    match attempt(
+        &mut s,
+        &sh.request,
+        sh.head,
+        buf,
+        sh.spec.request_timeout,
+        false,
+    ) {
         Attempt::Done { status, reusable } => {
             if reusable && sh.spec.keepalive {
                 *conn = Some(s);
@@ -387,6 +416,7 @@ enum Attempt {
 fn attempt(
     s: &mut TcpStream,
     request: &[u8],
+    head: bool,
     buf: &mut [u8],
     timeout: Duration,
     reused: bool,
@@ -405,7 +435,7 @@ fn attempt(
     {
         return closed(Failure::of_io(&e), false);
     }
-    let mut framer = Framer::default();
+    let mut framer = Framer::new(head);
     let mut got_any = false;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

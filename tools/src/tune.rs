@@ -25,6 +25,7 @@ use super::advice::{self, Advice, Cpu, DYNO_SIZES, DynoSize, Limit, Measured};
 use super::chart::{self, Chart, Panel, Series};
 use super::cli::{self, Arg, Args, EXIT_USAGE};
 use super::metrics::write_atomically;
+use crate::load::Failure;
 use cgroup::DynoCgroup;
 
 /// The demo app's request for tuning: 5 ms of CPU work (`/work?ms=5`), a CPU-bound
@@ -34,7 +35,7 @@ pub const DEMO_PATH: &str = "/work?ms=5";
 /// A throughput within this share of the best counts as reaching it.
 const NEAR_PEAK: f64 = 0.95;
 
-const FLAGS: &str = "--path TARGET, --concurrency N, --duration SECS, \
+const FLAGS: &str = "--path TARGET, --method METHOD, --header 'NAME: VALUE', --body TEXT, --body-file PATH, --concurrency N, --duration SECS, \
 --warmup SECS, --min-workers N, --max-workers N, --step N, --workers LIST, --dyno SIZE, \
 --chart PATH, --headroom PCT, --cpus N, --timeout SECS, --help, -- APP [ARGS]";
 
@@ -64,6 +65,10 @@ Every trial must answer 2xx or 3xx: a trial whose requests fail gives no advice.
 
 Options:
   --path TARGET      the request target to load (required with APP)
+  --method METHOD    the request method (default GET)
+  --header 'N: V'    a request header field; repeat for more
+  --body TEXT        the request body (sent with Content-Length)
+  --body-file PATH   the request body, read from a file
   --concurrency N    client connections, each with one request at a time
                      (default: twice the largest worker count)
   --duration SECS    measured load per worker count (default 5)
@@ -100,6 +105,10 @@ struct Settings {
     app_args: Vec<String>,
     /// The request target loaded (`--path`, or this binary's own route).
     path: String,
+    /// The request's method, extra header fields and body.
+    method: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
     concurrency: Option<usize>,
     duration: Duration,
     warmup: Duration,
@@ -138,6 +147,19 @@ fn worker_counts(
     Ok(counts)
 }
 
+/// An HTTP token character (RFC 9110 section 5.6.2), for methods and field names.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `--body` and `--body-file` exclude each other.
+fn body_given(seen: &mut Option<&'static str>, flag: &'static str) -> Result<(), String> {
+    match seen.replace(flag) {
+        Some(other) if other != flag => Err(format!("{flag} and {other} exclude each other")),
+        _ => Ok(()),
+    }
+}
+
 /// Reads the flags. `own_path` is the route this binary is tuned on when no `--path` is
 /// given (the demo's); `None` makes `--path` required for this binary too.
 fn parse_flags(args: &[String], cpus: usize, own_path: Option<&str>) -> Result<Parsed, String> {
@@ -155,6 +177,9 @@ fn parse_flags(args: &[String], cpus: usize, own_path: Option<&str>) -> Result<P
         app: None,
         app_args: Vec::new(),
         path: String::new(),
+        method: "GET".to_string(),
+        headers: Vec::new(),
+        body: Vec::new(),
         concurrency: None,
         duration: Duration::from_secs(5),
         warmup: Duration::from_millis(500),
@@ -167,6 +192,7 @@ fn parse_flags(args: &[String], cpus: usize, own_path: Option<&str>) -> Result<P
     };
     let (mut min, mut max, mut step, mut list) = (1, default_max_workers(cpus), 1, None);
     let mut path = None;
+    let mut body_flag = None;
     let mut it = Args::new(args);
     while let Some(arg) = it.next() {
         match arg {
@@ -179,6 +205,40 @@ fn parse_flags(args: &[String], cpus: usize, own_path: Option<&str>) -> Result<P
                     return Err(cli::invalid("--path", p, what));
                 }
                 path = Some(p.to_string());
+            }
+            Arg::Flag("--method", v) => {
+                let what = "an HTTP method token such as GET, POST or PUT";
+                let m = it.value("--method", v, what)?;
+                if m.is_empty() || !m.bytes().all(is_tchar) {
+                    return Err(cli::invalid("--method", m, what));
+                }
+                s.method = m.to_string();
+            }
+            Arg::Flag("--header", v) => {
+                let what = "NAME: VALUE, a field name token and a value without control characters";
+                let h = it.value("--header", v, what)?;
+                let parsed = h.split_once(':').and_then(|(n, val)| {
+                    let (n, val) = (n.trim(), val.trim());
+                    (!n.is_empty()
+                        && n.bytes().all(is_tchar)
+                        && !val.bytes().any(|b| b.is_ascii_control() && b != b'\t'))
+                    .then(|| (n.to_string(), val.to_string()))
+                });
+                s.headers
+                    .push(parsed.ok_or_else(|| cli::invalid("--header", h, what))?);
+            }
+            Arg::Flag("--body", v) => {
+                body_given(&mut body_flag, "--body")?;
+                s.body = it
+                    .value("--body", v, "the body's text")?
+                    .as_bytes()
+                    .to_vec();
+            }
+            Arg::Flag("--body-file", v) => {
+                body_given(&mut body_flag, "--body-file")?;
+                let path = it.value("--body-file", v, "a file path")?;
+                s.body = std::fs::read(path)
+                    .map_err(|e| format!("--body-file: cannot read '{path}': {e}"))?;
             }
             Arg::Flag("--concurrency", v) => {
                 s.concurrency = Some(it.parsed(
@@ -332,7 +392,8 @@ fn tune(program: &str, s: &Settings, app: &Path) -> Result<(), String> {
         }),
     };
     let header = format!(
-        "{program} tune: GET {} with {concurrency} connections, {:.1} s a trial after {:.1} s of warm-up, workers {}; app {}",
+        "{program} tune: {} {} with {concurrency} connections, {:.1} s a trial after {:.1} s of warm-up, workers {}; app {}",
+        s.method,
         s.path,
         s.duration.as_secs_f64(),
         s.warmup.as_secs_f64(),
@@ -365,7 +426,10 @@ fn tune(program: &str, s: &Settings, app: &Path) -> Result<(), String> {
             app,
             app_args: &s.app_args,
             workers,
+            method: &s.method,
             path: &s.path,
+            headers: &s.headers,
+            body: &s.body,
             concurrency,
             duration: s.duration,
             warmup: s.warmup,
@@ -380,6 +444,9 @@ fn tune(program: &str, s: &Settings, app: &Path) -> Result<(), String> {
             eprintln!("{program} tune: {e}");
         }
         bar.done(&t);
+        if let Some(why) = unusable(&t, &s.method, &s.path) {
+            return Err(why);
+        }
         trials.push(t);
     }
 
@@ -397,7 +464,8 @@ fn tune(program: &str, s: &Settings, app: &Path) -> Result<(), String> {
         )
     );
     let title = format!(
-        "runicorn tune: GET {}, {concurrency} connections, {:.1} s per count",
+        "runicorn tune: {} {}, {concurrency} connections, {:.1} s per count",
+        s.method,
         s.path,
         s.duration.as_secs_f64()
     );
@@ -411,6 +479,53 @@ fn tune(program: &str, s: &Settings, app: &Path) -> Result<(), String> {
         Err(e) => return Err(format!("cannot write the chart: {e}")),
     }
     Ok(())
+}
+
+/// Why a trial cannot support advice, if it cannot: no request succeeded, or the app
+/// answered 4xx (the request is wrong for this app: its route, method or body, not the load).
+/// A server that failed some requests under load (5xx, resets, timeouts, workers killed out
+/// of memory) still gives figures; those failures are in the table.
+fn unusable(t: &Trial, method: &str, path: &str) -> Option<String> {
+    let of = |f: Failure| t.failures.get(&f).copied().unwrap_or(0);
+    let failures = t
+        .failures
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(f, n)| format!("{n} {}", f.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let route = format!("{method} {path}");
+    if of(Failure::Status4xx) > 0 {
+        return Some(format!(
+            "{} of {} requests to {route} were answered 4xx at {} ({failures}): the app \
+             has no such route, or refuses this method or body; give the route with --path \
+             (and --method, --header, --body); no advice from these trials",
+            of(Failure::Status4xx),
+            t.sent,
+            plural(t.workers, "worker")
+        ));
+    }
+    if t.ok == 0 {
+        return Some(format!(
+            "no request to {route} succeeded at {} ({}); no advice from these trials",
+            plural(t.workers, "worker"),
+            if failures.is_empty() {
+                "none was answered".to_string()
+            } else {
+                failures
+            }
+        ));
+    }
+    None
+}
+
+/// `1 worker`, `2 workers`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn list(counts: &[usize]) -> String {
@@ -719,6 +834,9 @@ fn render_advice(
             }
         }
     }
+    if let Some(note) = limits_note(trials, concurrency, cpus_here() as f64) {
+        let _ = writeln!(s, "{note}");
+    }
     if any.by_cpu.is_none() && on_cpu.is_some() {
         let _ = writeln!(
             s,
@@ -727,6 +845,42 @@ fn render_advice(
         );
     }
     s
+}
+
+/// Whether the measurement, not the server, limited throughput, said plainly: the machine's
+/// CPUs all busy with the load client among them, or throughput flat while the workers had
+/// CPU to spare (then connections or the client were the limit). `None` when neither shows.
+fn limits_note(trials: &[Trial], concurrency: usize, machine_cpus: f64) -> Option<String> {
+    let last = trials.last()?;
+    let (workers_cpu, client_cpu) = (last.cpu_cores?, last.client_cpu_cores?);
+    if workers_cpu + client_cpu >= 0.9 * machine_cpus && client_cpu >= 0.25 * machine_cpus {
+        return Some(format!(
+            "  Note: at {} workers this machine's {machine_cpus:.0} CPUs were all in use, {client_cpu:.1} \
+             of them by the load client itself ({workers_cpu:.1} by the workers): beyond this point \
+             the figures measure the machine, not the server. Measure from another machine, or \
+             read the advice by CPU share.",
+            last.workers
+        ));
+    }
+    let prev = trials.get(trials.len().checked_sub(2)?)?;
+    let flat = last.req_per_sec < 1.05 * prev.req_per_sec;
+    let spare = workers_cpu < 0.75 * (last.workers as f64).min(machine_cpus);
+    if flat && spare && last.req_per_sec > 0.0 {
+        let by = if concurrency <= last.workers {
+            format!("the {concurrency} connections (raise --concurrency)")
+        } else if client_cpu >= 0.8 {
+            format!("the load client ({client_cpu:.1} CPUs)")
+        } else {
+            "something the requests wait on (I/O, a lock, a downstream service)".to_string()
+        };
+        return Some(format!(
+            "  Note: throughput stayed flat from {} to {} workers ({:.1} to {:.1} req/s) while the \
+             workers used {workers_cpu:.1} of {machine_cpus:.0} CPUs: the limit was {by}, not the \
+             number of workers.",
+            prev.workers, last.workers, prev.req_per_sec, last.req_per_sec
+        ));
+    }
+    None
 }
 
 /// Throughput, latency and memory against workers.

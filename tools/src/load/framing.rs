@@ -20,6 +20,8 @@ pub(super) struct Framer {
     pub(super) status: u16,
     /// The connection may carry another request after this response.
     pub(super) persistent: bool,
+    /// The request was HEAD: the response has no body (RFC 9110 section 9.3.2).
+    head_request: bool,
 }
 
 #[derive(Debug)]
@@ -57,6 +59,14 @@ struct Head {
 }
 
 impl Framer {
+    /// A framer for the response to one request; `head_request` for HEAD.
+    pub(super) fn new(head_request: bool) -> Framer {
+        Framer {
+            head_request,
+            ..Framer::default()
+        }
+    }
+
     /// Takes the next bytes read. `Ok(Some(n))`: the response is complete after the first
     /// `n` of them; `Ok(None)`: more are needed; `Err`: not an HTTP/1.x response.
     pub(super) fn feed(&mut self, mut data: &[u8]) -> Result<Option<usize>, ()> {
@@ -77,7 +87,10 @@ impl Framer {
                         return Ok(None);
                     };
                     let end = scan_from + end + 4;
-                    let head = parse_head(&self.head[..end])?;
+                    let mut head = parse_head(&self.head[..end])?;
+                    if self.head_request && head.status >= 200 {
+                        head.body = BodyState::Done;
+                    }
                     // The bytes of `data` after the head.
                     let rest = self.head.len() - end;
                     data = &data[data.len() - rest..];
@@ -359,5 +372,15 @@ mod tests {
             }
         }
         assert_eq!(out, Err(()));
+    }
+
+    #[test]
+    fn the_answer_to_head_has_no_body_whatever_its_length() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+        let mut f = Framer::new(true);
+        assert_eq!(f.feed(head), Ok(Some(head.len())));
+        assert!(f.persistent);
+        let mut g = Framer::new(false);
+        assert_eq!(g.feed(head), Ok(None));
     }
 }

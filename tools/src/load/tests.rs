@@ -22,6 +22,18 @@ fn the_request_bytes() {
         spec.request_bytes(),
         b"GET /sleep?ms=1 HTTP/1.1\r\nhost: example.com\r\nX-A: 1\r\n\r\n"
     );
+    spec.method = "POST".into();
+    spec.headers.clear();
+    spec.body = b"{}".to_vec();
+    assert_eq!(
+        spec.request_bytes(),
+        b"POST /sleep?ms=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 2\r\n\r\n{}"
+    );
+    spec.body.clear();
+    assert_eq!(
+        spec.request_bytes(),
+        b"POST /sleep?ms=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 0\r\n\r\n"
+    );
 }
 
 #[test]

@@ -352,3 +352,91 @@ fn progress_lines() {
         "[########################] 4/4  4 workers  stopping"
     );
 }
+
+#[test]
+fn failed_trials_give_no_advice_and_say_why() {
+    let mut t = trial(1, 0.0, 1.0, 0.1);
+    t.ok = 0;
+    t.sent = 23_147;
+    t.failures.insert(Failure::Status4xx, 23_147);
+    let why = unusable(&t, "GET", "/work?ms=5").unwrap();
+    assert!(
+        why.contains("23147 of 23147 requests to GET /work?ms=5 were answered 4xx"),
+        "{why}"
+    );
+    assert!(why.contains("no advice"), "{why}");
+    let mut refused = trial(2, 0.0, 1.0, 0.1);
+    refused.ok = 0;
+    refused.failures.insert(Failure::Refused, 40);
+    let why = unusable(&refused, "POST", "/x").unwrap();
+    assert!(
+        why.starts_with("no request to POST /x succeeded at 2 workers (40 refused)"),
+        "{why}"
+    );
+    // Some failures under load (a worker killed out of memory) still give figures.
+    let mut some = trial(2, 100.0, 1.0, 0.5);
+    some.failures.insert(Failure::Reset, 3);
+    assert_eq!(unusable(&some, "GET", "/"), None);
+}
+
+#[test]
+fn the_limits_of_the_measurement_are_said() {
+    let with_cpu = |workers, rps, cores, client| Trial {
+        client_cpu_cores: Some(client),
+        ..trial(workers, rps, 1.0, cores)
+    };
+    // The machine's 2 CPUs are all busy, half of it the load client's.
+    let busy = [
+        with_cpu(1, 9000.0, 0.9, 0.6),
+        with_cpu(2, 12000.0, 1.1, 0.9),
+    ];
+    let note = limits_note(&busy, 4, 2.0).unwrap();
+    assert!(
+        note.contains("2 CPUs were all in use, 0.9 of them by the load client"),
+        "{note}"
+    );
+    // Flat throughput with CPU to spare and too few connections.
+    let flat = [with_cpu(1, 500.0, 0.3, 0.1), with_cpu(2, 505.0, 0.3, 0.1)];
+    let note = limits_note(&flat, 2, 4.0).unwrap();
+    assert!(note.contains("the limit was the 2 connections"), "{note}");
+    // The same with enough connections: the requests wait on something.
+    let note = limits_note(&flat, 8, 4.0).unwrap();
+    assert!(note.contains("something the requests wait on"), "{note}");
+    // Rising throughput, CPU used: nothing to say.
+    let fine = [with_cpu(1, 500.0, 0.9, 0.1), with_cpu(2, 990.0, 1.8, 0.1)];
+    assert_eq!(limits_note(&fine, 4, 4.0), None);
+}
+
+#[test]
+fn the_request_can_be_any_method_with_headers_and_a_body() {
+    let s = settings(&[
+        "--path",
+        "/x",
+        "--method",
+        "POST",
+        "--header",
+        "Content-Type: application/json",
+        "--header=X-A:1",
+        "--body",
+        "{\"a\":1}",
+        "--",
+        "./myapp",
+    ]);
+    assert_eq!(s.method, "POST");
+    assert_eq!(
+        s.headers,
+        vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("X-A".to_string(), "1".to_string())
+        ]
+    );
+    assert_eq!(s.body, b"{\"a\":1}");
+    assert_eq!(settings(&[]).method, "GET");
+    assert!(error(&["--method", "PO ST"]).starts_with("--method: invalid value"));
+    assert!(error(&["--header", "no colon"]).starts_with("--header: invalid value"));
+    assert_eq!(
+        error(&["--body", "a", "--body-file", "/dev/null"]),
+        "--body-file and --body exclude each other"
+    );
+    assert!(error(&["--body-file", "/nonexistent/body"]).starts_with("--body-file: cannot read"));
+}

@@ -40,8 +40,11 @@ pub struct TrialSpec<'a> {
     pub app_args: &'a [String],
     /// Workers for this trial.
     pub workers: usize,
-    /// The request target.
+    /// The request's method, target, extra header fields and body.
+    pub method: &'a str,
     pub path: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
     /// Client threads.
     pub concurrency: usize,
     /// How long the measured load runs.
@@ -107,6 +110,8 @@ pub struct Trial {
     pub cgroup_mb: Option<f64>,
     /// CPU time of the workers over the measured load, in CPUs (1.0 = one CPU all along).
     pub cpu_cores: Option<f64>,
+    /// CPU time of this process (the load client) over the measured load, in CPUs.
+    pub client_cpu_cores: Option<f64>,
     /// Workers killed, perhaps out of memory (the master's log, or the cgroup's count).
     pub oom_kills: u64,
     /// Worker processes beyond `workers` seen during the load: respawns.
@@ -320,6 +325,9 @@ pub fn run(spec: &TrialSpec<'_>, progress: &dyn Fn(Phase)) -> Result<Trial, Stri
     let mut server = Server::start(spec)?;
     server.wait_ready(spec.workers)?;
     let mut load_spec = LoadSpec::new(server.addr, spec.path);
+    load_spec.method = spec.method.to_string();
+    load_spec.headers = spec.headers.to_vec();
+    load_spec.body = spec.body.to_vec();
     load_spec.concurrency = spec.concurrency.max(1);
     load_spec.request_timeout = spec.request_timeout;
     let stop = AtomicBool::new(false);
@@ -345,6 +353,8 @@ pub fn run(spec: &TrialSpec<'_>, progress: &dyn Fn(Phase)) -> Result<Trial, Stri
     let on_progress = |p: &Progress| {
         ok.fetch_max(p.ok, Ordering::Relaxed);
     };
+    let me = i32::try_from(std::process::id()).unwrap_or(0);
+    let client_before = proc::read_cpu_seconds(me);
     let started = Instant::now();
     let report = std::thread::scope(|s| {
         let loader = s.spawn(|| load::run(&load_spec, &stop, Some(&on_progress)));
@@ -369,6 +379,7 @@ pub fn run(spec: &TrialSpec<'_>, progress: &dyn Fn(Phase)) -> Result<Trial, Stri
     })
     .map_err(|_| "the load client panicked".to_string())?;
     sampler.sample(server.pid, spec.cgroup);
+    let client_after = proc::read_cpu_seconds(me);
     let cpu_after: f64 = workers_before
         .iter()
         .filter_map(|&p| proc::read_cpu_seconds(p))
@@ -423,6 +434,10 @@ pub fn run(spec: &TrialSpec<'_>, progress: &dyn Fn(Phase)) -> Result<Trial, Stri
             .last_cgroup_bytes
             .map(|b| b as f64 / f64::from(1 << 20)),
         cpu_cores: (seconds > 0.0).then(|| (cpu_after - cpu_before).max(0.0) / seconds),
+        client_cpu_cores: client_before
+            .zip(client_after)
+            .filter(|_| seconds > 0.0)
+            .map(|(b, a)| (a - b).max(0.0) / seconds),
         oom_kills: oom_log.max(oom_cgroup),
         respawned: seen_workers.len().saturating_sub(spec.workers),
     })
