@@ -72,6 +72,10 @@ pub(crate) trait BodySource {
     fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Body bytes not yet read, when known.
     fn remaining(&self) -> Option<u64>;
+    /// Moves the unread rest of the body out, owned, and leaves this source empty: for a
+    /// body that must outlive the call that lends it (a tower service's request body).
+    #[cfg(feature = "tower")]
+    fn take(&mut self) -> Box<dyn BodySource + Send + Sync>;
 }
 
 /// A request body: a stream of the request's content, with the transfer coding removed.
@@ -111,6 +115,13 @@ impl RequestBody<'_> {
 impl<'a> RequestBody<'a> {
     pub(crate) fn new(src: &'a mut dyn BodySource) -> RequestBody<'a> {
         RequestBody { src: Some(src) }
+    }
+
+    /// The unread rest of the body as an owned source (`None` for no body), which does not
+    /// borrow the worker's buffers.
+    #[cfg(feature = "tower")]
+    pub(crate) fn into_owned(self) -> Option<Box<dyn BodySource + Send + Sync>> {
+        self.src.map(|s| s.take())
     }
 }
 
@@ -253,6 +264,10 @@ mod tests {
         }
         fn remaining(&self) -> Option<u64> {
             Some(self.0.get_ref().len() as u64 - self.0.position())
+        }
+        #[cfg(feature = "tower")]
+        fn take(&mut self) -> Box<dyn BodySource + Send + Sync> {
+            Box::new(Fixed(std::mem::take(&mut self.0)))
         }
     }
 

@@ -60,6 +60,10 @@
 //! HTTP/1.1 clients) or a file ([`Body::file`], with `Content-Length` from its size, or
 //! like a reader when it has none, as a pipe).
 //!
+//! An axum `Router`, or any tower `Service` of `http` requests, is served by the `runicorn::tower`
+//! module (cargo feature `tower`): `runicorn::tower::run(|| router)` in `main`, each worker
+//! driving the service on a Tokio current-thread runtime of its own (see `docs/tower.md`).
+//!
 //! # Process model
 //!
 //! The master binds the listeners (or takes them from systemd's `LISTEN_FDS`), builds the
@@ -107,6 +111,8 @@ mod scoreboard;
 mod server;
 mod signals;
 mod sys;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod upgrade;
 mod worker;
 

@@ -263,6 +263,16 @@ impl BodySource for CompleteBody {
     fn remaining(&self) -> Option<u64> {
         Some(self.len - self.read)
     }
+
+    #[cfg(feature = "tower")]
+    fn take(&mut self) -> Box<dyn BodySource + Send + Sync> {
+        let empty = CompleteBody {
+            store: Store::Memory(Vec::new()),
+            len: 0,
+            read: 0,
+        };
+        Box::new(std::mem::replace(self, empty))
+    }
 }
 
 #[cfg(test)]

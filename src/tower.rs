@@ -1,0 +1,719 @@
+//! Serving a [tower] service, such as an [axum] `Router`, with runicorn (feature `tower`).
+//!
+//! [tower]: https://docs.rs/tower
+//! [axum]: https://docs.rs/axum
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//!
+//! fn main() {
+//!     // Built once, in the master, before the workers are forked.
+//!     runicorn::tower::run(|| Router::new().route("/", get(|| async { "Hello world\n" })))
+//! }
+//! ```
+//!
+//! Any [`tower_service::Service`] of `http::Request<`[`IncomingBody`]`>` whose response is an
+//! `http::Response` with an [`http_body::Body`] is served: an axum `Router` as it is (with
+//! its state, extractors and tower-http layers), or a service written by hand.
+//!
+//! # What runs where
+//!
+//! - **The master** builds the service once, before it forks, as for any runicorn app: what
+//!   it loads is shared copy-on-write by the workers. No runtime exists there, and the
+//!   master must stay single-threaded (runicorn refuses to fork otherwise): build nothing
+//!   that starts a thread or needs a running runtime (tower's `Buffer`, a connection pool)
+//!   while making the service; do that in the per-worker hook.
+//! - **Each worker** builds its own Tokio *current-thread* runtime right after the fork and
+//!   keeps it for its life. It runs the async hook given to [`TowerApp::after_fork`] there
+//!   (open database pools, warm caches), then, for each request, drives `poll_ready` and
+//!   `call` to the response with `block_on`. A worker serves one request at a time, as with
+//!   any runicorn app, and every supervision feature (timeouts, graceful stop, HUP, USR2,
+//!   max-requests, metrics) is unchanged.
+//! - Tasks the service spawns (`tokio::spawn`) run on that runtime only while the worker is
+//!   inside a request: between requests the worker waits in its own poll, not in the
+//!   runtime. Work that must go on between requests belongs in a thread started in the hook.
+//!
+//! # Bodies
+//!
+//! The worker has collected the whole request body before the service is called (in memory,
+//! or in a temporary file for a large one): [`IncomingBody`] hands it to the service in frames
+//! of up to 64 KiB, with an exact size hint, and never waits for the client. The request's
+//! extensions are kept, among them runicorn's [`RequestId`] and
+//! [`RawHead`](crate::RawHead).
+//!
+//! The response body is written frame by frame as the service produces them: with
+//! `Content-Length` when the body's size hint is exact (or the service set the header),
+//! otherwise chunked to HTTP/1.1 clients and ended by closing the connection for HTTP/1.0
+//! ones. An error from the body in the middle of a response is logged (`response body
+//! failed`, with the request) and cuts the response: the connection is closed, so the client
+//! sees an incomplete response. Trailers are not sent in this version (logged at debug as
+//! `response trailers dropped`).
+//!
+//! # Errors and panics
+//!
+//! An error from the service (`poll_ready` or `call`) answers `500 Internal Server Error` and
+//! is logged as `service failed` with the request. A panic while the service runs, in a
+//! handler or in a response body, is caught like a panic in any runicorn app (500, or a cut
+//! response once the head is sent; the worker goes on) and the runtime stays usable for the
+//! next request.
+//!
+//! # Not in this version
+//!
+//! One request at a time per worker: `--worker-connections` (several requests served
+//! concurrently by one worker's runtime) and response trailers are for a later version.
+//!
+//! # Calling a service directly
+//!
+//! A [`TowerApp`] is an [`App`]: it can be called without a server, as in this test (the
+//! runtime is then made on the first call).
+//!
+//! ```
+//! use axum::{Json, Router, routing::post};
+//! use runicorn::{App, RequestBody, tower::TowerApp};
+//!
+//! let router = Router::new().route("/sum", post(|Json(v): Json<Vec<u64>>| async move {
+//!     Json(v.iter().sum::<u64>())
+//! }));
+//! let mut app = TowerApp::new(router);
+//! let req = http::Request::get("/nowhere").body(RequestBody::empty()).unwrap();
+//! assert_eq!(app.call(req).status(), 404);
+//! ```
+
+use std::future::{Future, poll_fn};
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::{HeaderValue, Method, StatusCode, Uri, header};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::runtime::Runtime;
+use tower_service::Service;
+use tracing::{debug, error};
+
+use crate::handler::{App, Body, BodySource, BoxError, Request, RequestBody, Response, WorkerInfo};
+use crate::worker::RequestId;
+
+/// The largest request body frame handed to the service.
+const FRAME: usize = 64 * 1024;
+
+/// Serves a tower service: reads the settings, builds the service with `make` (once, in the
+/// master, before the workers are forked), serves until stopped, and exits, as
+/// [`runicorn::run`](crate::run) does for any app.
+///
+/// For a per-worker hook, give [`runicorn::run`](crate::run) a [`TowerApp`] instead.
+pub fn run<S, B>(make: impl FnOnce() -> S) -> !
+where
+    S: Service<http::Request<IncomingBody>, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+    B: HttpBody + 'static,
+    B::Error: Into<BoxError>,
+{
+    crate::run(move || TowerApp::new(make()))
+}
+
+/// The hook run in each worker after fork, on the worker's runtime.
+type Hook = Box<dyn FnOnce(WorkerInfo, &Runtime) -> Result<(), BoxError>>;
+
+/// A tower service as a runicorn [`App`]: each worker drives it on a Tokio current-thread
+/// runtime of its own.
+///
+/// ```no_run
+/// use std::sync::{Arc, OnceLock};
+/// use axum::{Router, extract::State, routing::get};
+/// use runicorn::tower::TowerApp;
+///
+/// /// Per-worker resources, set by the hook in each worker (after fork, each worker has its
+/// /// own copy of everything built in the master).
+/// #[derive(Default)]
+/// struct AppState {
+///     db: OnceLock<String>, // a database pool in a real app
+/// }
+///
+/// fn main() {
+///     runicorn::run(|| {
+///         let state = Arc::new(AppState::default());
+///         let router = Router::new()
+///             .route("/", get(|State(s): State<Arc<AppState>>| async move {
+///                 format!("served with {}\n", s.db.get().unwrap())
+///             }))
+///             .with_state(state.clone());
+///         TowerApp::new(router).after_fork(move |worker| async move {
+///             // Runs in each worker, on its runtime, before it accepts a connection.
+///             let _ = state.db.set(format!("pool of worker {}", worker.slot));
+///             Ok(())
+///         })
+///     })
+/// }
+/// ```
+pub struct TowerApp<S> {
+    service: S,
+    hook: Option<Hook>,
+    runtime: Option<Rc<Runtime>>,
+    worker: Option<WorkerInfo>,
+}
+
+impl<S> TowerApp<S> {
+    /// The app serving `service`. Nothing starts here: the runtime is made in each worker.
+    pub fn new(service: S) -> TowerApp<S> {
+        TowerApp {
+            service,
+            hook: None,
+            runtime: None,
+            worker: None,
+        }
+    }
+
+    /// Sets an async hook that each worker runs once after fork, on its own runtime, before
+    /// it accepts any connection: the place to open database pools and other per-process
+    /// resources. An error (or a panic) fails the worker's boot, as an error from
+    /// [`App::after_fork`] does: the worker exits and the master logs it, and treats repeated
+    /// failures as a crash loop. The master's `--timeout` bounds how long it may take.
+    pub fn after_fork<F, Fut>(mut self, hook: F) -> TowerApp<S>
+    where
+        F: FnOnce(WorkerInfo) -> Fut + 'static,
+        Fut: Future<Output = Result<(), BoxError>>,
+    {
+        self.hook = Some(Box::new(move |worker, rt: &Runtime| {
+            rt.block_on(hook(worker))
+        }));
+        self
+    }
+
+    /// This worker's runtime, made on first use when `after_fork` did not run (an app called
+    /// directly, in a test).
+    fn runtime(&mut self) -> io::Result<Rc<Runtime>> {
+        match &self.runtime {
+            Some(rt) => Ok(rt.clone()),
+            None => {
+                let rt = Rc::new(new_runtime()?);
+                self.runtime = Some(rt.clone());
+                Ok(rt)
+            }
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for TowerApp<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TowerApp")
+            .field("service", &std::any::type_name::<S>())
+            .field("hook", &self.hook.is_some())
+            .field("runtime", &self.runtime.is_some())
+            .field("worker", &self.worker)
+            .finish()
+    }
+}
+
+/// A current-thread runtime with every driver the build has (the timer always; I/O when
+/// the app's own dependencies enable Tokio's `net`). It starts no thread.
+fn new_runtime() -> io::Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+impl<S, B> App for TowerApp<S>
+where
+    S: Service<http::Request<IncomingBody>, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+    B: HttpBody + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn after_fork(&mut self, worker: &WorkerInfo) -> Result<(), BoxError> {
+        let rt = new_runtime()?;
+        self.worker = Some(*worker);
+        if let Some(hook) = self.hook.take() {
+            hook(*worker, &rt)?;
+        }
+        self.runtime = Some(Rc::new(rt));
+        Ok(())
+    }
+
+    fn call(&mut self, req: Request<'_>) -> Response {
+        let (parts, body) = req.into_parts();
+        let about = About::new(&parts, self.worker);
+        let rt = match self.runtime() {
+            Ok(rt) => rt,
+            Err(e) => {
+                about.error(&e, "cannot make the worker's runtime");
+                return internal_error();
+            }
+        };
+        let req = http::Request::from_parts(parts, IncomingBody::new(body));
+        let service = &mut self.service;
+        let answer = rt.block_on(async move {
+            poll_fn(|cx| service.poll_ready(cx)).await?;
+            service.call(req).await
+        });
+        match answer {
+            Ok(response) => into_response(response, rt, about),
+            Err(e) => {
+                about.error(&*e.into(), "service failed");
+                internal_error()
+            }
+        }
+    }
+}
+
+/// The response to give runicorn's writer: the service's head, and a body read frame by
+/// frame on the worker's runtime.
+fn into_response<B>(response: http::Response<B>, rt: Rc<Runtime>, about: About) -> Response
+where
+    B: HttpBody + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = response.into_parts();
+    if !parts.headers.contains_key(header::CONTENT_LENGTH)
+        && let Some(n) = body.size_hint().exact()
+    {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    let frames = Frames {
+        body: Box::pin(body),
+        rt,
+        data: None,
+        done: false,
+        about,
+    };
+    Response::from_parts(parts, Body::reader(frames))
+}
+
+/// `500 Internal Server Error`, as runicorn answers a panicking app.
+fn internal_error() -> Response {
+    let mut r = Response::new("Internal Server Error\n".into());
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// What the logs say about the request a failure belongs to.
+struct About {
+    worker: Option<usize>,
+    method: Method,
+    uri: Uri,
+    request_id: Option<String>,
+}
+
+impl About {
+    fn new(parts: &http::request::Parts, worker: Option<WorkerInfo>) -> About {
+        About {
+            worker: worker.map(|w| w.slot),
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()),
+        }
+    }
+
+    fn error(&self, e: &(dyn std::error::Error + '_), msg: &'static str) {
+        error!(
+            worker = self.worker,
+            pid = std::process::id(),
+            method = %self.method,
+            path = self.uri.path(),
+            request_id = self.request_id.as_deref(),
+            error = %e,
+            "{msg}"
+        );
+    }
+}
+
+/// A response body as a reader: each read takes the next data frame, waiting for it on the
+/// worker's runtime, so that the writer sends the frames as they come.
+struct Frames<B: HttpBody> {
+    body: Pin<Box<B>>,
+    rt: Rc<Runtime>,
+    /// The rest of the frame being written.
+    data: Option<B::Data>,
+    done: bool,
+    about: About,
+}
+
+impl<B> Read for Frames<B>
+where
+    B: HttpBody,
+    B::Error: Into<BoxError>,
+{
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            if let Some(data) = &mut self.data {
+                let n = data.remaining().min(buf.len());
+                if n > 0 {
+                    data.copy_to_slice(&mut buf[..n]);
+                    return Ok(n);
+                }
+                self.data = None;
+            }
+            if self.done {
+                return Ok(0);
+            }
+            let body = &mut self.body;
+            match self.rt.block_on(poll_fn(|cx| body.as_mut().poll_frame(cx))) {
+                None => self.done = true,
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.data = Some(data),
+                    Err(frame) => {
+                        if let Some(trailers) = frame.trailers_ref() {
+                            debug!(
+                                worker = self.about.worker,
+                                pid = std::process::id(),
+                                path = self.about.uri.path(),
+                                request_id = self.about.request_id.as_deref(),
+                                fields = trailers.len(),
+                                "response trailers dropped"
+                            );
+                        }
+                    }
+                },
+                Some(Err(e)) => {
+                    self.done = true;
+                    let e: BoxError = e.into();
+                    self.about.error(&*e, "response body failed");
+                    return Err(io::Error::other(e));
+                }
+            }
+        }
+    }
+}
+
+/// A request body for a tower service: the body runicorn has already collected, in memory or
+/// in a temporary file, handed out in data frames of up to 64 KiB with an exact size hint.
+///
+/// Reading it never waits for the client. An error (`io::Error`) means a large body's
+/// temporary file could not be read.
+pub struct IncomingBody {
+    src: Option<Box<dyn BodySource + Send + Sync>>,
+}
+
+impl IncomingBody {
+    /// A body with no bytes (to build requests by hand, in tests).
+    pub fn empty() -> IncomingBody {
+        IncomingBody { src: None }
+    }
+
+    fn new(body: RequestBody<'_>) -> IncomingBody {
+        IncomingBody {
+            src: body.into_owned(),
+        }
+    }
+
+    fn remaining(&self) -> u64 {
+        self.src
+            .as_ref()
+            .map_or(0, |s| s.remaining().unwrap_or(u64::MAX))
+    }
+}
+
+impl Default for IncomingBody {
+    fn default() -> IncomingBody {
+        IncomingBody::empty()
+    }
+}
+
+impl std::fmt::Debug for IncomingBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingBody")
+            .field("remaining", &self.remaining())
+            .finish()
+    }
+}
+
+impl HttpBody for IncomingBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let want = self.remaining().min(FRAME as u64) as usize;
+        let Some(src) = self.src.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if want == 0 {
+            self.src = None;
+            return Poll::Ready(None);
+        }
+        let mut buf = vec![0u8; want];
+        let mut got = 0;
+        while got < want {
+            match src.read_body(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.src = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+        if got == 0 {
+            self.src = None;
+            return Poll::Ready(None);
+        }
+        buf.truncate(got);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.src.as_ref().map(|s| s.remaining()) {
+            None => SizeHint::with_exact(0),
+            Some(Some(n)) => SizeHint::with_exact(n),
+            Some(None) => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::time::Duration;
+
+    use http_body_util::combinators::UnsyncBoxBody;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    use super::*;
+    use crate::handler::BodyKind;
+
+    /// A collected request body, as the worker hands it over.
+    struct Collected(io::Cursor<Vec<u8>>);
+
+    impl BodySource for Collected {
+        fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+        fn remaining(&self) -> Option<u64> {
+            Some(self.0.get_ref().len() as u64 - self.0.position())
+        }
+        fn take(&mut self) -> Box<dyn BodySource + Send + Sync> {
+            Box::new(Collected(std::mem::take(&mut self.0)))
+        }
+    }
+
+    type TestBody = UnsyncBoxBody<Bytes, BoxError>;
+
+    fn full(text: impl Into<Bytes>) -> TestBody {
+        Full::new(text.into())
+            .map_err(|e| match e {})
+            .boxed_unsync()
+    }
+
+    /// Data frames (or errors) one after another, each after a timer tick: a body of no
+    /// known length that needs the runtime's timer.
+    fn frames(items: Vec<Result<Frame<Bytes>, BoxError>>) -> TestBody {
+        let stream = futures_util::stream::unfold(items.into_iter(), |mut it| async move {
+            let next = it.next()?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Some((next, it))
+        });
+        StreamBody::new(stream).boxed_unsync()
+    }
+
+    /// A service written by hand, one route per behaviour under test.
+    struct Routes;
+
+    impl Service<http::Request<IncomingBody>> for Routes {
+        type Response = http::Response<TestBody>;
+        type Error = BoxError;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>>>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<IncomingBody>) -> Self::Future {
+            Box::pin(async move {
+                let body = match req.uri().path() {
+                    "/hello" => full("hello"),
+                    "/fail" => return Err("the database is down".into()),
+                    "/panic" => {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        panic!("this handler panics on purpose (the message above is expected)")
+                    }
+                    "/stream" => frames(vec![
+                        Ok(Frame::data(Bytes::from("one "))),
+                        Ok(Frame::data(Bytes::from("two "))),
+                        Ok(Frame::data(Bytes::from("three"))),
+                    ]),
+                    "/trailers" => frames(vec![
+                        Ok(Frame::data(Bytes::from("data"))),
+                        Ok(Frame::trailers(http::HeaderMap::new())),
+                    ]),
+                    "/broken" => frames(vec![
+                        Ok(Frame::data(Bytes::from("partial"))),
+                        Err("the upstream went away".into()),
+                    ]),
+                    "/upload" => {
+                        let id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+                        let hint = req.body().size_hint().exact();
+                        let mut body = req.into_body();
+                        let mut sizes = Vec::new();
+                        while let Some(frame) = body.frame().await {
+                            sizes.push(frame?.into_data().unwrap().len().to_string());
+                        }
+                        full(format!("{id:?} {hint:?} {}", sizes.join(",")))
+                    }
+                    _ => full("not found"),
+                };
+                Ok(http::Response::new(body))
+            })
+        }
+    }
+
+    fn get(app: &mut TowerApp<Routes>, path: &str) -> Response {
+        let req = http::Request::get(path).body(RequestBody::empty()).unwrap();
+        app.call(req)
+    }
+
+    /// Reads a response body the way the writer does, read after read.
+    fn read_body(response: Response) -> (Vec<u8>, Option<io::Error>) {
+        let mut out = Vec::new();
+        let BodyKind::Reader(mut r) = response.into_body().kind else {
+            panic!("a tower response body is a reader");
+        };
+        let mut buf = [0u8; 3];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return (out, None),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_of_exact_size_gets_its_content_length() {
+        let mut app = TowerApp::new(Routes);
+        let r = get(&mut app, "/hello");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[header::CONTENT_LENGTH], "5");
+        assert_eq!(read_body(r).0, b"hello");
+    }
+
+    #[test]
+    fn a_streamed_body_has_no_length_and_comes_whole_trailers_dropped() {
+        let mut app = TowerApp::new(Routes);
+        let r = get(&mut app, "/stream");
+        assert!(r.headers().get(header::CONTENT_LENGTH).is_none());
+        let (body, err) = read_body(r);
+        assert_eq!(body, b"one two three");
+        assert!(err.is_none());
+        let (body, err) = read_body(get(&mut app, "/trailers"));
+        assert_eq!(body, b"data");
+        assert!(err.is_none());
+    }
+
+    #[test]
+    fn an_error_in_the_middle_of_a_body_fails_the_read() {
+        let mut app = TowerApp::new(Routes);
+        let r = get(&mut app, "/broken");
+        assert_eq!(r.status(), 200, "the head was the service's");
+        let (body, err) = read_body(r);
+        assert_eq!(body, b"partial");
+        let err = err.expect("the body's error reaches the writer");
+        assert!(err.to_string().contains("upstream went away"), "{err}");
+    }
+
+    #[test]
+    fn a_service_error_is_a_500() {
+        let mut app = TowerApp::new(Routes);
+        let r = get(&mut app, "/fail");
+        assert_eq!(r.status(), 500);
+        assert_eq!(r.body().len_hint(), Some(22));
+    }
+
+    #[test]
+    fn a_panic_in_a_handler_leaves_the_runtime_usable() {
+        let mut app = TowerApp::new(Routes);
+        App::after_fork(&mut app, &WorkerInfo { slot: 0, pid: 1 }).unwrap();
+        for _ in 0..3 {
+            let panicked = catch_unwind(AssertUnwindSafe(|| get(&mut app, "/panic")));
+            assert!(panicked.is_err());
+            // The timer and the scheduler still work: a body that sleeps between frames.
+            let (body, err) = read_body(get(&mut app, "/stream"));
+            assert_eq!(body, b"one two three");
+            assert!(err.is_none());
+        }
+    }
+
+    #[test]
+    fn the_request_body_comes_in_frames_with_its_extensions() {
+        let mut app = TowerApp::new(Routes);
+        let mut src = Collected(io::Cursor::new(vec![7u8; 150 * 1024]));
+        let mut req = http::Request::post("/upload")
+            .body(RequestBody::new(&mut src))
+            .unwrap();
+        req.extensions_mut().insert(RequestId("abc-1".into()));
+        let (body, _) = read_body(app.call(req));
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            "Some(\"abc-1\") Some(153600) 65536,65536,22528"
+        );
+        let empty = IncomingBody::empty();
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
+    }
+
+    #[test]
+    fn the_hook_runs_once_on_the_workers_runtime_and_its_error_fails_the_boot() {
+        let seen = Rc::new(std::cell::Cell::new(None));
+        let set = seen.clone();
+        let mut app = TowerApp::new(Routes).after_fork(move |w| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            set.set(Some(w.slot));
+            Ok(())
+        });
+        App::after_fork(&mut app, &WorkerInfo { slot: 3, pid: 1 }).unwrap();
+        assert_eq!(seen.get(), Some(3));
+        assert_eq!(get(&mut app, "/hello").status(), 200);
+
+        let mut failing = TowerApp::new(Routes).after_fork(|_| async { Err("no database".into()) });
+        let e = App::after_fork(&mut failing, &WorkerInfo { slot: 0, pid: 1 }).unwrap_err();
+        assert_eq!(e.to_string(), "no database");
+    }
+
+    #[test]
+    fn an_infallible_service_of_any_body_is_an_app() {
+        fn is_app<A: App>(_: &A) {}
+        let svc = tower_service_fn(|_req: http::Request<IncomingBody>| async {
+            Ok::<_, Infallible>(http::Response::new(String::from("ok")))
+        });
+        let app = TowerApp::new(svc);
+        is_app(&app);
+    }
+
+    /// A closure as a service (what `tower::service_fn` does).
+    fn tower_service_fn<F>(f: F) -> ServiceFn<F> {
+        ServiceFn(f)
+    }
+
+    struct ServiceFn<F>(F);
+
+    impl<F, Fut, R, E> Service<R> for ServiceFn<F>
+    where
+        F: FnMut(R) -> Fut,
+        Fut: Future<Output = Result<http::Response<String>, E>>,
+    {
+        type Response = http::Response<String>;
+        type Error = E;
+        type Future = Fut;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), E>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: R) -> Fut {
+            (self.0)(req)
+        }
+    }
+}
