@@ -9,7 +9,7 @@ use crate::support::*;
 fn chaos_bin() -> String {
     static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| example_bin("runicorn-tools", "chaos"))
+        .get_or_init(|| example_bin("runicorn-tools", "chaos", &[]))
         .clone()
 }
 

@@ -5,17 +5,17 @@ use crate::support::*;
 
 const KIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/conformance");
 
-/// Runs the conformance kit's runner against `examples/echo` and returns its output.
+/// Runs the conformance kit's runner against the echo app `bin` (`examples/echo` or another
+/// app that keeps ECHO.md's contract) and returns its output.
 ///
 /// One case at a time (`-j 1`): with cases in parallel, a connection is often waiting in the
 /// listen queue, and then a worker rightly answers `Connection: close` instead of keeping a
 /// pipelined connection (docs/http.md, "Keep-alive"), which the kit's pipelined cases count
 /// as a failure.
-fn run_kit(server_args: &[&str], runner_args: &[&str]) -> (bool, String) {
-    let echo = echo_bin();
+fn run_kit(bin: &str, server_args: &[&str], runner_args: &[&str]) -> (bool, String) {
     let mut args = vec!["--workers", "2"];
     args.extend_from_slice(server_args);
-    let s = Spawn::new(&args).bin(&echo).start();
+    let s = Spawn::new(&args).bin(bin).start();
     s.wait_log(&["worker ready"], 2);
     let port = s.addr.unwrap().port().to_string();
     let mut kit = Command::new("python3");
@@ -27,16 +27,20 @@ fn run_kit(server_args: &[&str], runner_args: &[&str]) -> (bool, String) {
     (r.status.success(), r.out + &r.err)
 }
 
-/// Every default case of the kit (the ones that need no non-default Gunicorn setting), with
-/// the echo app served under Gunicorn's default limits and keep-alive on, as the kit expects
-/// HTTP/1.1 connections to persist.
-#[test]
-fn the_conformance_kit_passes_every_default_case() {
+/// Runs every default case of the kit (the ones that need no non-default Gunicorn setting)
+/// against the echo app `bin`, served under Gunicorn's default limits and keep-alive on, as
+/// the kit expects HTTP/1.1 connections to persist; fails unless every case passes, and
+/// returns the kit's summary line.
+pub fn assert_every_default_case_passes(bin: &str) -> String {
     assert!(
         std::path::Path::new(KIT).join("run.py").exists(),
         "the kit is at {KIT}"
     );
-    let (ok, text) = run_kit(&["--keepalive", "5", "--limit-request-line", "4094"], &[]);
+    let (ok, text) = run_kit(
+        bin,
+        &["--keepalive", "5", "--limit-request-line", "4094"],
+        &[],
+    );
     let last = text
         .lines()
         .rev()
@@ -44,6 +48,13 @@ fn the_conformance_kit_passes_every_default_case() {
         .unwrap_or("")
         .to_string();
     assert!(ok && last.ends_with(" 0 failed"), "the kit failed:\n{text}");
+    last
+}
+
+/// Every default case of the kit against `examples/echo`.
+#[test]
+fn the_conformance_kit_passes_every_default_case() {
+    let last = assert_every_default_case_passes(&echo_bin());
     eprintln!("conformance kit: {last}");
 }
 
@@ -72,7 +83,7 @@ fn the_kit_cases_for_request_limits_pass_with_the_same_limits() {
         let file = format!("{KIT}/cases/gunicorn/{case}");
         let mut args = vec!["--keepalive", "5"];
         args.extend_from_slice(flags);
-        let (ok, text) = run_kit(&args, &["--with-config", "--cases", &file]);
+        let (ok, text) = run_kit(&echo_bin(), &args, &["--with-config", "--cases", &file]);
         assert!(
             ok && text.contains("1 passed, 0 failed"),
             "{case} with {flags:?}:\n{text}"

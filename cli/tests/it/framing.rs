@@ -5,7 +5,7 @@ use crate::support::*;
 
 /// examples/echo with keep-alive on.
 fn echo() -> Server {
-    let bin = example_bin("runicorn", "echo");
+    let bin = example_bin("runicorn", "echo", &[]);
     let s = Spawn::new(&["--workers", "1", "--keepalive", "5"])
         .bin(&bin)
         .start();

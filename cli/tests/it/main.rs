@@ -39,5 +39,8 @@ mod shutdown;
 mod slow_clients;
 /// `runicorn tune` and `runicorn metrics`: tables, advice, charts, recorded Heroku lines.
 mod tools;
+/// `runicorn::tower`: the axum example and the echo as a tower service, conformance kit
+/// included.
+mod tower;
 /// USR2 upgrades in place; sd_notify.
 mod upgrade;

@@ -356,8 +356,9 @@ pub fn parse_response(bytes: &[u8]) -> Response {
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// Builds an example of the workspace's `package` (`cargo build -p PACKAGE --example NAME`,
-/// same profile and target directory as the test binary) and returns its path.
-pub fn example_bin(package: &str, name: &str) -> String {
+/// with the package's cargo `features`, same profile and target directory as the test
+/// binary) and returns its path.
+pub fn example_bin(package: &str, name: &str, features: &[&str]) -> String {
     let bin = std::path::Path::new(BIN);
     let profile_dir = bin.parent().unwrap();
     let target_dir = profile_dir.parent().unwrap();
@@ -378,6 +379,9 @@ pub fn example_bin(package: &str, name: &str) -> String {
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
     let status = cmd.status().expect("run cargo build --example");
     assert!(status.success(), "cargo build --example {name} failed");
     let path = profile_dir.join("examples").join(name);
@@ -392,7 +396,7 @@ pub fn example_bin(package: &str, name: &str) -> String {
 pub fn echo_bin() -> String {
     static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BUILT
-        .get_or_init(|| example_bin("runicorn", "echo"))
+        .get_or_init(|| example_bin("runicorn", "echo", &[]))
         .clone()
 }
 
