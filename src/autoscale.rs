@@ -3,8 +3,9 @@
 //!
 //! Heroku's buildpacks set `WEB_CONCURRENCY` from the dyno size with fixed rules, and Puma's
 //! `auto` counts CPUs only; here the master measures. The decisions are pure functions over
-//! plain numbers ([`boot_workers`], [`Resizer::next`]); the master gathers the figures
-//! (`/proc`, the cgroup, the scoreboard) and acts. The memory arithmetic is
+//! plain numbers ([`boot_workers`], [`Resizer::next`], [`advised`], [`process_limit`]); the
+//! master gathers the figures (`/proc`, the cgroup, the scoreboard, its rlimits) and acts.
+//! The arithmetic of memory, CPU, the process limit and the traffic seen is
 //! `metrics::advice::advise`, the same function `runicorn tune` and `runicorn metrics`
 //! recommend with.
 
@@ -60,11 +61,13 @@ pub struct Resizer {
 }
 
 impl Resizer {
-    /// The count to move to from `current`, given this evaluation's `advised` count (CPU and
-    /// memory together) and `by_memory` (what the quota holds): `None` to stay.
+    /// The count to move to from `current`, given this evaluation's `advised` count (see
+    /// [`advised`]) and `fits` (what the memory quota and the process limit hold): `None` to
+    /// stay.
     ///
-    /// - Too many workers for the memory: shrink to what fits at once. No hysteresis, the
-    ///   alternative is the OOM killer (Heroku's R14/R15).
+    /// - Too many workers for the memory or the process limit: shrink to what fits at once.
+    ///   No hysteresis, the alternative is the OOM killer (Heroku's R14/R15), or forks that
+    ///   fail.
     /// - Otherwise move only when [`AGREEING_EVALUATIONS`] evaluations in a row point the
     ///   same way, and then halfway to the advice (at least one worker), so that a burst or a
     ///   lull does not swing the pool.
@@ -73,14 +76,14 @@ impl Resizer {
         &mut self,
         current: usize,
         advised: usize,
-        by_memory: usize,
+        fits: usize,
         bounds: (usize, usize),
     ) -> Option<usize> {
         let (low, high) = bounds;
         let advised = advised.clamp(low, high);
-        if current > by_memory.max(low) {
+        if current > fits.max(low) {
             self.streak = None;
-            return Some(by_memory.clamp(low, high));
+            return Some(fits.clamp(low, high));
         }
         let direction = advised.cmp(&current);
         if direction == std::cmp::Ordering::Equal {
@@ -101,6 +104,76 @@ impl Resizer {
             std::cmp::Ordering::Greater => current + step,
             _ => current - step,
         })
+    }
+}
+
+/// This evaluation's count for [`Resizer::next`], from `current` and the advice:
+///
+/// - a range (`Some((low, high))`: the traffic seen never needed the workers it had, so the
+///   data cannot support one number): the count within it nearest `current`, the
+///   conservative end for whichever way the count would move. Inside the range it stays;
+///   below, it grows only to `low`, what the traffic needed; above, it shrinks only to
+///   `high`, what the bounds allow;
+/// - a number, with a measured CPU share: the number, but not above `current` when the
+///   workers already `saturated` the CPUs (more would only queue for them);
+/// - a number without one (under a second of serving: an idle spell): `current`, unless
+///   more than `fits` (what memory and the process limit hold).
+pub fn advised(
+    current: usize,
+    workers: usize,
+    range: Option<(usize, usize)>,
+    fits: usize,
+    cpu_measured: bool,
+    saturated: bool,
+) -> usize {
+    match range {
+        Some((low, high)) => current.clamp(low, high.max(low)),
+        None if !cpu_measured => current.min(fits),
+        None if saturated => workers.min(current),
+        None => workers,
+    }
+}
+
+/// The processes and threads the master plans within: the lowest of the documented limit of
+/// the dyno size its memory quota is (`documented`: a 512 MB quota is a standard-1x, 256),
+/// and the soft `RLIMIT_NPROC` (`ulimit -u`, which is how the platform sets it), unless
+/// `privileged` (root is not held to `RLIMIT_NPROC`). `None` when neither applies.
+pub fn process_limit(
+    documented: Option<usize>,
+    nproc_soft: Option<u64>,
+    privileged: bool,
+) -> Option<usize> {
+    let nproc = nproc_soft
+        .filter(|_| !privileged)
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    documented.into_iter().chain(nproc).min()
+}
+
+/// What the master saw of the traffic between two evaluations, one look at a time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Looks {
+    /// Looks taken.
+    pub looks: usize,
+    /// The most workers busy at once.
+    pub busy_max: usize,
+    /// Looks at which every worker was busy.
+    pub all_busy: usize,
+    /// The most connections waiting in the listen queues.
+    pub backlog_max: usize,
+}
+
+impl Looks {
+    /// Adds one look: `busy` and `idle` workers, `backlog` connections waiting.
+    pub fn add(&mut self, busy: usize, idle: usize, backlog: Option<usize>) {
+        if busy + idle == 0 {
+            return; // no ready worker: nothing to learn about the traffic
+        }
+        self.looks += 1;
+        self.busy_max = self.busy_max.max(busy);
+        if idle == 0 {
+            self.all_busy += 1;
+        }
+        self.backlog_max = self.backlog_max.max(backlog.unwrap_or(0));
     }
 }
 
@@ -177,6 +250,76 @@ mod tests {
         assert_eq!(r.next(4, 50, 100, b), None);
         assert_eq!(r.next(3, 50, 100, b), None);
         assert_eq!(r.next(3, 50, 100, b), Some(4));
+    }
+
+    #[test]
+    fn too_many_processes_shrink_at_once_too() {
+        // 8 running where the process limit (or memory) leaves room for 6.
+        let mut r = Resizer::default();
+        assert_eq!(r.next(8, 8, 6, (1, 16)), Some(6));
+    }
+
+    #[test]
+    fn a_range_keeps_the_count_within_it() {
+        // Idle traffic on a dyno that holds up to 230: any count from 2 serves it.
+        let range = Some((2, 230));
+        assert_eq!(advised(4, 2, range, 1486, false, false), 4, "inside: stay");
+        assert_eq!(
+            advised(1, 2, range, 1486, true, false),
+            2,
+            "below: the low end"
+        );
+        assert_eq!(
+            advised(300, 2, range, 1486, true, false),
+            230,
+            "above: the high end"
+        );
+        // A number: as before.
+        assert_eq!(advised(4, 12, None, 12, true, false), 12);
+        assert_eq!(advised(4, 12, None, 12, true, true), 4, "saturated: not up");
+        assert_eq!(advised(4, 2, None, 12, true, true), 2);
+        assert_eq!(
+            advised(20, 12, None, 12, false, false),
+            12,
+            "idle: only what fits"
+        );
+        assert_eq!(advised(4, 12, None, 12, false, false), 4, "idle: stay");
+    }
+
+    #[test]
+    fn the_process_limit_is_the_lowest_known() {
+        assert_eq!(process_limit(Some(256), Some(256), false), Some(256));
+        assert_eq!(process_limit(Some(256), Some(100), false), Some(100));
+        assert_eq!(process_limit(None, Some(96368), false), Some(96368));
+        assert_eq!(process_limit(Some(512), Some(96368), true), Some(512));
+        assert_eq!(
+            process_limit(None, Some(100), true),
+            None,
+            "root is not held to it"
+        );
+        assert_eq!(process_limit(None, None, false), None);
+    }
+
+    #[test]
+    fn looks_keep_the_peak() {
+        let mut l = Looks::default();
+        l.add(0, 2, Some(0));
+        l.add(1, 1, None);
+        l.add(0, 0, Some(5)); // no ready worker: not a look
+        assert_eq!(
+            l,
+            Looks {
+                looks: 2,
+                busy_max: 1,
+                all_busy: 0,
+                backlog_max: 0
+            }
+        );
+        l.add(2, 0, Some(3));
+        assert_eq!(
+            (l.looks, l.busy_max, l.all_busy, l.backlog_max),
+            (3, 2, 1, 3)
+        );
     }
 
     #[test]

@@ -136,6 +136,38 @@ pub fn parse_status(text: &str) -> Option<ProcMemory> {
     })
 }
 
+/// What a process costs beyond its own pages, and how many tasks it is, from
+/// `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcTasks {
+    /// `VmPTE`: its page tables, kernel memory that no smaps figure (RSS, PSS, USS) shows.
+    /// Every process has its own, shared pages or not.
+    pub page_tables_kib: Option<u64>,
+    /// `Threads`: the process's threads (1 for a single-threaded one). A platform's
+    /// process limit counts threads.
+    pub threads: Option<u64>,
+}
+
+/// Reads `VmPTE` and `Threads` from the text of `/proc/<pid>/status`; either is `None` when
+/// its line is missing or garbled (`VmPTE` exists since Linux 2.6.10, `Threads` since 2.6.0).
+pub fn parse_status_tasks(text: &str) -> ProcTasks {
+    let mut tasks = ProcTasks::default();
+    for line in text.lines() {
+        if let Some(("VmPTE", kib)) = kib_field(line) {
+            tasks.page_tables_kib = Some(kib);
+        } else if let Some(("Threads", n)) = line.split_once(':') {
+            tasks.threads = n.trim().parse().ok();
+        }
+    }
+    tasks
+}
+
+/// The page tables and threads of process `pid`; `None` once it is gone.
+pub fn read_tasks(pid: i32) -> Option<ProcTasks> {
+    let tasks = parse_status_tasks(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?);
+    (tasks != ProcTasks::default()).then_some(tasks)
+}
+
 /// The state letter (`R`, `S`, `D`, `Z`, `T`, `I`, ...) of a process, from `/proc/<pid>/stat`.
 ///
 /// The second field is the command name in parentheses, and it may itself contain spaces
@@ -393,6 +425,7 @@ VmRSS:\t    5224 kB
 RssAnon:\t    1024 kB
 RssFile:\t    4200 kB
 RssShmem:\t       0 kB
+VmPTE:\t      92 kB
 VmSwap:\t      12 kB
 Threads:\t1
 voluntary_ctxt_switches:\t150
@@ -504,6 +537,24 @@ Swap: 99999999999999999999999 kB
                 source: MemSource::Status,
             })
         );
+    }
+
+    #[test]
+    fn status_gives_page_tables_and_threads() {
+        assert_eq!(
+            parse_status_tasks(STATUS),
+            ProcTasks {
+                page_tables_kib: Some(92),
+                threads: Some(1),
+            }
+        );
+        let t = parse_status_tasks("Name:\tapp\nThreads:\t 17\nVmPTE:\tlots\n");
+        assert_eq!((t.page_tables_kib, t.threads), (None, Some(17)));
+        assert_eq!(parse_status_tasks(""), ProcTasks::default());
+        // This process: single-threaded or not, it has page tables.
+        let me = read_tasks(std::process::id() as i32).unwrap();
+        assert!(me.page_tables_kib.is_some_and(|k| k > 0), "{me:?}");
+        assert!(me.threads.is_some_and(|n| n >= 1), "{me:?}");
     }
 
     #[test]

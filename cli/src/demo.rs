@@ -13,23 +13,42 @@ use runicorn::{App, Body, BoxError, Request, Response, WorkerInfo};
 
 /// The demo app.
 ///
-/// Routes: `GET /` (`Hello world`), `/sleep?ms=N`, `/work?ms=N`, `/alloc?mb=N`, `/panic`,
-/// `/abort`, `/short?declared=N&sent=M`, `/pipe`; anything else is 404. With `RUNICORN_DEMO_FAIL_BOOT=1` in the environment every
-/// worker fails in `after_fork`, which shows the crash-loop handling.
+/// Routes: `GET /` (`Hello world`), `/sleep?ms=N`, `/work?ms=N`, `/alloc?mb=N`,
+/// `/lookup?key=K`, `/panic`, `/abort`, `/short?declared=N&sent=M`, `/pipe`; anything else is
+/// 404. With `RUNICORN_DEMO_FAIL_BOOT=1` in the environment every worker fails in
+/// `after_fork`, which shows the crash-loop handling. With `RUNICORN_DEMO_TABLE_MB=N` the
+/// master builds an N MiB lookup table before it forks (what an app's preloaded data looks
+/// like: shared by every worker, copy-on-write, as long as no worker writes to it).
 #[derive(Debug, Default)]
 pub struct Demo {
     retained: Vec<Vec<u8>>,
+    table: Vec<u64>,
     fail_boot: bool,
 }
 
 impl Demo {
-    /// The demo app, reading `RUNICORN_DEMO_FAIL_BOOT` from the environment.
+    /// The demo app, reading `RUNICORN_DEMO_FAIL_BOOT` and `RUNICORN_DEMO_TABLE_MB` from the
+    /// environment.
     pub fn new() -> Demo {
+        let table_mb = std::env::var("RUNICORN_DEMO_TABLE_MB")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
         Demo {
             retained: Vec::new(),
+            table: lookup_table(table_mb),
             fail_boot: std::env::var("RUNICORN_DEMO_FAIL_BOOT").is_ok_and(|v| v == "1"),
         }
     }
+}
+
+/// `mb` MiB of 64-bit entries, every one written (so every page is resident): entry `i` is
+/// a hash of `i`, as a table computed at boot would be.
+fn lookup_table(mb: usize) -> Vec<u64> {
+    let len = mb.min(1 << 16) * (1 << 20) / 8;
+    (0..len as u64)
+        .map(|i| (i ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9))
+        .collect()
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
@@ -102,6 +121,17 @@ impl App for Demo {
                     StatusCode::OK,
                     format!("allocated {mb} MiB, {} MiB in all\n", total >> 20),
                 )
+            }
+            "/lookup" => {
+                // Reads one entry: the table's pages stay shared with the master.
+                let key = query_number(query, "key").unwrap_or(0) as usize;
+                match self.table.len() {
+                    0 => text(
+                        StatusCode::NOT_FOUND,
+                        "no table: set RUNICORN_DEMO_TABLE_MB\n",
+                    ),
+                    len => text(StatusCode::OK, format!("{:016x}\n", self.table[key % len])),
+                }
             }
             "/short" => {
                 // A streamed body of `sent` bytes under the app's own `Content-Length:
@@ -178,6 +208,23 @@ mod tests {
         assert_eq!(get(&mut app, "/pipe").0, 200);
         assert_eq!(get(&mut app, "/alloc?mb=1").0, 200);
         assert_eq!(app.retained.iter().map(Vec::len).sum::<usize>(), 1 << 20);
+        assert_eq!(get(&mut app, "/lookup?key=3").0, 404, "no table");
+    }
+
+    #[test]
+    fn lookup_table() {
+        let mut app = Demo {
+            table: super::lookup_table(1),
+            ..Demo::default()
+        };
+        assert_eq!(app.table.len() * 8, 1 << 20);
+        assert_eq!(get(&mut app, "/lookup?key=3").0, 200);
+        // Keys past the end wrap.
+        let len = app.table.len();
+        assert_eq!(
+            get(&mut app, &format!("/lookup?key={}", len + 3)),
+            get(&mut app, "/lookup?key=3")
+        );
     }
 
     #[test]

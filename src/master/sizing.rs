@@ -10,7 +10,9 @@ use super::{Master, Phase, Worker};
 use crate::autoscale::{self, Resizer};
 use crate::config::MemoryMeasure;
 use crate::handler::App;
-use crate::metrics::advice::{Advice, Cpu, Measured, ProcessMemory, advise};
+use crate::metrics::advice::{
+    Advice, Cpu, Measured, Platform, ProcessMemory, Traffic, advise, dyno_size_of,
+};
 use crate::procfs as memory;
 use crate::scoreboard::Scoreboard;
 use crate::sys;
@@ -31,6 +33,39 @@ pub(super) fn memory_quota_mib() -> f64 {
         .unwrap_or(512.0)
 }
 
+/// The processes and threads `--workers auto` plans within (`autoscale::process_limit`):
+/// the documented limit of the dyno size `quota_mib` is, and the soft `RLIMIT_NPROC`.
+pub(super) fn process_limit(quota_mib: f64) -> Option<usize> {
+    use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
+    let nproc = getrlimit(Resource::RLIMIT_NPROC)
+        .ok()
+        .map(|(soft, _)| soft)
+        .filter(|&soft| soft != RLIM_INFINITY);
+    autoscale::process_limit(
+        dyno_size_of(quota_mib).and_then(|d| d.process_limit),
+        nproc,
+        nix::unistd::geteuid().is_root(),
+    )
+}
+
+/// A process's memory, page tables and threads as the advice takes them.
+fn footprint(mem: &memory::ProcMemory, tasks: Option<memory::ProcTasks>) -> ProcessMemory {
+    ProcessMemory {
+        pss_mb: mem.pss_kib as f64 / 1024.0,
+        uss_mb: mem.uss_kib as f64 / 1024.0,
+        page_tables_mb: tasks
+            .and_then(|t| t.page_tables_kib)
+            .map(|k| k as f64 / 1024.0),
+        threads: tasks
+            .and_then(|t| t.threads)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+    }
+}
+
+/// How often `--workers auto` looks at the busy workers and the listen queue between
+/// evaluations.
+const LOOK_EVERY: Duration = Duration::from_millis(250);
+
 /// `--workers auto`: what the master remembers between evaluations.
 #[derive(Debug)]
 pub(super) struct Auto {
@@ -41,6 +76,9 @@ pub(super) struct Auto {
     /// waited for one, and busy microseconds (see `evaluate_auto`).
     pub(super) last: Vec<(Pid, u64, u64, u64)>,
     pub(super) last_at: Instant,
+    /// The traffic seen since the last evaluation.
+    pub(super) looks: autoscale::Looks,
+    pub(super) next_look: Instant,
 }
 
 impl<A: App> Master<'_, A> {
@@ -113,12 +151,42 @@ impl<A: App> Master<'_, A> {
             next_evaluation: Instant::now() + self.config.auto_interval,
             last: Vec::new(),
             last_at: Instant::now(),
+            looks: autoscale::Looks::default(),
+            next_look: Instant::now(),
         });
+    }
+
+    /// `--workers auto`, between evaluations: looks (every [`LOOK_EVERY`], at most) at how
+    /// many of this image's ready workers are busy, and at the listen queues, for the
+    /// traffic figures of the next evaluation.
+    fn look_auto(&mut self) {
+        let Some(auto) = self.auto.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if self.phase != Phase::Running || now < auto.next_look {
+            return;
+        }
+        auto.next_look = now + LOOK_EVERY;
+        let (mut busy, mut idle) = (0, 0);
+        for w in &self.workers {
+            if w.adopted || w.stop_sent.is_some() || w.killed.is_some() || !w.ready {
+                continue;
+            }
+            match self.scoreboard.slot(w.slot).view().state {
+                crate::scoreboard::WorkerState::Busy => busy += 1,
+                crate::scoreboard::WorkerState::Idle => idle += 1,
+                _ => {}
+            }
+        }
+        let backlog = super::listen_queue(&self.listeners).map(|q| q.depth as usize);
+        auto.looks.add(busy, idle, backlog);
     }
 
     /// `--workers auto`, every `--auto-interval`: measure the workers that have served
     /// traffic and resize the pool as `autoscale` decides.
     pub(super) fn evaluate_auto(&mut self) {
+        self.look_auto();
         let Some(auto) = self.auto.as_mut() else {
             return;
         };
@@ -140,47 +208,66 @@ impl<A: App> Master<'_, A> {
         let Some(auto) = self.auto.as_mut() else {
             return;
         };
-        let master = memory::read_memory(std::process::id() as i32).map_or_else(
-            ProcessMemory::default,
-            |m| ProcessMemory {
-                pss_mb: m.pss_kib as f64 / 1024.0,
-                uss_mb: m.uss_kib as f64 / 1024.0,
-            },
-        );
+        let pid = std::process::id() as i32;
+        let master = memory::read_memory(pid).map_or_else(ProcessMemory::default, |m| {
+            footprint(&m, memory::read_tasks(pid))
+        });
         let quota_mib = memory_quota_mib();
+        let platform = Platform {
+            quota_mb: quota_mib,
+            process_limit: process_limit(quota_mib),
+        };
         let on_cpu = autoscale::on_cpu(interval.demand_secs, interval.busy_secs);
         let measured = Measured {
             master,
             workers: &interval.workers,
             dyno_total_mb: None,
         };
-        let cpu = on_cpu.map(|on_cpu| Cpu {
+        let cpu = Cpu {
             cpus: auto.cpus as f64,
             on_cpu,
-        });
-        let advice = advise(quota_mib, autoscale::HEADROOM, &measured, cpu);
-        // Too little serving to tell how CPU-bound requests are (an idle spell): only the
-        // memory may move the count.
-        // And with the CPUs saturated by the workers already, more workers only queue for
-        // them (a request that "waits" may be waiting for a CPU): do not grow.
-        let saturated = interval.cpu_secs >= 0.9 * interval.secs * auto.cpus as f64;
-        let advised = match on_cpu {
-            Some(_) if saturated => advice.workers.min(self.target),
-            Some(_) => advice.workers,
-            None => self.target.min(advice.by_memory),
         };
+        let looks = std::mem::take(&mut auto.looks);
+        let traffic = Traffic {
+            samples: looks.looks,
+            busy_max: looks.busy_max,
+            all_busy: looks.all_busy,
+            backlog_max: looks.backlog_max,
+            // The queue times are the metric lines' (the master takes those counters there).
+            queue_p99_ms: None,
+        };
+        let advice = advise(
+            platform,
+            autoscale::HEADROOM,
+            &measured,
+            Some(cpu),
+            Some(traffic),
+        );
+        let fits = advice
+            .by_memory
+            .min(advice.by_processes.unwrap_or(usize::MAX));
+        // With the CPUs saturated by the workers already, more workers only queue for them
+        // (a request that "waits" may be waiting for a CPU): do not grow.
+        let saturated = interval.cpu_secs >= 0.9 * interval.secs * auto.cpus as f64;
+        let advised = autoscale::advised(
+            self.target,
+            advice.workers,
+            advice.range,
+            fits,
+            on_cpu.is_some(),
+            saturated,
+        );
         let bounds = autoscale::bounds(auto.cpus);
-        let next = auto
-            .resizer
-            .next(self.target, advised, advice.by_memory, bounds);
-        self.log_resize(next, advised, &advice, quota_mib, on_cpu);
+        let next = auto.resizer.next(self.target, advised, fits, bounds);
+        self.log_resize(next, advised, &advice, quota_mib, on_cpu, looks.busy_max);
         if let Some(n) = next {
             self.target = n;
         }
     }
 
     /// Logs an evaluation: at info when it changes the count (with the figures behind the
-    /// change, for the operator who wonders why), at debug otherwise.
+    /// change and the bound that decided, for the operator who wonders why), at debug
+    /// otherwise.
     fn log_resize(
         &self,
         next: Option<usize>,
@@ -188,12 +275,16 @@ impl<A: App> Master<'_, A> {
         advice: &Advice,
         quota_mib: f64,
         on_cpu: Option<f64>,
+        busy_max: usize,
     ) {
+        let dash = || "-".to_string();
         let figures = (
             format!("{:.2}", advice.per_worker_mb),
             format!("{:.2}", advice.base_mb),
             format!("{quota_mib:.2}"),
-            on_cpu.map_or("-".to_string(), |f| format!("{f:.2}")),
+            on_cpu.map_or_else(dash, |f| format!("{f:.2}")),
+            advice.range.map_or_else(dash, |(l, h)| format!("{l}..{h}")),
+            format!("{:.2}", advice.kernel_mb),
         );
         match next {
             Some(n) => {
@@ -201,22 +292,31 @@ impl<A: App> Master<'_, A> {
                     workers = n,
                     from = self.target,
                     advised,
+                    limit = advice.limit.as_str(),
+                    range = figures.4.as_str(),
                     by_memory = advice.by_memory,
-                    by_cpu = advice
-                        .by_cpu
-                        .map_or("-".to_string(), |n| n.to_string())
+                    by_cpu = advice.by_cpu.map_or_else(dash, |n| n.to_string()).as_str(),
+                    by_processes = advice
+                        .by_processes
+                        .map_or_else(dash, |n| n.to_string())
                         .as_str(),
+                    busy_max,
                     worker_mb = figures.0.as_str(),
+                    kernel_mb = figures.5.as_str(),
                     base_mb = figures.1.as_str(),
                     quota_mb = figures.2.as_str(),
                     on_cpu = figures.3.as_str(),
+                    reason = advice.reason().as_str(),
                     "auto: resizing the pool"
                 );
             }
             None => debug!(
                 workers = self.target,
                 advised,
+                limit = advice.limit.as_str(),
+                range = figures.4.as_str(),
                 by_memory = advice.by_memory,
+                busy_max,
                 worker_mb = figures.0.as_str(),
                 on_cpu = figures.3.as_str(),
                 "auto: evaluated"
@@ -256,10 +356,7 @@ impl Auto {
                 busy_secs += view.busy_us.saturating_sub(busy0) as f64 / 1e6;
             }
             if view.requests > 0 {
-                footprints.push(ProcessMemory {
-                    pss_mb: mem.pss_kib as f64 / 1024.0,
-                    uss_mb: mem.uss_kib as f64 / 1024.0,
-                });
+                footprints.push(footprint(&mem, memory::read_tasks(w.pid.as_raw())));
             }
         }
         self.last = seen;

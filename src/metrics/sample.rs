@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::cgroup::{self, CgroupMemory, CgroupVersion};
 use super::load::{LOAD_SAMPLE_SECS, LoadAvg, is_active};
 use super::tcp::ListenQueue;
-use crate::procfs::{self as proc, ProcMemory};
+use crate::procfs::{self as proc, ProcMemory, ProcTasks};
 use crate::scoreboard::{Counters, Scoreboard, Slot, WorkerState};
 
 /// `source=` and `dyno=` of every line.
@@ -107,6 +107,8 @@ pub struct WorkerSample {
     pub pid: i32,
     /// Its memory (`None` if it could not be read, e.g. it just exited).
     pub memory: Option<ProcMemory>,
+    /// Its page tables and threads (`None` if they could not be read).
+    pub tasks: Option<ProcTasks>,
     /// Requests served since it started.
     pub requests: u64,
     /// Time since it was forked.
@@ -173,6 +175,17 @@ fn push_process_memory(s: &mut String, m: &ProcMemory) {
     );
 }
 
+/// `sample#memory_pte` and `sample#threads`, each when known.
+fn push_tasks(s: &mut String, t: Option<&ProcTasks>) {
+    let Some(t) = t else { return };
+    if let Some(kib) = t.page_tables_kib {
+        let _ = write!(s, " sample#memory_pte={}", mb(kib * 1024));
+    }
+    if let Some(n) = t.threads {
+        let _ = write!(s, " sample#threads={n}");
+    }
+}
+
 /// One worker's line.
 pub fn render_worker(id: &Identity, w: &WorkerSample) -> String {
     let mut s = id.prefix();
@@ -180,6 +193,7 @@ pub fn render_worker(id: &Identity, w: &WorkerSample) -> String {
     if let Some(m) = &w.memory {
         push_process_memory(&mut s, m);
     }
+    push_tasks(&mut s, w.tasks.as_ref());
     let _ = write!(
         s,
         " sample#requests={} sample#age={}s",
@@ -190,10 +204,17 @@ pub fn render_worker(id: &Identity, w: &WorkerSample) -> String {
 }
 
 /// The master's line.
-pub fn render_master(id: &Identity, pid: i32, memory: &ProcMemory, workers: usize) -> String {
+pub fn render_master(
+    id: &Identity,
+    pid: i32,
+    memory: &ProcMemory,
+    tasks: Option<&ProcTasks>,
+    workers: usize,
+) -> String {
     let mut s = id.prefix();
     let _ = write!(s, " process=master pid={pid}");
     push_process_memory(&mut s, memory);
+    push_tasks(&mut s, tasks);
     let _ = write!(s, " sample#workers={workers}");
     s
 }
@@ -330,6 +351,7 @@ impl Sampler {
                 slot: w.slot,
                 pid: w.pid,
                 memory: proc::read_memory(w.pid),
+                tasks: proc::read_tasks(w.pid),
                 requests: board.slot(w.slot).view().requests,
                 age: now.saturating_duration_since(w.spawned_at),
             })
@@ -354,7 +376,14 @@ impl Sampler {
         let mut lines = vec![render_load(&self.id, self.load.averages())];
         lines.push(render_memory(&self.id, &dyno));
         if let Some(m) = &master_mem {
-            lines.push(render_master(&self.id, master_pid, m, workers.len()));
+            let tasks = proc::read_tasks(master_pid);
+            lines.push(render_master(
+                &self.id,
+                master_pid,
+                m,
+                tasks.as_ref(),
+                workers.len(),
+            ));
         }
         lines.extend(samples.iter().map(|w| render_worker(&self.id, w)));
         lines.push(render_requests(&self.id, &stats));

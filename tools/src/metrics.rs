@@ -47,7 +47,10 @@ Usage: {program} metrics [FILE] [OPTIONS]
 
 Reads metric lines from FILE (or stdin, or '-') and prints, per dyno (source) and per
 worker: current and peak memory against the quota, service and queue time p95/p99, busy
-workers, R14/R15 errors and out-of-memory kills, and the advised WEB_CONCURRENCY.
+workers, R14/R15 errors and out-of-memory kills, and the advised WEB_CONCURRENCY: a
+number and the bound that decided it (memory with each worker's kernel memory, CPU, the
+dyno size's process limit, the server's cap), or, when the traffic never needed the
+workers it had, the range of counts that serve it.
 
 It reads runicorn's metric lines (docs/metrics.md) and Heroku's own log-runtime-metrics
 lines, bare or with the prefixes that `heroku logs` or a syslog drain adds:
@@ -59,8 +62,8 @@ Options:
   --quota SIZE     the memory quota to advise for when the lines carry none:
                    {}, or a number of MB
   --headroom PCT   share of the quota kept free, in percent (default {:.0})
-  --cpus N         CPUs of the dyno: also cap the advice by CPU, from the load average
-                   and busy workers
+  --cpus N         CPUs of the dyno: also bound the advice by CPU, from the load average
+                   and busy workers, or say why the CPUs do not bound it
   --final          print only the final summary, even when reading a live stream
   -h, --help       this text
 

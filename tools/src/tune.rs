@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 pub use trial::{Phase, Trial, TrialSpec};
 
-use super::advice::{self, Advice, Cpu, DYNO_SIZES, DynoSize, Limit, Measured};
+use super::advice::{self, Advice, Cpu, DYNO_SIZES, DynoSize, Measured, Platform};
 use super::chart::{self, Chart, Panel, Series};
 use super::cli::{self, Arg, Args, EXIT_USAGE};
 use super::metrics::write_atomically;
@@ -618,16 +618,6 @@ fn progress_line(
     )
 }
 
-/// A share as a percentage: one decimal below 10 %, so that 0.9 % does not read as 1 %.
-fn percent(share: f64) -> String {
-    let p = share * 100.0;
-    if p < 10.0 {
-        format!("{p:.1}")
-    } else {
-        format!("{p:.0}")
-    }
-}
-
 fn ms(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2} ms"))
 }
@@ -711,22 +701,15 @@ fn memory_trial(trials: &[Trial]) -> Option<&Trial> {
         .max_by_key(|t| t.workers)
 }
 
-fn advise_for(t: &Trial, quota_mb: f64, headroom: f64, cpu: Option<Cpu>) -> Advice {
+/// The advice from trial `t`'s memory for `platform`. No traffic figures: tune's load is
+/// its own, and says nothing of how many workers production traffic keeps busy.
+fn advise_for(t: &Trial, platform: Platform, headroom: f64, cpu: Cpu) -> Advice {
     let measured = Measured {
         master: t.master,
         workers: &t.worker_memory,
         dyno_total_mb: t.cgroup_mb,
     };
-    advice::advise(quota_mb, headroom, &measured, cpu)
-}
-
-fn why(a: &Advice) -> String {
-    match a.limit {
-        Limit::Memory => format!("memory: {} fit", a.by_memory),
-        Limit::Cpu => format!("CPU; memory allows {}", a.by_memory),
-        Limit::MaxWorkers => format!("the most a server runs; memory allows {}", a.by_memory),
-        Limit::DoesNotFit => "not even one worker fits".into(),
-    }
+    advice::advise(platform, headroom, &measured, Some(cpu), None)
 }
 
 /// The recommendation lines: per dyno size, for the quota of this run, and what the
@@ -744,18 +727,16 @@ fn render_advice(
         let _ = writeln!(s, "\nNo advice: no worker's memory could be read.");
         return s;
     };
-    let cpu = on_cpu.map(|on_cpu| Cpu { cpus, on_cpu });
-    let any = advise_for(t, 512.0, headroom, cpu);
+    let cpu = Cpu { cpus, on_cpu };
+    let any = advise_for(t, Platform::for_quota(512.0), headroom, cpu);
     let cpu_text = match on_cpu {
-        Some(f) => format!(
-            "requests {} % on CPU, {cpus} CPUs: {}",
-            percent(f),
-            any.by_cpu
-                .map_or("I/O-bound, no CPU limit".into(), |n| format!(
-                    "{n} workers keep them busy"
-                ))
-        ),
-        None => "CPU share not measured".into(),
+        Some(_) => any.cpu_note().unwrap_or_default(),
+        None => format!("{cpus} CPUs; CPU share not measured, so the CPUs do not bound it"),
+    };
+    let tables = if any.page_tables_measured {
+        "measured"
+    } else {
+        "estimated"
     };
     let _ = writeln!(
         s,
@@ -765,27 +746,35 @@ fn render_advice(
         any.per_worker_mb,
         headroom * 100.0
     );
+    let _ = writeln!(
+        s,
+        "  (a worker: USS {:.2} MB + kernel {:.2} MB: page tables {:.2} MB {tables}, other kernel memory {:.2} MB estimated)",
+        any.uss_mb,
+        any.kernel_mb,
+        any.page_tables_mb,
+        any.kernel_mb - any.page_tables_mb
+    );
     for d in DYNO_SIZES {
-        let a = advise_for(t, d.quota_mb, headroom, cpu);
+        let a = advise_for(t, Platform::from(d), headroom, cpu);
         let _ = writeln!(
             s,
             "  {:<15} {:>6.0} MB  WEB_CONCURRENCY={:<5} ({})",
             d.name,
             d.quota_mb,
             a.workers,
-            why(&a)
+            a.reason()
         );
     }
     match quota {
         Some(q) => {
-            let a = advise_for(t, q.mb, headroom, cpu);
+            let a = advise_for(t, Platform::for_quota(q.mb), headroom, cpu);
             let _ = writeln!(
                 s,
                 "  {:<15} {:>6.0} MB  WEB_CONCURRENCY={:<5} ({}; {})",
                 "this run",
                 q.mb,
                 a.workers,
-                why(&a),
+                a.reason(),
                 q.what
             );
         }
@@ -800,6 +789,10 @@ fn render_advice(
     let _ = writeln!(
         s,
         "  (the CPU figure assumes {cpus} CPUs; pass --cpus N for a dyno with another count)"
+    );
+    let _ = writeln!(
+        s,
+        "  (bounds only: tune's load is its own, so it cannot say how many workers your traffic keeps busy; `runicorn metrics` on the production lines can)"
     );
     if let Some(best) = trials
         .iter()

@@ -106,6 +106,8 @@ const PROCESS_KEYS: &[&str] = &[
     "sample#memory_pss",
     "sample#memory_uss",
     "sample#memory_swap",
+    "sample#memory_pte",
+    "sample#threads",
 ];
 const REQUEST_KEYS: &[&str] = &[
     "count#requests",
@@ -182,6 +184,9 @@ fn every_line_parses_and_has_every_documented_key() {
             "RSS >= PSS >= USS > 0 fails: {w:?}"
         );
         assert!(w["sample#age"].ends_with('s'));
+        // Every process has page tables; the demo's workers run one thread.
+        assert!(mb(w, "sample#memory_pte") > 0.0, "{w:?}");
+        assert_eq!(w["sample#threads"], "1", "{w:?}");
     }
     let req = lines
         .iter()

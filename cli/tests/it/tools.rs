@@ -329,16 +329,43 @@ fn metrics_reads_what_a_running_server_prints() {
         "{last}"
     );
     assert!(last.contains("requests   "), "{last}");
-    // One worker keeps 2 MiB: the advice counts it.
+    // One worker keeps 2 MiB: the advice counts it, with its kernel memory. No worker was
+    // busy when a sample was taken: the traffic cannot support one number, so the advice
+    // is a range from 2 up to what memory allows.
     let advice = last
         .lines()
-        .find(|l| l.contains("WEB_CONCURRENCY="))
-        .unwrap_or_else(|| panic!("no advice in {last}"));
+        .find(|l| l.contains("no single number for this dyno's 512 MB"))
+        .unwrap_or_else(|| panic!("no range in {last}"));
+    assert!(
+        advice.contains("any count >= 2 serves it; memory would allow up to "),
+        "{advice}"
+    );
     let n: usize = advice
-        .split("WEB_CONCURRENCY=")
-        .nth(1)
+        .rsplit("memory would allow up to ")
+        .next()
         .and_then(|t| t.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap();
-    assert!((100..=300).contains(&n), "{advice}");
+    assert!((100..=230).contains(&n), "{advice}");
+}
+
+/// The idle app with a 20 MB table of tests/data/runicorn: a range bounded by the
+/// standard-1x process limit, and `--cpus` says why it changes nothing.
+#[test]
+fn metrics_on_an_idle_recording_gives_a_bounded_range() {
+    let file = Path::new(crate::support::ROOT).join("tests/data/runicorn/idle-20mb-table.log");
+    let r = tool(
+        &["metrics", file.to_str().unwrap(), "--cpus", "2"],
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(r.status.success(), "{}", r.err);
+    for part in [
+        "no single number for this dyno's 512 MB (standard-1x, 256 processes): traffic never kept more than 0 workers busy: any count >= 2 serves it; the process limit would allow up to 230",
+        "by dyno size: standard-1x 2..230 (processes), standard-2x 2..460 (processes)",
+        "cpu: 2 CPUs, but no worker was busy long enough to measure the share of time on CPU: the CPU count does not bound the advice",
+    ] {
+        assert!(r.out.contains(part), "{part:?} missing from:\n{}", r.out);
+    }
+    assert!(!r.out.contains("WEB_CONCURRENCY="), "{}", r.out);
 }

@@ -99,18 +99,34 @@ fn worker_and_master_lines() {
         slot: 0,
         pid: 4242,
         memory: Some(mem(5222, 1228, 921)),
+        tasks: Some(ProcTasks {
+            page_tables_kib: Some(92),
+            threads: Some(1),
+        }),
         requests: 1234,
         age: Duration::from_secs(61),
     };
     assert_eq!(
         render_worker(&id(), &w),
         "source=web.1 dyno=d1 worker=0 pid=4242 sample#memory_rss=5.10MB sample#memory_pss=1.20MB \
+         sample#memory_uss=0.90MB sample#memory_swap=0.00MB sample#memory_pte=0.09MB sample#threads=1 \
+         sample#requests=1234 sample#age=61s"
+    );
+    // Without /proc/<pid>/status figures, their keys are left out.
+    let w = WorkerSample { tasks: None, ..w };
+    assert_eq!(
+        render_worker(&id(), &w),
+        "source=web.1 dyno=d1 worker=0 pid=4242 sample#memory_rss=5.10MB sample#memory_pss=1.20MB \
          sample#memory_uss=0.90MB sample#memory_swap=0.00MB sample#requests=1234 sample#age=61s"
     );
+    let tasks = ProcTasks {
+        page_tables_kib: Some(100),
+        threads: None,
+    };
     assert_eq!(
-        render_master(&id(), 4241, &mem(3072, 1024, 512), 2),
+        render_master(&id(), 4241, &mem(3072, 1024, 512), Some(&tasks), 2),
         "source=web.1 dyno=d1 process=master pid=4241 sample#memory_rss=3.00MB sample#memory_pss=1.00MB \
-         sample#memory_uss=0.50MB sample#memory_swap=0.00MB sample#workers=2"
+         sample#memory_uss=0.50MB sample#memory_swap=0.00MB sample#memory_pte=0.10MB sample#workers=2"
     );
 }
 

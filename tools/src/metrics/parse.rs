@@ -310,6 +310,10 @@ pub struct ProcFigures {
     pub uss: Option<f64>,
     /// `sample#memory_swap`.
     pub swap: Option<f64>,
+    /// `sample#memory_pte`: the process's page tables.
+    pub pte: Option<f64>,
+    /// `sample#threads`.
+    pub threads: Option<u64>,
 }
 
 /// The request line's figures (times in ms).
@@ -442,6 +446,8 @@ pub fn parse_line(line: &str) -> Option<Record> {
         pss: num("sample#memory_pss"),
         uss: num("sample#memory_uss"),
         swap: num("sample#memory_swap"),
+        pte: num("sample#memory_pte"),
+        threads: int("sample#threads"),
     };
     let triple = |name: &str| {
         Some([
@@ -725,12 +731,20 @@ mod tests {
                     rss: Some(33.47),
                     pss: Some(32.29),
                     uss: Some(32.11),
-                    swap: Some(0.0)
+                    swap: Some(0.0),
+                    pte: None,
+                    threads: None,
                 },
                 requests: Some(125585),
                 age: Some(20.0),
             }
         );
+        // Since page tables and threads are reported.
+        let r = parse_line("source=web.1 dyno=vm worker=0 pid=7 sample#memory_rss=21.61MB sample#memory_pss=7.10MB sample#memory_uss=0.14MB sample#memory_swap=0.00MB sample#memory_pte=0.09MB sample#threads=1 sample#requests=3 sample#age=12s").unwrap();
+        let Event::Worker { memory, .. } = r.event else {
+            panic!("{r:?}")
+        };
+        assert_eq!((memory.pte, memory.threads), (Some(0.09), Some(1)));
         let r = parse_line("source=web.1 dyno=vm process=master pid=25153 sample#memory_rss=2.57MB sample#memory_pss=0.44MB sample#memory_uss=0.11MB sample#memory_swap=0.00MB sample#workers=2").unwrap();
         assert!(matches!(
             r.event,

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 
 use super::parse::{DynoFigures, Event, Origin, ProcFigures, Record, RequestFigures, format_time};
 use crate::chart::{Chart, Panel, Series};
-use runicorn::internals::advice::{self, Advice, Cpu, DYNO_SIZES, Limit, Measured, ProcessMemory};
+use runicorn::internals::advice::{
+    self, Advice, Cpu, DYNO_SIZES, Demand, Measured, Platform, ProcessMemory, Traffic,
+};
 
 /// Settings that change the advice.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,7 +21,7 @@ pub struct Options {
     pub quota_mb: Option<f64>,
     /// The share of the quota kept free (`--headroom`).
     pub headroom: f64,
-    /// The dyno's CPUs (`--cpus`): with it the advice is capped by CPU too.
+    /// The dyno's CPUs (`--cpus`): with it the advice is capped by CPU too, or says why not.
     pub cpus: Option<f64>,
 }
 
@@ -59,6 +61,7 @@ struct WorkerState {
     pid: Option<i64>,
     memory: ProcFigures,
     peak_uss: f64,
+    peak_pte: Option<f64>,
     requests: Option<u64>,
     age: Option<f64>,
     seen: bool,
@@ -78,6 +81,7 @@ struct Dyno {
     busy_samples: usize,
     busy_max: u64,
     saturated: usize,
+    backlog_max: u64,
     master: Option<(Option<i64>, ProcFigures, Option<u64>)>,
     workers: BTreeMap<u64, WorkerState>,
     in_set: bool,
@@ -88,6 +92,7 @@ struct Dyno {
     total_5xx: u64,
     max_service_p99: Option<f64>,
     max_queue_p95: Option<f64>,
+    max_queue_p99: Option<f64>,
     r14: usize,
     r15: usize,
     oom_kills: usize,
@@ -120,6 +125,8 @@ impl Dyno {
         let master = ProcessMemory {
             pss_mb: master.pss?,
             uss_mb: master.uss.unwrap_or(0.0),
+            page_tables_mb: master.pte,
+            threads: master.threads.map(|n| n as usize),
         };
         let workers: Vec<ProcessMemory> = self
             .workers
@@ -130,6 +137,8 @@ impl Dyno {
                     // The largest this worker has been: shared pages turn private as
                     // the app writes them.
                     uss_mb: w.memory.uss?.max(w.peak_uss),
+                    page_tables_mb: w.peak_pte,
+                    threads: w.memory.threads.map(|n| n as usize),
                 })
             })
             .collect();
@@ -148,18 +157,36 @@ impl Dyno {
         (busy >= 0.1).then(|| (load / busy).clamp(0.0, 1.0))
     }
 
-    fn advise(&self, quota_mb: f64, opts: &Options) -> Option<Advice> {
+    /// What the request lines say of the traffic: busy workers, waiting connections and
+    /// queue times over every sample; `None` without a `workers_busy` figure.
+    fn traffic(&self) -> Option<Traffic> {
+        (self.busy_samples > 0).then_some(Traffic {
+            samples: self.busy_samples,
+            busy_max: self.busy_max as usize,
+            all_busy: self.saturated,
+            backlog_max: self.backlog_max as usize,
+            queue_p99_ms: self.max_queue_p99,
+        })
+    }
+
+    fn advise(&self, platform: Platform, opts: &Options) -> Option<Advice> {
         let (master, workers) = self.measured()?;
         let measured = Measured {
             master,
             workers: &workers,
             dyno_total_mb: self.platform.now.or(self.server.now).map(|m| m.total),
         };
-        let cpu = opts
-            .cpus
-            .zip(self.on_cpu())
-            .map(|(cpus, on_cpu)| Cpu { cpus, on_cpu });
-        Some(advice::advise(quota_mb, opts.headroom, &measured, cpu))
+        let cpu = opts.cpus.map(|cpus| Cpu {
+            cpus,
+            on_cpu: self.on_cpu(),
+        });
+        Some(advice::advise(
+            platform,
+            opts.headroom,
+            &measured,
+            cpu,
+            self.traffic(),
+        ))
     }
 }
 
@@ -251,10 +278,14 @@ impl Tracker {
                 let w = d.workers.entry(slot).or_default();
                 if w.pid != pid {
                     w.peak_uss = 0.0;
+                    w.peak_pte = None;
                 }
                 w.pid = pid;
                 w.memory = memory;
                 w.peak_uss = w.peak_uss.max(memory.uss.unwrap_or(0.0));
+                if let Some(pte) = memory.pte {
+                    w.peak_pte = Some(w.peak_pte.map_or(pte, |p| p.max(pte)));
+                }
                 w.requests = requests;
                 w.age = age;
                 w.seen = true;
@@ -275,8 +306,12 @@ impl Tracker {
                 if let Some([_, _, p99]) = r.service {
                     d.max_service_p99 = Some(d.max_service_p99.map_or(p99, |m| m.max(p99)));
                 }
-                if let Some([_, p95, _]) = r.queue {
+                if let Some([_, p95, p99]) = r.queue {
                     d.max_queue_p95 = Some(d.max_queue_p95.map_or(p95, |m| m.max(p95)));
+                    d.max_queue_p99 = Some(d.max_queue_p99.map_or(p99, |m| m.max(p99)));
+                }
+                if let Some((n, _)) = r.backlog {
+                    d.backlog_max = d.backlog_max.max(n);
                 }
                 if let Some(busy) = r.busy {
                     d.busy_sum += busy as f64;
@@ -318,13 +353,15 @@ impl Tracker {
     }
 
     /// The advice for each dyno that has runicorn's per-process lines: `(source, quota,
-    /// advice)`, the quota being the dyno's own, else `--quota`, else 512 MB.
+    /// advice)`, the quota being the dyno's own, else `--quota`, else 512 MB (with the
+    /// process limit of the dyno size that quota is, if it is one).
     pub fn advice(&self) -> Vec<(String, f64, Advice)> {
         self.dynos
             .iter()
             .filter_map(|(source, d)| {
                 let quota = d.quota().or(self.opts.quota_mb).unwrap_or(512.0);
-                Some((source.clone(), quota, d.advise(quota, &self.opts)?))
+                let a = d.advise(Platform::for_quota(quota), &self.opts)?;
+                Some((source.clone(), quota, a))
             })
             .collect()
     }
@@ -468,48 +505,83 @@ impl Tracker {
     fn render_advice(&self, s: &mut String, d: &Dyno, quota: Option<f64>) {
         let headroom = self.opts.headroom * 100.0;
         let quota_here = quota.or(self.opts.quota_mb);
-        let Some(any) = d.advise(quota_here.unwrap_or(512.0), &self.opts) else {
+        let here = Platform::for_quota(quota_here.unwrap_or(512.0));
+        let Some(any) = d.advise(here, &self.opts) else {
             let _ = writeln!(
                 s,
                 "  advice     none yet: it needs runicorn's master and worker lines (sample#memory_pss, sample#memory_uss)"
             );
             return;
         };
-        let cpu = match (self.opts.cpus, d.on_cpu()) {
-            (Some(cpus), Some(f)) => format!(
-                "; cpu: {} with {cpus} CPUs at {:.0} % on CPU",
-                any.by_cpu.map_or("no limit".into(), |n| n.to_string()),
-                f * 100.0
-            ),
-            (None, Some(f)) => format!(
-                "; about {:.0} % of busy time on CPU (--cpus N to cap by CPU)",
-                f * 100.0
-            ),
-            (_, None) => String::new(),
+        let tables = if any.page_tables_measured {
+            "measured"
+        } else {
+            "estimated"
         };
         let _ = writeln!(
             s,
-            "  advice     base {:.2} MB + {:.2} MB a worker, {headroom:.0} % headroom{cpu}",
-            any.base_mb, any.per_worker_mb
+            "  advice     base {:.2} MB + {:.2} MB a worker (USS {:.2} MB + kernel {:.2} MB: page tables {:.2} MB {tables}, other kernel memory {:.2} MB estimated), {headroom:.0} % headroom",
+            any.base_mb,
+            any.per_worker_mb,
+            any.uss_mb,
+            any.kernel_mb,
+            any.page_tables_mb,
+            any.kernel_mb - any.page_tables_mb,
         );
-        if let Some(q) = quota_here
-            && let Some(a) = d.advise(q, &self.opts)
-        {
-            let _ = writeln!(
-                s,
-                "             WEB_CONCURRENCY={} for this dyno's {q:.0} MB ({})",
-                a.workers,
-                why(&a)
-            );
+        let _ = writeln!(s, "             traffic: {}", traffic_words(d, &any));
+        match (any.cpu_note(), d.on_cpu()) {
+            (Some(note), _) => {
+                let _ = writeln!(s, "             cpu: {note}");
+            }
+            (None, Some(f)) => {
+                let _ = writeln!(
+                    s,
+                    "             cpu: about {:.0} % of busy time on CPU (--cpus N to bound the advice by CPU)",
+                    f * 100.0
+                );
+            }
+            (None, None) => {}
+        }
+        if let Some(q) = quota_here {
+            let size = advice::dyno_size_of(q).map_or(String::new(), |d| {
+                let limit = d
+                    .process_limit
+                    .map_or(String::new(), |n| format!(", {n} processes"));
+                format!(" ({}{limit})", d.name)
+            });
+            let _ = match any.range {
+                None => writeln!(
+                    s,
+                    "             WEB_CONCURRENCY={} for this dyno's {q:.0} MB{size} ({})",
+                    any.workers,
+                    any.reason()
+                ),
+                Some(_) => writeln!(
+                    s,
+                    "             no single number for this dyno's {q:.0} MB{size}: {}",
+                    any.reason()
+                ),
+            };
         }
         let sizes: Vec<String> = DYNO_SIZES
             .iter()
             .filter_map(|size| {
-                let a = d.advise(size.quota_mb, &self.opts)?;
-                Some(format!("{} {}", size.name, a.workers))
+                let a = d.advise(Platform::from(*size), &self.opts)?;
+                Some(format!(
+                    "{} {} ({})",
+                    size.name,
+                    a.short(),
+                    a.limit.as_str()
+                ))
             })
             .collect();
         let _ = writeln!(s, "             by dyno size: {}", sizes.join(", "));
+        if any.range.is_some() {
+            let _ = writeln!(
+                s,
+                "             (a range: the traffic seen never needed the workers it had, so it cannot tell how many a real load needs; run a count in the range and read the lines again under load)"
+            );
+        }
     }
 
     /// Memory over time, per dyno: the platform's figure (or runicorn's) and the quota; and,
@@ -586,16 +658,43 @@ impl Tracker {
     }
 }
 
-fn why(a: &Advice) -> String {
-    match a.limit {
-        Limit::Memory => format!("memory: {} fit", a.by_memory),
-        Limit::Cpu => format!(
-            "CPU: {} keep the CPUs busy; memory allows {}",
-            a.by_cpu.unwrap_or(a.workers),
-            a.by_memory
+/// What the traffic said, in words.
+fn traffic_words(d: &Dyno, a: &Advice) -> String {
+    let samples = format!("{} sample{}", d.busy_samples, plural(d.busy_samples));
+    let queue = d
+        .max_queue_p99
+        .map_or(String::new(), |q| format!(", queue p99 at most {q:.3} ms"));
+    match a.demand {
+        Demand::Unknown => "no workers_busy figure: it says nothing of the count needed".into(),
+        Demand::Served {
+            busy_max, needs, ..
+        } => format!(
+            "at most {busy_max} worker{} busy at once in {samples}, never all, no connection waiting{queue}: {needs} workers serve it",
+            plural(busy_max)
         ),
-        Limit::MaxWorkers => format!("the most a server runs; memory allows {}", a.by_memory),
-        Limit::DoesNotFit => "not even one worker fits with the headroom".into(),
+        Demand::Short {
+            busy_max,
+            all_busy,
+            backlog_max,
+            queue_p99_ms,
+        } => {
+            let mut why = Vec::new();
+            if all_busy > 0 {
+                why.push(format!("every worker busy in {all_busy} of {samples}"));
+            }
+            if backlog_max > 0 {
+                why.push(format!(
+                    "up to {backlog_max} connections waiting to be accepted"
+                ));
+            }
+            if let Some(q) = queue_p99_ms.filter(|q| *q > advice::QUEUE_WAIT_MS) {
+                why.push(format!("queue p99 up to {q:.3} ms"));
+            }
+            format!(
+                "{} (at most {busy_max} busy at once): it needed more workers than it had, so the bounds give the number",
+                why.join(", ")
+            )
+        }
     }
 }
 

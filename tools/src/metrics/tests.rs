@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
-use runicorn::internals::advice::Limit;
+use runicorn::internals::advice::{DYNO_SIZES, Demand, Limit};
 
 const DOCS: &str = include_str!("../../../tests/data/heroku/docs-example.log");
 const QUOTA: &str = include_str!("../../../tests/data/heroku/heroku-logs-quota.log");
@@ -17,6 +17,7 @@ const SYSLOG: &str = include_str!("../../../tests/data/heroku/syslog-viewer.log"
 const DRAIN: &str = include_str!("../../../tests/data/heroku/drain.log");
 const TWO: &str = include_str!("../../../tests/data/heroku/two-dynos.log");
 const OOM: &str = include_str!("../../../tests/data/runicorn/oom-64mb.log");
+const IDLE_TABLE: &str = include_str!("../../../tests/data/runicorn/idle-20mb-table.log");
 
 fn track(text: &str) -> Tracker {
     let mut t = Tracker::new(Options::default());
@@ -188,30 +189,122 @@ fn runicorn_recording_with_an_oom_kill() {
     );
     has(&s, "all busy in ");
     has(&s, "workers killed perhaps out of memory 1");
-    // 64 MB less 20 %: 51.2 MB; base 0.52 + 0.32 + 0.31 = 1.15 MB; 48.11 MB a worker: 1.
+    // 64 MB less 20 %: 51.2 MB; base 0.52 + 0.32 + 0.31 = 1.15 MB of pages, and the
+    // master's kernel memory (no page tables in these lines: 0.09 + 0.06 MB estimated);
+    // 48.11 MB a worker and as much kernel memory: 1.
     has(
         &s,
-        "advice     base 1.15 MB + 48.11 MB a worker, 20 % headroom",
+        "advice     base 1.30 MB + 48.26 MB a worker (USS 48.11 MB + kernel 0.15 MB: page tables 0.09 MB estimated, other kernel memory 0.06 MB estimated), 20 % headroom",
+    );
+    // Four parallel 100 ms sleeps on two workers: 4 connections in the backlog, queued
+    // 123 ms. The traffic needed more workers than it had: the bound gives the number.
+    has(
+        &s,
+        "traffic: up to 4 connections waiting to be accepted, queue p99 up to 123.527 ms (at most 0 busy at once): it needed more workers than it had, so the bounds give the number",
     );
     has(
         &s,
         "WEB_CONCURRENCY=1 for this dyno's 64 MB (memory: 1 fit)",
     );
+    // 17 and 238 before the kernel's share was counted: 0.15 MB more a worker on 48 MB.
     has(
         &s,
-        "by dyno size: standard-1x 8, standard-2x 17, performance-m 42, performance-l 238",
+        "by dyno size: standard-1x 8 (memory), standard-2x 16 (memory), performance-m 42 (memory), performance-l 237 (memory)",
     );
+    assert!(!s.contains("no single number"), "{s}");
     let advice = t.advice();
     assert_eq!(advice.len(), 1);
     let (source, quota, a) = &advice[0];
     assert_eq!(
-        (source.as_str(), *quota, a.workers, a.limit),
-        ("web.1", 64.0, 1, Limit::Memory)
+        (source.as_str(), *quota, a.workers, a.limit, a.range),
+        ("web.1", 64.0, 1, Limit::Memory, None)
     );
     let chart = t.chart();
     assert_eq!(chart.x_label, "sample");
     assert_eq!(chart.panels.len(), 2);
     assert_eq!(chart.panels[1].series[0].points.len(), 6);
+}
+
+/// The demo with a 20 MiB table built before the fork, idle on a 512 MB dyno for 10 s, then
+/// four requests (tests/data/runicorn/README.md). Memory alone once advised 1024 workers on
+/// every size (3527 fit in 512 MB at 0.11 MB a worker); the advice now counts each worker's
+/// kernel memory, the process limit of each size, and the traffic, which never kept one
+/// worker busy: no single number, a range.
+#[test]
+fn idle_app_with_a_shared_table_gets_a_bounded_range() {
+    let t = track(IDLE_TABLE);
+    assert_eq!((t.lines(), t.sets()), (42, 7));
+    let s = t.summary("test");
+    has(
+        &s,
+        "memory     20.59 MB now (4 %), peak 20.59 MB (4 %), quota 512.00 MB; swap 0.00 MB  [runicorn, 7 samples]",
+    );
+    has(
+        &s,
+        "busy       0 busy, 2 idle now; peak 0 busy; all busy in 0 of 7 samples; backlog 0 of 1024",
+    );
+    // base 7.52 + 7.07 + 7.04 = 21.63 MB of pages (the table, shared, counted once) + the
+    // master's 0.09 MB of page tables and 0.06 MB of other kernel memory; a worker: 0.11 MB
+    // of USS, 0.09 MB of page tables (measured: sample#memory_pte) and 0.06 MB.
+    has(
+        &s,
+        "advice     base 21.78 MB + 0.26 MB a worker (USS 0.11 MB + kernel 0.15 MB: page tables 0.09 MB measured, other kernel memory 0.06 MB estimated), 20 % headroom",
+    );
+    // The four requests queued up to 46 ms: curl's start-up after `date`, not a wait for a
+    // worker (under 100 ms), and no worker was ever seen busy.
+    has(
+        &s,
+        "traffic: at most 0 workers busy at once in 7 samples, never all, no connection waiting, queue p99 at most 46.419 ms: 2 workers serve it",
+    );
+    has(
+        &s,
+        "no single number for this dyno's 512 MB (standard-1x, 256 processes): traffic never kept more than 0 workers busy: any count >= 2 serves it; the process limit would allow up to 230 (memory up to 1477)",
+    );
+    has(
+        &s,
+        "by dyno size: standard-1x 2..230 (processes), standard-2x 2..460 (processes), performance-m 2..1024 (max), performance-l 2..1024 (max)",
+    );
+    assert!(!s.contains("WEB_CONCURRENCY="), "no number to set:\n{s}");
+    let advice = t.advice();
+    let (source, quota, a) = &advice[0];
+    assert_eq!((source.as_str(), *quota), ("web.1", 512.0));
+    assert_eq!(
+        (a.workers, a.range, a.limit),
+        (2, Some((2, 230)), Limit::Processes)
+    );
+    assert_eq!(
+        a.demand,
+        Demand::Served {
+            busy_max: 0,
+            needs: 2,
+            samples: 7
+        }
+    );
+    // Never above the process limit of the dyno size, whichever the size.
+    let by_size = s
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("by dyno size: "))
+        .unwrap();
+    for (entry, size) in by_size.split(", ").zip(DYNO_SIZES) {
+        let range = entry.split(' ').nth(1).unwrap();
+        let (_, high) = range.split_once("..").unwrap();
+        let high: usize = high.parse().unwrap();
+        assert!(high < size.process_limit.unwrap(), "{entry}");
+    }
+    // --cpus 2: said why it changes nothing (no worker was busy to measure).
+    let mut t = Tracker::new(Options {
+        cpus: Some(2.0),
+        ..Options::default()
+    });
+    for line in IDLE_TABLE.lines() {
+        if let Some(rec) = parse_line(line) {
+            t.feed(rec);
+        }
+    }
+    has(
+        &t.summary("test"),
+        "cpu: 2 CPUs, but no worker was busy long enough to measure the share of time on CPU: the CPU count does not bound the advice",
+    );
 }
 
 #[test]

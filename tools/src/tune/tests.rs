@@ -174,11 +174,13 @@ fn trial(workers: usize, rps: f64, p99: f64, cores: f64) -> Trial {
         master: ProcessMemory {
             pss_mb: 0.45,
             uss_mb: 0.14,
+            ..ProcessMemory::default()
         },
         worker_memory: vec![
             ProcessMemory {
                 pss_mb: 0.3,
-                uss_mb: 0.12
+                uss_mb: 0.12,
+                ..ProcessMemory::default()
             };
             workers
         ],
@@ -237,7 +239,10 @@ fn advice_per_dyno_size_and_for_this_run() {
         what: "--dyno standard-1x (a child memory cgroup)".into(),
     };
     let text = render_advice(&trials, 8, 0.2, 2.0, Some(0.97), Some(&quota));
-    assert!(text.contains("memory from the 4-worker trial: 1.17 MB + 0.12 MB a worker, 20 % headroom; requests 97 % on CPU, 2 CPUs: 2 workers keep them busy"), "{text}");
+    // The base: 0.45 + 4 × 0.18 = 1.17 MB of pages and the master's estimated kernel
+    // memory, 0.15 MB; a worker: its 0.12 MB of USS and as much kernel memory.
+    assert!(text.contains("memory from the 4-worker trial: 1.32 MB + 0.27 MB a worker, 20 % headroom; 2 CPUs at 97 % on CPU keep 2 workers busy"), "{text}");
+    assert!(text.contains("(a worker: USS 0.12 MB + kernel 0.15 MB: page tables 0.09 MB estimated, other kernel memory 0.06 MB estimated)"), "{text}");
     for size in [
         "standard-1x",
         "standard-2x",
@@ -247,16 +252,29 @@ fn advice_per_dyno_size_and_for_this_run() {
         assert!(text.contains(&format!("  {size:<15}")), "{size}: {text}");
     }
     assert!(
-        text.contains("WEB_CONCURRENCY=2     (CPU; memory allows 3403)"),
+        text.contains(
+            "WEB_CONCURRENCY=2     (CPU: 2 keep 2 CPUs busy at 97 % on CPU; memory allows 1499)"
+        ),
         "{text}"
     );
-    assert!(text.contains("  this run           512 MB  WEB_CONCURRENCY=2     (CPU; memory allows 3403; --dyno standard-1x (a child memory cgroup))"), "{text}");
-    assert!(text.contains("the most throughput was 380.0 req/s at 3 workers; 2 workers reach 95 % of it (p99 8.00 ms)"), "{text}");
-    // Without a CPU figure, memory decides; without a quota, say so.
-    let text = render_advice(&trials, 8, 0.2, 2.0, None, None);
-    assert!(text.contains("CPU share not measured"));
+    assert!(text.contains("  this run           512 MB  WEB_CONCURRENCY=2     (CPU: 2 keep 2 CPUs busy at 97 % on CPU; memory allows 1499; --dyno standard-1x (a child memory cgroup))"), "{text}");
     assert!(
-        text.contains("WEB_CONCURRENCY=1024  (the most a server runs; memory allows 3403)"),
+        text.contains("bounds only: tune's load is its own"),
+        "{text}"
+    );
+    assert!(text.contains("the most throughput was 380.0 req/s at 3 workers; 2 workers reach 95 % of it (p99 8.00 ms)"), "{text}");
+    // Without a CPU figure, memory and the process limits decide; without a quota, say so.
+    let text = render_advice(&trials, 8, 0.2, 2.0, None, None);
+    assert!(
+        text.contains("2 CPUs; CPU share not measured, so the CPUs do not bound it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("standard-1x        512 MB  WEB_CONCURRENCY=230   (the process limit: 256 processes and threads, less 26 for the master and a margin, leave room for 230; memory allows 1499)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("performance-m     2560 MB  WEB_CONCURRENCY=1024  (the most a server runs; memory allows 7515)"),
         "{text}"
     );
     assert!(text.contains("this run: no memory limit"));
@@ -270,6 +288,11 @@ fn advice_per_dyno_size_and_for_this_run() {
     );
     assert!(
         text.contains("I/O-bound requests: the useful count"),
+        "{text}"
+    );
+    // Half a percent on CPU: the CPU count does not bound it, and says so.
+    assert!(
+        text.contains("requests were 0.5 % on CPU: the CPU count does not bound the advice"),
         "{text}"
     );
     let text = render_advice(&rising, 2, 0.2, 2.0, Some(0.005), None);

@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 use super::cgroup::DynoCgroup;
 use crate::load::{self, Failure, LoadSpec, Progress};
 use runicorn::internals::advice::ProcessMemory;
-use runicorn::internals::procfs::{self as proc, ProcMemory, children};
+use runicorn::internals::procfs::{self as proc, ProcMemory, ProcTasks, children};
 
 /// How long the app may take to answer with all its workers.
 const BOOT_DEADLINE: Duration = Duration::from_secs(15);
@@ -127,6 +127,16 @@ impl Trial {
 
 fn mb(kib: u64) -> f64 {
     kib as f64 / 1024.0
+}
+
+/// A process's page tables (`VmPTE`), MB.
+fn page_tables_mb(tasks: Option<ProcTasks>) -> Option<f64> {
+    tasks.and_then(|t| t.page_tables_kib).map(mb)
+}
+
+/// A process's threads.
+fn threads(tasks: Option<ProcTasks>) -> Option<usize> {
+    tasks.and_then(|t| t.threads).map(|n| n as usize)
 }
 
 /// The app, running; killed (workers, then master) and reaped on drop unless stopped.
@@ -293,8 +303,8 @@ impl Drop for Server {
 struct Sampler {
     peak_total_kib: u64,
     peak_uss_kib: HashMap<i32, u64>,
-    last_master: Option<ProcMemory>,
-    last_workers: Vec<(i32, ProcMemory)>,
+    last_master: Option<(ProcMemory, Option<ProcTasks>)>,
+    last_workers: Vec<(i32, ProcMemory, Option<ProcTasks>)>,
     last_cgroup_bytes: Option<u64>,
 }
 
@@ -304,17 +314,17 @@ impl Sampler {
             return;
         };
         self.last_cgroup_bytes = cgroup.and_then(DynoCgroup::current_bytes);
-        let workers: Vec<(i32, ProcMemory)> = children(master)
+        let workers: Vec<(i32, ProcMemory, Option<ProcTasks>)> = children(master)
             .into_iter()
-            .filter_map(|p| proc::read_memory(p).map(|mem| (p, mem)))
+            .filter_map(|p| proc::read_memory(p).map(|mem| (p, mem, proc::read_tasks(p))))
             .collect();
-        let total = m.pss_kib + workers.iter().map(|(_, w)| w.pss_kib).sum::<u64>();
+        let total = m.pss_kib + workers.iter().map(|(_, w, _)| w.pss_kib).sum::<u64>();
         self.peak_total_kib = self.peak_total_kib.max(total);
-        for (pid, w) in &workers {
+        for (pid, w, _) in &workers {
             let peak = self.peak_uss_kib.entry(*pid).or_default();
             *peak = (*peak).max(w.uss_kib);
         }
-        self.last_master = Some(m);
+        self.last_master = Some((m, proc::read_tasks(master)));
         self.last_workers = workers;
     }
 }
@@ -401,18 +411,22 @@ pub fn run(spec: &TrialSpec<'_>, progress: &dyn Fn(Phase)) -> Result<Trial, Stri
     let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
     let master = sampler
         .last_master
-        .map_or_else(ProcessMemory::default, |m| ProcessMemory {
+        .map_or_else(ProcessMemory::default, |(m, tasks)| ProcessMemory {
             pss_mb: mb(m.pss_kib),
             uss_mb: mb(m.uss_kib),
+            page_tables_mb: page_tables_mb(tasks),
+            threads: threads(tasks),
         });
     let worker_memory = sampler
         .last_workers
         .iter()
-        .map(|(pid, w)| ProcessMemory {
+        .map(|&(pid, w, tasks)| ProcessMemory {
             pss_mb: mb(w.pss_kib),
             uss_mb: mb(w
                 .uss_kib
-                .max(sampler.peak_uss_kib.get(pid).copied().unwrap_or(0))),
+                .max(sampler.peak_uss_kib.get(&pid).copied().unwrap_or(0))),
+            page_tables_mb: page_tables_mb(tasks),
+            threads: threads(tasks),
         })
         .collect();
     Ok(Trial {
