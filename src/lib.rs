@@ -148,10 +148,11 @@ pub mod internals {
     }
 }
 
-/// The pure HTTP/1.1 parsing functions, for the fuzz targets (`--features fuzzing`); not a
-/// stable API.
+/// The pure HTTP/1.1 parsing functions and the worker's request-body collector, for the fuzz
+/// targets (`--features fuzzing`); not a stable API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::h1::{ChunkedDecoder, Limits, Step, parse_head};
+    pub use crate::h1::{BodyFraming, ChunkedDecoder, Error, Limits, Step, parse_head};
+    pub use crate::worker::{BodyError, Collector, CompleteBody, MEMORY_BODY, Readable};
 }

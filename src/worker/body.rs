@@ -19,11 +19,11 @@ use crate::handler::BodySource;
 /// Body bytes a connection keeps in memory; past this the body goes to a temporary file.
 /// With [`MAX_CLIENTS`](super::conns::MAX_CLIENTS) connections, a worker holds at most
 /// 64 × 64 KiB = 4 MiB of request bodies in memory.
-pub(super) const MEMORY_BODY: usize = 64 * 1024;
+pub const MEMORY_BODY: usize = 64 * 1024;
 
 /// Why a body could not be collected.
 #[derive(Debug)]
-pub(super) enum BodyError {
+pub enum BodyError {
     /// It breaks its framing or the body limit: the client gets the error's status.
     Refused(h1::Error),
     /// It could not be stored (no temporary file): the client gets 503.
@@ -50,7 +50,7 @@ enum Framing {
 
 /// A request body being collected.
 #[derive(Debug)]
-pub(super) struct Collector {
+pub struct Collector {
     framing: Framing,
     stored: Stored,
 }
@@ -65,7 +65,7 @@ struct Stored {
 
 /// What a read from the socket ended with.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Readable {
+pub enum Readable {
     /// Nothing more to read for now (EAGAIN); the body is not complete.
     Drained,
     /// The body is complete. Bytes read past it (a pipelined request) were handed back.
@@ -236,10 +236,29 @@ fn temp_file() -> io::Result<File> {
 
 /// A request body that has fully arrived, read back by the app.
 #[derive(Debug)]
-pub(super) struct CompleteBody {
+pub struct CompleteBody {
     store: Store,
     len: u64,
     read: u64,
+}
+
+/// The body read back in one piece, as an app reads it (through [`RequestBody`]), for the
+/// unit tests and the fuzz targets, which cannot name the crate-internal [`BodySource`].
+///
+/// [`RequestBody`]: crate::RequestBody
+#[cfg(any(test, feature = "fuzzing"))]
+impl CompleteBody {
+    /// Body bytes not yet read: what the app is told before it reads.
+    pub fn remaining(&self) -> Option<u64> {
+        BodySource::remaining(self)
+    }
+
+    /// Reads what is left of the body, through [`RequestBody::read_to_vec`].
+    ///
+    /// [`RequestBody::read_to_vec`]: crate::RequestBody::read_to_vec
+    pub fn read_to_vec(&mut self) -> io::Result<Vec<u8>> {
+        crate::RequestBody::new(self).read_to_vec()
+    }
 }
 
 impl BodySource for CompleteBody {
@@ -354,7 +373,8 @@ mod tests {
             let mut next = rest.clone();
             next.extend_from_slice(&sock.data[sock.at..]);
             assert_eq!(next, tail, "step {step}");
-            assert_eq!(read_all(c.finish().unwrap()), b"hello world");
+            // As the app reads it.
+            assert_eq!(c.finish().unwrap().read_to_vec().unwrap(), b"hello world");
         }
     }
 

@@ -30,6 +30,10 @@ mod panics;
 mod request;
 mod wire;
 
+/// The body collector, for the `body` fuzz target (through `crate::fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub use body::{BodyError, Collector, CompleteBody, MEMORY_BODY, Readable};
+
 use std::os::fd::OwnedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
