@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -160,13 +161,20 @@ fn a_full_worker_accepts_the_waiting_connection_once_slots_free_up() {
 #[test]
 fn pipelined_requests_left_in_the_kernel_are_all_answered() {
     // While the one worker is busy, a GET and two pipelined 60,000-byte POSTs are written at
-    // once. With small head limits the worker reads less than that in one go (its buffer is
-    // bounded by the largest head), so the end of the second POST is still in the kernel when
-    // it has served the others, and no new bytes will come to wake an edge-triggered poll:
-    // the worker must read them after its responses, or the second POST gets 408.
-    let s = Server::start(&[
+    // once on a Unix socket, which queues them whole for the worker (no TCP window holds part
+    // back). With small head limits the worker reads less than that in one go (its buffer is
+    // bounded by the largest head), so the second POST is still in the kernel when it has
+    // served the others, and no new byte will come to wake an edge-triggered poll: the worker
+    // must read it after its responses, or the second POST hangs until 408.
+    let dir = std::env::temp_dir().join(format!("runicorn-it-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("app.sock");
+    let bind = format!("unix:{}", sock.display());
+    let s = Spawn::new(&[
         "--workers",
         "1",
+        "--bind",
+        &bind,
         "--keepalive",
         "5",
         "--header-timeout",
@@ -179,10 +187,13 @@ fn pipelined_requests_left_in_the_kernel_are_all_answered() {
         "1000",
         "--log-level",
         "debug",
-    ]);
+    ])
+    .no_listen_fd()
+    .start();
     s.wait_log(&["worker ready"], 1);
-    let mut busy = connect(&s);
-    busy.write_all(b"GET /sleep?ms=700 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    let mut busy = UnixStream::connect(&sock).unwrap();
+    busy.set_read_timeout(Some(DEADLINE)).unwrap();
+    busy.write_all(b"GET /sleep?ms=500 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         .unwrap();
     s.wait_log(&["request started"], 1);
     let mut wire = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
@@ -190,17 +201,17 @@ fn pipelined_requests_left_in_the_kernel_are_all_answered() {
         wire.extend_from_slice(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 60000\r\n\r\n");
         wire.extend(std::iter::repeat_n(b'0' + n, 60_000));
     }
-    let mut c = connect(&s);
+    let mut c = UnixStream::connect(&sock).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
-    let mut writer = c.try_clone().unwrap();
-    let sender = std::thread::spawn(move || writer.write_all(&wire));
+    c.write_all(&wire).unwrap();
     assert_eq!(read_response(&mut busy).status, 200);
     // The demo app answers GET / with 200 and refuses POST / with 405.
     for (what, status) in [("GET", 200), ("first POST", 405), ("second POST", 405)] {
         let r = read_one(&mut c);
         assert_eq!(r.status, status, "{what}: {r:?}");
     }
-    sender.join().unwrap().unwrap();
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// User plus system CPU time of a process, in clock ticks (10 ms).

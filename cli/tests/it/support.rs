@@ -547,12 +547,12 @@ pub fn python_module(import_name: &str, pip_spec: &str) {
 }
 
 /// Reads exactly one response (head and Content-Length body) from a kept connection.
-pub fn read_one(c: &mut TcpStream) -> Response {
+pub fn read_one(c: &mut impl Read) -> Response {
     read_one_of(c, false)
 }
 
 /// The same for the answer to HEAD, whose Content-Length describes a body not sent.
-pub fn read_one_of(c: &mut TcpStream, head_request: bool) -> Response {
+pub fn read_one_of(c: &mut impl Read, head_request: bool) -> Response {
     let mut bytes = Vec::new();
     let mut b = [0u8; 1];
     while !bytes.ends_with(b"\r\n\r\n") {
