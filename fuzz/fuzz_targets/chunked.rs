@@ -26,36 +26,10 @@
 use libfuzzer_sys::fuzz_target;
 use runicorn::fuzzing::{ChunkedDecoder, Limits};
 
-const LIMITS: [Limits; 4] = [
-    // Small.
-    Limits {
-        request_line: 256,
-        fields: 16,
-        field_size: 256,
-        body: 1 << 20,
-    },
-    // The server's defaults.
-    Limits {
-        request_line: 8190,
-        fields: 100,
-        field_size: 8190,
-        body: 100 * 1024 * 1024,
-    },
-    // No body limit (0).
-    Limits {
-        request_line: 8190,
-        fields: 100,
-        field_size: 8190,
-        body: 0,
-    },
-    // Tiny: the limits themselves are reachable with short inputs.
-    Limits {
-        request_line: 32,
-        fields: 4,
-        field_size: 32,
-        body: 16,
-    },
-];
+#[path = "common/limits.rs"]
+mod limits;
+use limits::LIMITS;
+
 
 #[derive(Debug, PartialEq, Eq)]
 enum End {

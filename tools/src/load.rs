@@ -361,14 +361,7 @@ fn exchange(
     report: &mut LoadReport,
 ) -> Result<u16, Failure> {
     if let Some(mut s) = conn.take() {
-        match attempt(
-            &mut s,
-            &sh.request,
-            sh.head,
-            buf,
-            sh.spec.request_timeout,
-            true,
-        ) {
+        match attempt(&mut s, sh, buf, true) {
             Attempt::Done { status, reusable } => {
                 if reusable {
                     *conn = Some(s);
@@ -383,14 +376,7 @@ fn exchange(
         .map_err(|e| Failure::of_io(&e))?;
     report.connections += 1;
     let _ = s.set_nodelay(true);
-    match attempt(
-        &mut s,
-        &sh.request,
-        sh.head,
-        buf,
-        sh.spec.request_timeout,
-        false,
-    ) {
+    match attempt(&mut s, sh, buf, false) {
         Attempt::Done { status, reusable } => {
             if reusable && sh.spec.keepalive {
                 *conn = Some(s);
@@ -412,15 +398,9 @@ enum Attempt {
     ClosedBeforeResponse,
 }
 
-/// Writes the request and reads one response, all within `timeout`.
-fn attempt(
-    s: &mut TcpStream,
-    request: &[u8],
-    head: bool,
-    buf: &mut [u8],
-    timeout: Duration,
-    reused: bool,
-) -> Attempt {
+/// Writes the request and reads one response, all within the request timeout.
+fn attempt(s: &mut TcpStream, sh: &Shared<'_>, buf: &mut [u8], reused: bool) -> Attempt {
+    let (request, head, timeout) = (&sh.request, sh.head, sh.spec.request_timeout);
     let deadline = Instant::now() + timeout;
     let closed = |cause: Failure, got_any: bool| {
         if reused && !got_any && cause == Failure::Reset {
