@@ -71,6 +71,11 @@ pub fn invalid(flag: &str, value: &str, what: &str) -> String {
     format!("{flag}: invalid value '{value}': accepts {what}")
 }
 
+/// The plural ending of a count in the subcommands' sentences: `"s"` unless `n` is 1.
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 /// `unknown flag '--x'; accepted: ...`.
 pub fn unknown(flag: &str, accepted: &str) -> String {
     format!("unknown flag '{flag}'; accepted: {accepted}")

@@ -23,7 +23,7 @@ pub use trial::{Phase, Trial, TrialSpec};
 
 use super::advice::{self, Advice, Cpu, DYNO_SIZES, DynoSize, Measured, Platform};
 use super::chart::{self, Chart, Panel, Series};
-use super::cli::{self, Arg, Args, EXIT_USAGE};
+use super::cli::{self, Arg, Args, EXIT_USAGE, plural};
 use super::metrics::write_atomically;
 use crate::load::Failure;
 use cgroup::DynoCgroup;
@@ -497,18 +497,20 @@ fn unusable(t: &Trial, method: &str, path: &str) -> Option<String> {
     let route = format!("{method} {path}");
     if of(Failure::Status4xx) > 0 {
         return Some(format!(
-            "{} of {} requests to {route} were answered 4xx at {} ({failures}): the app \
+            "{} of {} requests to {route} were answered 4xx at {} worker{} ({failures}): the app \
              has no such route, or refuses this method or body; give the route with --path \
              (and --method, --header, --body); no advice from these trials",
             of(Failure::Status4xx),
             t.sent,
-            plural(t.workers, "worker")
+            t.workers,
+            plural(t.workers)
         ));
     }
     if t.ok == 0 {
         return Some(format!(
-            "no request to {route} succeeded at {} ({}); no advice from these trials",
-            plural(t.workers, "worker"),
+            "no request to {route} succeeded at {} worker{} ({}); no advice from these trials",
+            t.workers,
+            plural(t.workers),
             if failures.is_empty() {
                 "none was answered".to_string()
             } else {
@@ -517,15 +519,6 @@ fn unusable(t: &Trial, method: &str, path: &str) -> Option<String> {
         ));
     }
     None
-}
-
-/// `1 worker`, `2 workers`.
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
 }
 
 fn list(counts: &[usize]) -> String {
@@ -573,7 +566,7 @@ impl ProgressBar {
             eprintln!(
                 "tune: {} worker{}: {:.1} req/s, p99 {}, {:.2} MB",
                 t.workers,
-                if t.workers == 1 { "" } else { "s" },
+                plural(t.workers),
                 t.req_per_sec,
                 ms(t.p99_ms),
                 t.total_pss_mb
@@ -614,7 +607,7 @@ fn progress_line(
         "#".repeat(done.min(WIDTH)),
         "-".repeat(WIDTH - done.min(WIDTH)),
         index + 1,
-        if workers == 1 { "" } else { "s" }
+        plural(workers)
     )
 }
 

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use super::parse::{DynoFigures, Event, Origin, ProcFigures, Record, RequestFigures, format_time};
 use crate::chart::{Chart, Panel, Series};
+use crate::cli::plural;
 use runicorn::internals::advice::{
     self, Advice, Cpu, DYNO_SIZES, Demand, Measured, Platform, ProcessMemory, Traffic,
 };
@@ -700,8 +701,4 @@ fn traffic_words(d: &Dyno, a: &Advice) -> String {
 
 fn mb(v: Option<f64>) -> String {
     v.map_or("?".into(), |v| format!("{v:.2} MB"))
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
