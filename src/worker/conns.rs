@@ -207,9 +207,15 @@ impl<A: App> Worker<'_, A> {
         self.on_readable(id);
     }
 
+    /// The most a connection's buffer holds before its head is parsed: one byte more than
+    /// the largest head, so that a head over the limits is seen as such.
+    fn head_buffer_max(&self) -> usize {
+        self.ctx.config.limits.max_head_len() + 1
+    }
+
     /// A parked connection is readable: reads what it sent and moves its request forward.
     pub(super) fn on_readable(&mut self, id: usize) {
-        let max = self.ctx.config.limits.max_head_len() + 1;
+        let max = self.head_buffer_max();
         let Some(client) = self.clients.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
@@ -320,7 +326,7 @@ impl<A: App> Worker<'_, A> {
     /// connection waits at most `--keepalive` seconds; one with part of its next request,
     /// `--header-timeout`.
     pub(super) fn await_next_request(&mut self, id: usize) {
-        let max = self.ctx.config.limits.max_head_len() + 1;
+        let max = self.head_buffer_max();
         let now = Instant::now();
         let (keepalive, header_timeout) = (
             Duration::from_secs(self.ctx.config.keepalive),
@@ -329,10 +335,8 @@ impl<A: App> Worker<'_, A> {
         let Some(client) = self.clients[id].as_mut() else {
             return;
         };
+        // The request just served left `pending` empty and the head scan reset (`start_body`).
         client.requests += 1;
-        client.pending = None;
-        client.scanned = 0;
-        client.line_start = 0;
         if client.unread
             && let Err(e) = client.fill(max)
         {

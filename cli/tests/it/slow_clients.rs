@@ -146,7 +146,7 @@ fn a_full_worker_accepts_the_waiting_connection_once_slots_free_up() {
             c
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Connected after the 64, so queued behind them: the listen queue is first in, first out.
     let mut waiting = connect(&s);
     waiting
         .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
