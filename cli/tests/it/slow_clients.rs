@@ -160,12 +160,14 @@ fn a_full_worker_accepts_the_waiting_connection_once_slots_free_up() {
 
 #[test]
 fn pipelined_requests_left_in_the_kernel_are_all_answered() {
-    // While the one worker is busy, a GET and two pipelined 60,000-byte POSTs are written at
-    // once on a Unix socket, which queues them whole for the worker (no TCP window holds part
-    // back). With small head limits the worker reads less than that in one go (its buffer is
-    // bounded by the largest head), so the second POST is still in the kernel when it has
-    // served the others, and no new byte will come to wake an edge-triggered poll: the worker
-    // must read it after its responses, or the second POST hangs until 408.
+    // A connection the worker already watches (it is parked with half a head) receives the
+    // rest of its head and two pipelined 60,000-byte POSTs in one write while the one worker
+    // is busy: one readiness edge for all of it. A Unix socket queues the batch whole (no TCP
+    // window holds part of it back). With small head limits the worker reads less than that
+    // in one go (its buffer is bounded by the largest head), so the second POST is still in
+    // the kernel when it has served the others, and no new byte will come to wake an
+    // edge-triggered poll: the worker must read it after its responses, or the second POST
+    // hangs until 408.
     let dir = std::env::temp_dir().join(format!("runicorn-it-pipe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("app.sock");
@@ -191,18 +193,21 @@ fn pipelined_requests_left_in_the_kernel_are_all_answered() {
     .no_listen_fd()
     .start();
     s.wait_log(&["worker ready"], 1);
+    // Connected and half sent first, so the worker takes it (and parks it) before the busy
+    // request: the accept queue is first in, first out.
+    let mut c = UnixStream::connect(&sock).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\n").unwrap();
     let mut busy = UnixStream::connect(&sock).unwrap();
     busy.set_read_timeout(Some(DEADLINE)).unwrap();
     busy.write_all(b"GET /sleep?ms=500 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         .unwrap();
     s.wait_log(&["request started"], 1);
-    let mut wire = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+    let mut wire = b"Host: a\r\n\r\n".to_vec();
     for n in 0..2 {
         wire.extend_from_slice(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 60000\r\n\r\n");
         wire.extend(std::iter::repeat_n(b'0' + n, 60_000));
     }
-    let mut c = UnixStream::connect(&sock).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
     c.write_all(&wire).unwrap();
     assert_eq!(read_response(&mut busy).status, 200);
     // The demo app answers GET / with 200 and refuses POST / with 405.
