@@ -153,6 +153,6 @@ pub mod internals {
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::h1::{BodyFraming, ChunkedDecoder, Error, Limits, Step, parse_head};
+    pub use crate::h1::{BodyFraming, ChunkedDecoder, Error, HeadScan, Limits, Step, parse_head};
     pub use crate::worker::{BodyError, Collector, CompleteBody, MEMORY_BODY, Readable};
 }

@@ -53,7 +53,6 @@ use runicorn::fuzzing::{BodyError, BodyFraming, Collector, Limits, MEMORY_BODY, 
 mod limits;
 use limits::LIMITS;
 
-
 /// Piece sizes, the same sequence for every run that uses them.
 #[derive(Clone)]
 struct Pieces {

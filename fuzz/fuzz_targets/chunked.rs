@@ -30,7 +30,6 @@ use runicorn::fuzzing::{ChunkedDecoder, Limits};
 mod limits;
 use limits::LIMITS;
 
-
 #[derive(Debug, PartialEq, Eq)]
 enum End {
     /// `done`, after this many stream bytes were consumed in all.

@@ -15,6 +15,7 @@ pub mod date;
 mod grammar;
 mod parse;
 mod response;
+mod scan;
 mod target;
 
 #[allow(
@@ -25,6 +26,7 @@ pub use chunked::{ChunkedDecoder, Step};
 pub use date::DateCache;
 pub use parse::{BodyFraming, Limits, Parsed, RawHead, parse_head};
 pub use response::{Framing, Persist, chunk_header, encode_head, framing_for};
+pub use scan::HeadScan;
 
 use http::StatusCode;
 

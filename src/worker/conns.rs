@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use super::body::{BodyError, Collector, Readable};
 use super::event_loop::Worker;
-use crate::h1::{self, Limits, Parsed};
+use crate::h1::{self, HeadScan, Limits, Parsed};
 use crate::handler::App;
 use crate::listener::Conn;
 
@@ -49,10 +49,9 @@ pub(super) struct Client {
     unread: bool,
     /// We have answered and shut our side down; what the client still sends is discarded.
     pub(super) lingering: bool,
-    /// Bytes of `buf` already searched for line ends, and where the line being received
-    /// starts: the head is parsed only when a line completes (see `head_state`).
-    scanned: usize,
-    line_start: usize,
+    /// Follows the head at the front of `buf` as it arrives, so that it is parsed only when
+    /// that can change the answer.
+    head: HeadScan,
     /// The request whose head is complete: its body is being collected, or it waits in the
     /// ready queue. Its head is no longer in `buf`; what `buf` holds comes after its body.
     pub(super) pending: Option<Pending>,
@@ -144,8 +143,7 @@ impl Client {
     /// the bytes that followed it.
     fn start_body(&mut self, parsed: Parsed, limits: &Limits) -> Result<(), BodyError> {
         self.buf.drain(..parsed.head_len);
-        self.scanned = 0;
-        self.line_start = 0;
+        self.head.reset();
         let mut body = Collector::new(parsed.body, limits);
         let used = body.feed(&self.buf)?;
         self.buf.drain(..used);
@@ -190,8 +188,7 @@ impl<A: App> Worker<'_, A> {
             eof: false,
             unread: false,
             lingering: false,
-            scanned: 0,
-            line_start: 0,
+            head: HeadScan::default(),
             pending: None,
         };
         let id = match self.free_ids.pop() {
@@ -419,26 +416,8 @@ impl<A: App> Worker<'_, A> {
 }
 
 /// Whether the head at the front of a client's buffer is complete, broken, or still coming.
-///
-/// The head is parsed only when a line has completed since the last look, or when the line
-/// being received is already longer than any line may be (the parser then says which limit
-/// it broke). A head trickled a byte at a time thus costs a scan of the new bytes per read,
-/// not a parse of everything received so far.
 fn head_state(client: &mut Client, limits: &Limits) -> HeadState {
-    let new = &client.buf[client.scanned..];
-    let line_ended = match new.iter().rposition(|&b| b == b'\n') {
-        Some(i) => {
-            client.line_start = client.scanned + i + 1;
-            true
-        }
-        None => false,
-    };
-    client.scanned = client.buf.len();
-    let longest_line = limits.request_line.max(limits.field_size) + 2;
-    if !line_ended && client.buf.len() - client.line_start <= longest_line {
-        return HeadState::Incomplete;
-    }
-    match h1::parse_head(&client.buf, limits) {
+    match client.head.advance(&client.buf, limits) {
         Ok(Some(parsed)) => HeadState::Complete(parsed),
         Ok(None) => HeadState::Incomplete,
         Err(e) => HeadState::Refused(e),
