@@ -60,6 +60,7 @@ const QUEUE_MAX: usize = 7;
 const QUEUED: usize = 8;
 const STATUS: usize = 9; // five words: 1xx to 5xx
 const BUSY_US: usize = 14;
+const IN_FLIGHT: usize = 15;
 const TEXT: usize = 16;
 const TEXT_WORDS: usize = 32;
 const SERVICE_HIST: usize = TEXT + TEXT_WORDS;
@@ -96,8 +97,11 @@ pub struct SlotView {
     pub pid: i32,
     /// Its state.
     pub state: WorkerState,
-    /// When it became busy (CLOCK_MONOTONIC nanoseconds), if busy.
+    /// When it became busy (CLOCK_MONOTONIC nanoseconds), if busy; for a worker serving
+    /// several requests at once, when its loop last made progress.
     pub busy_since_ns: Option<u64>,
+    /// Requests it is serving (0 when not busy; above 1 only with `--worker-connections`).
+    pub in_flight: u64,
     /// Requests served since it started.
     pub requests: u64,
     /// Time spent serving them (the sum of their service times), microseconds.
@@ -187,15 +191,30 @@ impl Slot<'_> {
         self.word(PID).store(pid as u32 as u64, Ordering::Relaxed);
     }
 
-    /// Publishes a new state; entering `Busy` also records the start time and clears the
-    /// request description.
+    /// Publishes a new state; entering `Busy` also records the start time, one request in
+    /// flight, and clears the request description; leaving it, none in flight.
     pub fn set_state(&self, state: WorkerState) {
         if state == WorkerState::Busy {
             self.write_text(b"", b"", b"");
             self.word(BUSY_SINCE)
                 .store(sys::monotonic_ns(), Ordering::Relaxed);
         }
+        self.word(IN_FLIGHT)
+            .store(u64::from(state == WorkerState::Busy), Ordering::Relaxed);
         self.word(STATE).store(state as u64, Ordering::Release);
+    }
+
+    /// A worker serving several requests at once: how many it holds now.
+    pub fn set_in_flight(&self, n: usize) {
+        self.word(IN_FLIGHT).store(n as u64, Ordering::Relaxed);
+    }
+
+    /// A worker serving several requests at once: its loop made progress now. The master's
+    /// `--timeout` then measures how long the loop has been stuck, not how long it has been
+    /// busy (each request has its own timeout inside the worker).
+    pub fn mark_progress(&self) {
+        self.word(BUSY_SINCE)
+            .store(sys::monotonic_ns(), Ordering::Relaxed);
     }
 
     /// Publishes what the busy worker is serving (worker side, once the head is parsed).
@@ -252,6 +271,7 @@ impl Slot<'_> {
             state,
             busy_since_ns: (state == WorkerState::Busy)
                 .then(|| self.word(BUSY_SINCE).load(Ordering::Relaxed)),
+            in_flight: self.word(IN_FLIGHT).load(Ordering::Relaxed),
             requests: self.word(REQUESTS).load(Ordering::Relaxed),
             busy_us: self.word(BUSY_US).load(Ordering::Relaxed),
         }

@@ -628,8 +628,9 @@ impl<'c, A: App> Master<'c, A> {
         }
     }
 
-    /// `--timeout`: kills a worker busy with one request, or booting, for longer; the log
-    /// names the request, read from the worker's slot.
+    /// `--timeout`: kills a worker busy with one request, or booting, for longer (a worker
+    /// serving several requests at once: whose loop has not moved for longer); the log names
+    /// the request (the oldest, with several), read from the worker's slot.
     fn kill_stuck_workers(&mut self, timeout: Duration) {
         let now_ns = sys::monotonic_ns();
         for w in &mut self.workers {
@@ -649,6 +650,7 @@ impl<'c, A: App> Master<'c, A> {
                         method = req.method.as_str(),
                         path = req.path.as_str(),
                         request_id = req.request_id.as_str(),
+                        in_flight = view.in_flight,
                         "worker timeout: killing it"
                     );
                     w.killed = Some("timeout");
