@@ -10,6 +10,8 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
 
 /// A request as the app sees it.
 pub type Request<'a> = http::Request<RequestBody<'a>>;
@@ -44,6 +46,34 @@ pub trait App {
         let _ = worker;
         Ok(())
     }
+
+    /// The app's side of serving several requests at once in one worker
+    /// (`--worker-connections` above 1); `None`, the default, for an app that answers one
+    /// request at a time in `call`. Only runicorn's tower adapter has one.
+    #[doc(hidden)]
+    fn concurrent(&mut self) -> Option<&mut dyn Concurrent> {
+        None
+    }
+}
+
+/// An app that serves several requests at once in one worker: the worker starts requests,
+/// and waits for their answers in [`wait`](Concurrent::wait), where the app runs them.
+///
+/// Not nameable outside the crate: only the tower adapter implements it.
+pub trait Concurrent {
+    /// Starts serving `req`; its response comes back from `wait` with `key`. An answer that
+    /// takes longer than `timeout` (to its head) is given up: the request's work is dropped,
+    /// and the response is a 503, logged with the request.
+    fn start(&mut self, key: usize, req: Request<'_>, timeout: Option<Duration>);
+
+    /// Runs the started requests until `poll_fd` (the worker's own poll) is readable, one of
+    /// them has its response, or `timeout` has passed; appends the responses to `done`.
+    fn wait(
+        &mut self,
+        poll_fd: BorrowedFd<'_>,
+        timeout: Option<Duration>,
+        done: &mut Vec<(usize, Response)>,
+    );
 }
 
 impl<F> App for F

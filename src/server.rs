@@ -3,7 +3,7 @@
 
 use std::io::Write as _;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::{self, Command, Config};
 use crate::error::{EXIT_CONFIG, EXIT_OK, Error, ErrorKind};
@@ -102,7 +102,13 @@ pub fn serve<A: App>(config: &Config, build: impl FnOnce() -> A) -> Result<i32, 
     for l in &listeners {
         info!(addr = l.describe(), "listening");
     }
-    let app = build();
+    let mut app = build();
+    if config.worker_connections > 1 && app.concurrent().is_none() {
+        warn!(
+            worker_connections = config.worker_connections,
+            "this app answers one request at a time: --worker-connections has no effect (it is for async apps, such as tower services)"
+        );
+    }
     // fork(2) is only sound in a single-threaded process: an app that started a thread
     // while being built (a runtime, a pool) must start it in `after_fork` instead.
     if let Some(n) = sys::thread_count().filter(|&n| n != 1) {

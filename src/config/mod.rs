@@ -68,6 +68,8 @@ pub struct Config {
     pub backlog: i32,
     /// Keep-alive timeout in seconds; 0 closes every connection after its response.
     pub keepalive: u64,
+    /// Requests one worker serves at once (an async app's); 1 for one at a time.
+    pub worker_connections: usize,
     /// Metrics sampling interval; `None` off.
     pub metrics_interval: Option<Duration>,
     /// Write one log line per request.
@@ -154,6 +156,7 @@ impl Config {
             worker_memory: MemoryMeasure::Uss,
             backlog: 1024,
             keepalive: 0,
+            worker_connections: 1,
             metrics_interval: None,
             access_log: false,
             log_level: tracing::Level::INFO,

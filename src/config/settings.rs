@@ -352,6 +352,27 @@ pub static SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "worker_connections",
+        flag: "--worker-connections",
+        metavar: "N",
+        env_aliases: &[],
+        default_doc: "1",
+        default: DefaultValue::Text("1"),
+        accepts: "a whole number from 1 to 1024",
+        doc: "How many requests one worker serves at once, for an async app (a tower service \
+              or axum Router served with runicorn::tower). 1: one request at a time, as for \
+              every app. Above 1, the worker runs up to N requests interleaved on its \
+              runtime, and --timeout applies to each request in the worker (its work is \
+              dropped and the client gets 503); the master still kills a worker whose loop \
+              stops (a handler that blocks its thread) after --timeout. An app that answers \
+              one request at a time ignores it (and the master says so at start).",
+        repeatable: false,
+        apply: |c, v| {
+            c.worker_connections = whole(v).filter(|n| (1..=1024).contains(n))? as usize;
+            Some(())
+        },
+    },
+    Setting {
         name: "metrics_interval",
         flag: "--metrics-interval",
         metavar: "SECS",

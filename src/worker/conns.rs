@@ -49,6 +49,9 @@ pub(super) struct Client {
     unread: bool,
     /// We have answered and shut our side down; what the client still sends is discarded.
     pub(super) lingering: bool,
+    /// Its request is with an app that serves several at once: what else it sends is read
+    /// after the response, and no deadline of its own applies meanwhile.
+    pub(super) in_app: bool,
     /// Follows the head at the front of `buf` as it arrives, so that it is parsed only when
     /// that can change the answer.
     head: HeadScan,
@@ -188,6 +191,7 @@ impl<A: App> Worker<'_, A> {
             eof: false,
             unread: false,
             lingering: false,
+            in_app: false,
             head: HeadScan::default(),
             pending: None,
         };
@@ -216,8 +220,9 @@ impl<A: App> Worker<'_, A> {
         let Some(client) = self.clients.get_mut(id).and_then(Option::as_mut) else {
             return;
         };
-        if self.ready.contains(&id) {
-            // Its request waits to be served; what else it sends is read after that.
+        if client.in_app || self.ready.contains(&id) {
+            // Its request waits to be served or is being served; what else it sends is read
+            // after that.
             return;
         }
         if client.lingering {
@@ -356,7 +361,7 @@ impl<A: App> Worker<'_, A> {
             let Some(client) = self.clients[id].as_ref() else {
                 continue;
             };
-            if client.deadline > now || self.ready.contains(&id) {
+            if client.deadline > now || client.in_app || self.ready.contains(&id) {
                 continue;
             }
             if client.lingering
@@ -373,7 +378,15 @@ impl<A: App> Worker<'_, A> {
 
     /// The earliest deadline of a held connection: the longest the worker may sleep in poll.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.clients.iter().flatten().map(|c| c.deadline).min()
+        // A request being served, or waiting for room among the requests in flight, has no
+        // deadline of the connection's.
+        self.clients
+            .iter()
+            .enumerate()
+            .filter_map(|(id, c)| c.as_ref().map(|c| (id, c)))
+            .filter(|(id, c)| !c.in_app && !self.ready.contains(id))
+            .map(|(_, c)| c.deadline)
+            .min()
     }
 
     /// Drops a connection (closing it also removes it from the poll).

@@ -19,9 +19,10 @@ use tracing::{error, info, warn};
 use super::WorkerContext;
 use super::conns::{CLIENTS, Client, MAX_CLIENTS};
 use super::panics::take_panic;
+use super::request::InFlight;
 use crate::error::{WORKER_BOOT_ERROR, WORKER_SETUP_ERROR};
 use crate::h1::DateCache;
-use crate::handler::{App, WorkerInfo};
+use crate::handler::{App, Response, WorkerInfo};
 use crate::listener::Listener;
 use crate::scoreboard::WorkerState;
 use crate::signals::{WorkerSignal, WorkerSignals};
@@ -33,6 +34,9 @@ const CONTROL: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 /// Pause before retrying accept after EMFILE and the like.
 const RETRY: Duration = Duration::from_millis(100);
+/// With requests in the app: the longest the worker waits without publishing that its loop
+/// is alive (see `wait`).
+const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a reading of the listen queues stands (see `someone_waiting`).
 const QUEUE_CHECK: Duration = Duration::from_millis(1);
 
@@ -50,12 +54,21 @@ pub(super) struct Worker<'a, A: App> {
     stopping: Option<&'static str>,
     /// Requests answered, refusals included (for `max_requests` and the exit line).
     pub(super) served: u64,
+    /// Requests handed to the app (their default request ids count them).
+    pub(super) taken: u64,
     /// Open connections, by id (`Token(CLIENTS + id)`); `None` marks a free id.
     pub(super) clients: Vec<Option<Client>>,
     /// Ids free in `clients`, reused before the table grows.
     pub(super) free_ids: Vec<usize>,
     /// Clients with a complete request, in the order they became ready.
     pub(super) ready: VecDeque<usize>,
+    /// The app serves several requests at once (`--worker-connections` above 1, and an app
+    /// that can): requests are started, and answered as the app finishes them.
+    pub(super) concurrent: bool,
+    /// Requests started in such an app, oldest first.
+    pub(super) in_flight: Vec<InFlight>,
+    /// Responses the app has finished (or the worker answered for it), to be written.
+    pub(super) done: Vec<(usize, Response)>,
     /// Per listener: worth an accept. Edge-triggered, so it stays true until accept says
     /// EAGAIN.
     listener_ready: Vec<bool>,
@@ -133,6 +146,7 @@ impl<'a, A: App> Worker<'a, A> {
         control: mio::unix::pipe::Receiver,
     ) -> Worker<'a, A> {
         let listeners = ctx.listeners.len();
+        let concurrent = ctx.config.worker_connections > 1 && app.concurrent().is_some();
         Worker {
             ctx,
             app,
@@ -142,9 +156,13 @@ impl<'a, A: App> Worker<'a, A> {
             control,
             stopping: None,
             served: 0,
+            taken: 0,
             clients: Vec::new(),
             free_ids: Vec::new(),
             ready: VecDeque::new(),
+            concurrent,
+            in_flight: Vec::new(),
+            done: Vec::new(),
             listener_ready: vec![true; listeners],
             handed_off: false,
             queue_seen: None,
@@ -173,7 +191,13 @@ impl<'a, A: App> Worker<'a, A> {
             {
                 return self.exit(reason);
             }
-            if let Some(id) = self.ready.pop_front() {
+            if let Some((id, response)) = self.done.pop() {
+                self.finish(id, response);
+                continue;
+            }
+            if self.room_to_serve()
+                && let Some(id) = self.ready.pop_front()
+            {
                 self.serve(id);
                 continue;
             }
@@ -183,7 +207,7 @@ impl<'a, A: App> Worker<'a, A> {
             let now = Instant::now();
             self.expire(now);
             retry_soon |= self.accept_ready();
-            if !self.ready.is_empty() {
+            if self.room_to_serve() && !self.ready.is_empty() {
                 continue;
             }
             let mut timeout = self
@@ -192,13 +216,9 @@ impl<'a, A: App> Worker<'a, A> {
             if retry_soon {
                 timeout = Some(timeout.map_or(RETRY, |t| t.min(RETRY)));
             }
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    error!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "poll failed");
-                    return WORKER_SETUP_ERROR;
-                }
+            if let Err(e) = self.wait(&mut events, timeout) {
+                error!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "poll failed");
+                return WORKER_SETUP_ERROR;
             }
             if retry_soon {
                 retry_soon = false;
@@ -216,6 +236,54 @@ impl<'a, A: App> Worker<'a, A> {
         }
     }
 
+    /// The most connections the worker holds: [`MAX_CLIENTS`], or `--worker-connections` if
+    /// larger (each of those requests needs its connection).
+    fn max_clients(&self) -> usize {
+        MAX_CLIENTS.max(self.ctx.config.worker_connections)
+    }
+
+    /// Whether a ready request can be served now: always, one at a time; with an app that
+    /// serves several at once, while fewer than `--worker-connections` are in flight.
+    fn room_to_serve(&self) -> bool {
+        !self.concurrent || self.in_flight.len() < self.ctx.config.worker_connections
+    }
+
+    /// Waits for the next event or `timeout`. With requests in the app, the app's runtime
+    /// runs them while the worker waits, until the worker's poll is readable or one of them
+    /// is answered (then `events` may be empty and `done` not); the loop's progress is
+    /// published at least every [`HEARTBEAT`], so that the master's `--timeout` sees a loop
+    /// that stopped (a handler that blocks the thread), not slow requests.
+    fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> std::io::Result<()> {
+        let result = if self.in_flight.is_empty() {
+            self.poll.poll(events, timeout)
+        } else {
+            self.ctx.slot.mark_progress();
+            // What the poll already holds first: the app's runtime waits for the poll's
+            // next edge, not for events already queued.
+            match self.poll.poll(events, Some(Duration::ZERO)) {
+                Ok(()) if events.is_empty() => {
+                    let timeout = Some(timeout.map_or(HEARTBEAT, |t| t.min(HEARTBEAT)));
+                    let app = self.app.concurrent().expect("a concurrent worker's app");
+                    app.wait(self.poll.registry().as_fd(), timeout, &mut self.done);
+                    self.ctx.slot.mark_progress();
+                    if self.done.is_empty() {
+                        self.poll.poll(events, Some(Duration::ZERO))
+                    } else {
+                        Ok(())
+                    }
+                }
+                other => other,
+            }
+        };
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                events.clear();
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     /// While stopping: whether a connection we accepted still owes us its request, so the
     /// worker must wait for it (a fresh connection whose head has not fully arrived, or a
     /// keep-alive one with part of its next request). Closing those would lose a request
@@ -229,7 +297,7 @@ impl<'a, A: App> Worker<'a, A> {
             let Some(c) = self.clients[id].as_ref() else {
                 continue;
             };
-            if c.lingering || self.ready.contains(&id) {
+            if c.lingering || c.in_app || self.ready.contains(&id) {
                 continue;
             }
             if c.requests == 0 || !c.buf.is_empty() {
@@ -238,7 +306,7 @@ impl<'a, A: App> Worker<'a, A> {
                 self.close(id, false);
             }
         }
-        owed || !self.ready.is_empty()
+        owed || !self.ready.is_empty() || !self.in_flight.is_empty() || !self.done.is_empty()
     }
 
     /// Stops: requests already complete are answered (with `Connection: close`), parked
@@ -281,7 +349,7 @@ impl<'a, A: App> Worker<'a, A> {
         }
         for i in 0..self.listener_ready.len() {
             self.listener_ready[i] = false;
-            if self.open_clients() >= MAX_CLIENTS {
+            if self.open_clients() >= self.max_clients() {
                 continue;
             }
             // EAGAIN (nothing queued), EINVAL (shut down by the master) or out of
@@ -292,14 +360,14 @@ impl<'a, A: App> Worker<'a, A> {
         }
     }
 
-    /// Accepts from every ready listener while fewer than [`MAX_CLIENTS`] connections are
+    /// Accepts from every ready listener while fewer than `max_clients` connections are
     /// open; a connection whose request is already complete goes to the ready queue, the
     /// others are parked. Returns true when accept failed for lack of resources.
     fn accept_ready(&mut self) -> bool {
         let mut retry = false;
         for i in 0..self.listener_ready.len() {
             while self.listener_ready[i]
-                && self.open_clients() < MAX_CLIENTS
+                && self.open_clients() < self.max_clients()
                 && self.stopping.is_none()
             {
                 match self.ctx.listeners[i].accept() {

@@ -47,7 +47,8 @@ use crate::listener::Listener;
 use crate::scoreboard::Slot;
 use crate::signals::MasterSignals;
 use event_loop::Worker;
-use panics::{install_panic_hook, take_panic};
+use panics::install_panic_hook;
+pub(crate) use panics::take_panic;
 
 /// A request's id: the router's `X-Request-Id` when it sent one, else one made by the worker
 /// (`<pid>-<n>`). Available as a request extension; logged with timeouts and access lines.

@@ -29,7 +29,7 @@ pub(super) fn install_panic_hook() {
 }
 
 /// The last panic recorded by the hook (taking it).
-pub(super) fn take_panic() -> String {
+pub(crate) fn take_panic() -> String {
     LAST_PANIC
         .with(|p| p.borrow_mut().take())
         .unwrap_or_else(|| "unknown panic".into())

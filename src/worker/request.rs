@@ -18,8 +18,12 @@ use crate::listener::Conn;
 use crate::scoreboard::WorkerState;
 
 impl<A: App> Worker<'_, A> {
-    /// Serves the complete request at the front of a client's buffer.
+    /// Serves the complete request at the front of a client's buffer: calls the app and
+    /// writes its response, or, for an app serving several requests at once, starts it.
     pub(super) fn serve(&mut self, id: usize) {
+        if self.concurrent {
+            return self.start(id);
+        }
         // The client leaves the table while it is served: answering needs the worker and the
         // connection mutably at once. It is put back before anything else looks it up.
         let Some(mut client) = self.clients.get_mut(id).and_then(Option::take) else {
@@ -30,37 +34,106 @@ impl<A: App> Worker<'_, A> {
             self.clients[id] = Some(client);
             return;
         };
-        let slot = self.ctx.slot;
-        slot.set_state(WorkerState::Busy);
+        self.ctx.slot.set_state(WorkerState::Busy);
         let started = Instant::now();
-        let answered = self.respond(&mut client, pending, started);
-        let service_us = started.elapsed().as_micros() as u64;
-        self.served += 1;
-        slot.count_response(answered.status.as_u16(), service_us, answered.queue_us);
-        slot.set_state(WorkerState::Idle);
-
-        self.clients[id] = Some(client);
-        if answered.keep {
-            self.await_next_request(id);
-        } else {
-            self.close(id, answered.linger);
-        }
-    }
-
-    /// Calls the app with the request and its whole body, and writes its response.
-    fn respond(&mut self, client: &mut Client, pending: Pending, started: Instant) -> Answered {
         let Pending { parsed, body, .. } = pending;
         let notes = self.take_notes(&parsed.request);
         let response = match body.finish() {
             Ok(mut body) => self.call_app(parsed.request, &mut body, &notes),
-            Err(e) => {
-                error!(worker = self.ctx.slot_index, pid = self.pid, error = %e, "cannot read a stored request body");
-                plain(StatusCode::SERVICE_UNAVAILABLE)
-            }
+            Err(e) => stored_body_lost(self.ctx.slot_index, self.pid, &e),
         };
+        self.answer(id, client, notes, parsed.keep_alive, response, started);
+        self.ctx.slot.set_state(WorkerState::Idle);
+    }
+
+    /// Starts a request in an app that serves several at once; its response comes back
+    /// through `finish`. The connection stays in the table, marked as in the app.
+    fn start(&mut self, id: usize) {
+        let Some(client) = self.clients.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(Pending { parsed, body, .. }) = client.pending.take() else {
+            return;
+        };
+        client.in_app = true;
+        let started = Instant::now();
+        if self.in_flight.is_empty() {
+            self.ctx.slot.set_state(WorkerState::Busy);
+        }
+        let notes = self.take_notes(&parsed.request);
+        match body.finish() {
+            Ok(mut body) => {
+                let mut request = parsed.request.map(|()| RequestBody::new(&mut body));
+                request
+                    .extensions_mut()
+                    .insert(RequestId(notes.request_id.clone()));
+                let timeout = self.ctx.config.timeout;
+                let app = self.app.concurrent().expect("a concurrent worker's app");
+                if catch_unwind(AssertUnwindSafe(|| app.start(id, request, timeout))).is_err() {
+                    self.app_panicked(&notes);
+                    self.done
+                        .push((id, plain(StatusCode::INTERNAL_SERVER_ERROR)));
+                }
+            }
+            Err(e) => self
+                .done
+                .push((id, stored_body_lost(self.ctx.slot_index, self.pid, &e))),
+        }
+        self.in_flight.push(InFlight {
+            id,
+            notes,
+            started,
+            keep_alive: parsed.keep_alive,
+        });
+        self.publish_in_flight();
+    }
+
+    /// Writes the response of a request started in an app that serves several at once.
+    pub(super) fn finish(&mut self, id: usize, response: Response) {
+        let Some(at) = self.in_flight.iter().position(|f| f.id == id) else {
+            return;
+        };
+        let f = self.in_flight.remove(at);
+        let Some(mut client) = self.clients.get_mut(id).and_then(Option::take) else {
+            return;
+        };
+        client.in_app = false;
+        self.answer(id, client, f.notes, f.keep_alive, response, f.started);
+        if self.in_flight.is_empty() {
+            self.ctx.slot.set_state(WorkerState::Idle);
+        } else {
+            self.publish_in_flight();
+        }
+    }
+
+    /// Publishes how many requests the worker holds and the oldest of them (the one the
+    /// master names if the worker's loop gets stuck).
+    fn publish_in_flight(&self) {
+        let slot = self.ctx.slot;
+        slot.set_in_flight(self.in_flight.len());
+        if let Some(f) = self.in_flight.first() {
+            slot.set_request(
+                f.notes.method.as_str().as_bytes(),
+                f.notes.path.as_bytes(),
+                f.notes.request_id.as_bytes(),
+            );
+        }
+    }
+
+    /// Writes the app's response to a request, counts and logs it, and puts the connection
+    /// back in the table: kept for its next request, or closed.
+    fn answer(
+        &mut self,
+        id: usize,
+        mut client: Client,
+        notes: Notes,
+        client_keeps: bool,
+        response: Response,
+        started: Instant,
+    ) {
         let out = wire::Outgoing::new(response, &notes.method, notes.version);
         let status = out.status;
-        let keep = self.keep_connection(parsed.keep_alive, out.framing);
+        let keep = self.keep_connection(client_keeps, out.framing);
         let persist = match (keep, notes.version) {
             (false, _) => Persist::Close,
             (true, Version::HTTP_10) => Persist::KeepAlive,
@@ -78,13 +151,19 @@ impl<A: App> Worker<'_, A> {
             &notes.request_id,
         );
         self.keep_buffers(notes);
-        Answered {
-            status,
-            queue_us,
-            keep: keep && sent.is_some(),
-            // Bytes of a next request are here and will not be answered: closing at once
-            // would reset the connection and could destroy this response (see `close`).
-            linger: sent.is_some() && !client.buf.is_empty(),
+        self.served += 1;
+        let service_us = started.elapsed().as_micros() as u64;
+        self.ctx
+            .slot
+            .count_response(status.as_u16(), service_us, queue_us);
+        // Bytes of a next request are here and will not be answered: closing at once would
+        // reset the connection and could destroy this response (see `close`).
+        let linger = sent.is_some() && !client.buf.is_empty();
+        self.clients[id] = Some(client);
+        if keep && sent.is_some() {
+            self.await_next_request(id);
+        } else {
+            self.close(id, linger);
         }
     }
 
@@ -99,7 +178,7 @@ impl<A: App> Worker<'_, A> {
             Some(v) => request_id.push_str(&String::from_utf8_lossy(v.as_bytes())),
             None => {
                 use std::fmt::Write as _;
-                let _ = write!(request_id, "{}-{}", self.pid, self.served);
+                let _ = write!(request_id, "{}-{}", self.pid, self.taken);
             }
         }
         // Queue time: from when the router got the request to when this worker took it.
@@ -113,6 +192,7 @@ impl<A: App> Worker<'_, A> {
                     .map_or(0, |d| d.as_micros() as u64);
                 now_us.saturating_sub(start_us)
             });
+        self.taken += 1;
         let method = request.method().clone();
         let version = request.version();
         let mut path = std::mem::take(&mut self.path);
@@ -149,16 +229,21 @@ impl<A: App> Worker<'_, A> {
         match catch_unwind(AssertUnwindSafe(|| app.call(request))) {
             Ok(r) => r,
             Err(_) => {
-                let Notes {
-                    method,
-                    path,
-                    request_id,
-                    ..
-                } = notes;
-                error!(worker = self.ctx.slot_index, pid = self.pid, method = %method, path, request_id, panic = take_panic(), "app panicked");
+                self.app_panicked(notes);
                 plain(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
+    }
+
+    /// Logs a panic in the app, with the request it was serving.
+    fn app_panicked(&self, notes: &Notes) {
+        let Notes {
+            method,
+            path,
+            request_id,
+            ..
+        } = notes;
+        error!(worker = self.ctx.slot_index, pid = self.pid, method = %method, path, request_id, panic = take_panic(), "app panicked");
     }
 
     /// Whether the connection carries on after this response: only if the client allows it,
@@ -294,7 +379,7 @@ impl<A: App> Worker<'_, A> {
 
 /// What the worker keeps of the request it serves once the app has taken the request
 /// itself: for the logs, the scoreboard and the response's framing.
-struct Notes {
+pub(super) struct Notes {
     method: Method,
     version: Version,
     /// Buffers reused from one request to the next (see `keep_buffers`).
@@ -304,15 +389,20 @@ struct Notes {
     queue_us: Option<u64>,
 }
 
-/// What became of a request: for the scoreboard's counters and the connection.
-struct Answered {
-    status: StatusCode,
-    /// Time between the router's `X-Request-Start` and the worker taking the request.
-    queue_us: Option<u64>,
-    /// The connection carries on to the next request.
-    keep: bool,
-    /// Closing: drain the client's unread body bytes first.
-    linger: bool,
+/// A request started in an app that serves several at once, until its response is written.
+pub(super) struct InFlight {
+    /// The connection's id in the client table.
+    id: usize,
+    notes: Notes,
+    started: Instant,
+    /// The client allows the connection to persist after the response.
+    keep_alive: bool,
+}
+
+/// The answer to a request whose stored body cannot be read back (its temporary file).
+fn stored_body_lost(worker: usize, pid: u32, e: &std::io::Error) -> Response {
+    error!(worker, pid, error = %e, "cannot read a stored request body");
+    plain(StatusCode::SERVICE_UNAVAILABLE)
 }
 
 /// A short text/plain response with the status's reason phrase as body.
