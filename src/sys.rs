@@ -499,6 +499,21 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// Lets a Tokio runtime wait for `fd` to be readable (the tower adapter's runtime watching the
+/// worker's own poll): registers a duplicate of it, which the returned `AsyncFd` owns. Must
+/// be called within the runtime.
+#[cfg(feature = "tower")]
+pub fn watch_readable(fd: BorrowedFd<'_>) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    let owned = fd.try_clone_to_owned()?;
+    // SAFETY: the AsyncFd owns `owned`, an open descriptor nothing else can close or replace
+    // while the AsyncFd lives; it is closed only when the AsyncFd is dropped, after the
+    // registration is removed.
+    let watched = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
+    };
+    Ok(watched?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,3 +554,4 @@ mod tests {
         }
     }
 }
+

@@ -79,21 +79,30 @@
 //! assert_eq!(app.call(req).status(), 404);
 //! ```
 
+use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::io::{self, Read};
-use std::pin::Pin;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::{HeaderValue, Method, StatusCode, Uri, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::io::unix::AsyncFd;
 use tokio::runtime::Runtime;
+use tokio::sync::Notify;
+use tokio::task::LocalSet;
 use tower_service::Service;
 use tracing::{debug, error};
 
-use crate::handler::{App, Body, BodySource, BoxError, Request, RequestBody, Response, WorkerInfo};
-use crate::worker::RequestId;
+use crate::handler::{
+    App, Body, BodySource, BoxError, Concurrent, Request, RequestBody, Response, WorkerInfo,
+};
+use crate::worker::{RequestId, take_panic};
 
 /// The largest request body frame handed to the service.
 const FRAME: usize = 64 * 1024;
@@ -107,6 +116,7 @@ pub fn run<S, B>(make: impl FnOnce() -> S) -> !
 where
     S: Service<http::Request<IncomingBody>, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
+    S::Future: 'static,
     B: HttpBody + 'static,
     B::Error: Into<BoxError>,
 {
@@ -114,7 +124,7 @@ where
 }
 
 /// The hook run in each worker after fork, on the worker's runtime.
-type Hook = Box<dyn FnOnce(WorkerInfo, &Runtime) -> Result<(), BoxError>>;
+type Hook = Box<dyn FnOnce(WorkerInfo, &Exec) -> Result<(), BoxError>>;
 
 /// A tower service as a runicorn [`App`]: each worker drives it on a Tokio current-thread
 /// runtime of its own.
@@ -150,8 +160,11 @@ type Hook = Box<dyn FnOnce(WorkerInfo, &Runtime) -> Result<(), BoxError>>;
 pub struct TowerApp<S> {
     service: S,
     hook: Option<Hook>,
-    runtime: Option<Rc<Runtime>>,
+    runtime: Option<Rc<Exec>>,
     worker: Option<WorkerInfo>,
+    /// Responses of requests started concurrently (`--worker-connections` above 1), and
+    /// the worker's poll as the runtime watches it; made on the first such request.
+    concurrent: Option<Shared>,
 }
 
 impl<S> TowerApp<S> {
@@ -162,6 +175,7 @@ impl<S> TowerApp<S> {
             hook: None,
             runtime: None,
             worker: None,
+            concurrent: None,
         }
     }
 
@@ -175,19 +189,19 @@ impl<S> TowerApp<S> {
         F: FnOnce(WorkerInfo) -> Fut + 'static,
         Fut: Future<Output = Result<(), BoxError>>,
     {
-        self.hook = Some(Box::new(move |worker, rt: &Runtime| {
-            rt.block_on(hook(worker))
+        self.hook = Some(Box::new(move |worker, exec: &Exec| {
+            exec.block_on(hook(worker))
         }));
         self
     }
 
     /// This worker's runtime, made on first use when `after_fork` did not run (an app called
     /// directly, in a test).
-    fn runtime(&mut self) -> io::Result<Rc<Runtime>> {
+    fn runtime(&mut self) -> io::Result<Rc<Exec>> {
         match &self.runtime {
             Some(rt) => Ok(rt.clone()),
             None => {
-                let rt = Rc::new(new_runtime()?);
+                let rt = Rc::new(Exec::new()?);
                 self.runtime = Some(rt.clone());
                 Ok(rt)
             }
@@ -206,28 +220,46 @@ impl<S> std::fmt::Debug for TowerApp<S> {
     }
 }
 
-/// A current-thread runtime with every driver the build has (the timer always; I/O when
-/// the app's own dependencies enable Tokio's `net`). It starts no thread.
-fn new_runtime() -> io::Result<Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+/// A worker's runtime: a Tokio current-thread runtime (timer and I/O drivers; it starts no
+/// thread), and the local task set where requests served concurrently run (a service's
+/// futures need not be `Send`). Everything the worker runs on it goes through `block_on`, so
+/// those tasks move on whenever the worker waits for the runtime.
+pub(crate) struct Exec {
+    rt: Runtime,
+    local: LocalSet,
+}
+
+impl Exec {
+    fn new() -> io::Result<Exec> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Exec {
+            rt,
+            local: LocalSet::new(),
+        })
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.local.block_on(&self.rt, f)
+    }
 }
 
 impl<S, B> App for TowerApp<S>
 where
     S: Service<http::Request<IncomingBody>, Response = http::Response<B>>,
     S::Error: Into<BoxError>,
+    S::Future: 'static,
     B: HttpBody + 'static,
     B::Error: Into<BoxError>,
 {
     fn after_fork(&mut self, worker: &WorkerInfo) -> Result<(), BoxError> {
-        let rt = new_runtime()?;
+        let exec = Exec::new()?;
         self.worker = Some(*worker);
         if let Some(hook) = self.hook.take() {
-            hook(*worker, &rt)?;
+            hook(*worker, &exec)?;
         }
-        self.runtime = Some(Rc::new(rt));
+        self.runtime = Some(Rc::new(exec));
         Ok(())
     }
 
@@ -255,11 +287,159 @@ where
             }
         }
     }
+
+    fn concurrent(&mut self) -> Option<&mut dyn Concurrent> {
+        Some(self)
+    }
+}
+
+/// What the requests served concurrently share with the app: their finished responses, a
+/// notification for each, and the worker's poll registered with the runtime.
+struct Shared {
+    done: Rc<RefCell<Vec<(usize, Response)>>>,
+    notify: Rc<Notify>,
+    /// A duplicate of the worker's poll descriptor, registered with the runtime.
+    poll: Option<AsyncFd<OwnedFd>>,
+}
+
+impl<S, B> Concurrent for TowerApp<S>
+where
+    S: Service<http::Request<IncomingBody>, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+    S::Future: 'static,
+    B: HttpBody + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// Calls the service (once it is ready) and runs the call's future as a task of the
+    /// worker's local set; the task's end puts the response in `done`.
+    fn start(&mut self, key: usize, req: Request<'_>, timeout: Option<Duration>) {
+        let (parts, body) = req.into_parts();
+        let about = About::new(&parts, self.worker);
+        let shared = self.concurrent.get_or_insert_with(|| Shared {
+            done: Rc::default(),
+            notify: Rc::default(),
+            poll: None,
+        });
+        let (done, notify) = (shared.done.clone(), shared.notify.clone());
+        let exec = match self.runtime() {
+            Ok(exec) => exec,
+            Err(e) => {
+                about.error(&e, "cannot make the worker's runtime");
+                return done.borrow_mut().push((key, internal_error()));
+            }
+        };
+        let req = http::Request::from_parts(parts, IncomingBody::new(body));
+        let service = &mut self.service;
+        // A service that is not ready (a concurrency limit, say) holds the worker here while
+        // the requests already started move on.
+        if let Err(e) = exec.block_on(poll_fn(|cx| service.poll_ready(cx))) {
+            about.error(&*e.into(), "service failed");
+            return done.borrow_mut().push((key, internal_error()));
+        }
+        let call = service.call(req);
+        let task_exec = exec.clone();
+        exec.local.spawn_local(async move {
+            let answer = CatchUnwind(Box::pin(async move {
+                match timeout {
+                    Some(t) => tokio::time::timeout(t, call).await.ok(),
+                    None => Some(call.await),
+                }
+            }))
+            .await;
+            let response = match answer {
+                Ok(Some(Ok(response))) => into_response(response, task_exec, about),
+                Ok(Some(Err(e))) => {
+                    about.error(&*e.into(), "service failed");
+                    internal_error()
+                }
+                Ok(None) => {
+                    about.timed_out(timeout.unwrap_or_default());
+                    unavailable()
+                }
+                Err(()) => {
+                    about.panicked();
+                    internal_error()
+                }
+            };
+            done.borrow_mut().push((key, response));
+            notify.notify_one();
+        });
+    }
+
+    /// Runs the started requests on the runtime until one of them is answered, the worker's
+    /// poll is readable, or `timeout` passes (zero: one round of the tasks that can run).
+    fn wait(
+        &mut self,
+        poll_fd: BorrowedFd<'_>,
+        timeout: Option<Duration>,
+        done: &mut Vec<(usize, Response)>,
+    ) {
+        let (Some(shared), Some(exec)) = (self.concurrent.as_mut(), self.runtime.as_ref()) else {
+            return;
+        };
+        if timeout == Some(Duration::ZERO) {
+            exec.block_on(tokio::task::yield_now());
+        } else {
+            exec.block_on(async {
+                if shared.poll.is_none() {
+                    // Registered once, edge-triggered: the worker empties its poll before
+                    // each wait, so an edge comes with the next event.
+                    match crate::sys::watch_readable(poll_fd) {
+                        Ok(watched) => shared.poll = Some(watched),
+                        Err(e) => {
+                            error!(error = %e, "cannot watch the worker's poll from its runtime")
+                        }
+                    }
+                }
+                let mut notified = pin!(shared.notify.notified());
+                let mut sleep = pin!(tokio::time::sleep(timeout.unwrap_or(Duration::MAX)));
+                let poll = shared.poll.as_ref();
+                let mut readable = pin!(async {
+                    match poll {
+                        Some(p) => {
+                            if let Ok(mut guard) = p.readable().await {
+                                guard.clear_ready();
+                            }
+                        }
+                        None => std::future::pending().await,
+                    }
+                });
+                poll_fn(|cx| {
+                    if notified.as_mut().poll(cx).is_ready()
+                        || readable.as_mut().poll(cx).is_ready()
+                        || sleep.as_mut().poll(cx).is_ready()
+                    {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
+            });
+        }
+        done.append(&mut shared.done.borrow_mut());
+    }
+}
+
+/// A future that turns a panic while polling it into `Err(())`: a handler's panic answers
+/// its own request with 500 and leaves the other requests and the worker alone.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
 }
 
 /// The response to give runicorn's writer: the service's head, and a body read frame by
 /// frame on the worker's runtime.
-fn into_response<B>(response: http::Response<B>, rt: Rc<Runtime>, about: About) -> Response
+fn into_response<B>(response: http::Response<B>, rt: Rc<Exec>, about: About) -> Response
 where
     B: HttpBody + 'static,
     B::Error: Into<BoxError>,
@@ -280,6 +460,15 @@ where
         about,
     };
     Response::from_parts(parts, Body::reader(frames))
+}
+
+/// `503 Service Unavailable`, for a request that took longer than `--timeout`.
+fn unavailable() -> Response {
+    let mut r = Response::new("Service Unavailable\n".into());
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
 }
 
 /// `500 Internal Server Error`, as runicorn answers a panicking app.
@@ -309,6 +498,30 @@ impl About {
         }
     }
 
+    fn timed_out(&self, timeout: Duration) {
+        error!(
+            worker = self.worker,
+            pid = std::process::id(),
+            method = %self.method,
+            path = self.uri.path(),
+            request_id = self.request_id.as_deref(),
+            timeout_s = timeout.as_secs_f64(),
+            "request timeout: its work was dropped"
+        );
+    }
+
+    fn panicked(&self) {
+        error!(
+            worker = self.worker,
+            pid = std::process::id(),
+            method = %self.method,
+            path = self.uri.path(),
+            request_id = self.request_id.as_deref(),
+            panic = take_panic(),
+            "app panicked"
+        );
+    }
+
     fn error(&self, e: &(dyn std::error::Error + '_), msg: &'static str) {
         error!(
             worker = self.worker,
@@ -326,7 +539,7 @@ impl About {
 /// worker's runtime, so that the writer sends the frames as they come.
 struct Frames<B: HttpBody> {
     body: Pin<Box<B>>,
-    rt: Rc<Runtime>,
+    rt: Rc<Exec>,
     /// The rest of the frame being written.
     data: Option<B::Data>,
     done: bool,
