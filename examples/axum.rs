@@ -20,6 +20,7 @@
 //! | `GET /stream?chunks=N` | N lines, one every 10 ms, sent as they come (chunked) |
 //! | `GET /slow?ms=N` | waits N ms on the worker's runtime; past 5 s the timeout layer answers 503 |
 //! | `GET /debug/panic`, `/debug/abort`, `/debug/broken-stream` | a handler that panics, aborts the process, or whose body fails halfway: what runicorn does then |
+//! | `GET /debug/block?ms=N` | a handler that blocks its thread for N ms (a blocking call in async code): the other requests of its worker wait, and past `--timeout` the master kills the worker |
 //! | anything else | a JSON 404 |
 //!
 //! A request body over 64 KiB is refused with 413 by the body limit layer.
@@ -74,6 +75,7 @@ fn app(state: Arc<AppState>) -> Router {
         .route("/debug/panic", get(panics))
         .route("/debug/abort", get(aborts))
         .route("/debug/broken-stream", get(broken_stream))
+        .route("/debug/block", get(blocks))
         .fallback(not_found)
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(64 * 1024))
@@ -221,6 +223,12 @@ async fn slow(Query(q): Query<Wait>) -> String {
     let ms = q.ms.unwrap_or(0);
     sleep(Duration::from_millis(ms)).await;
     format!("waited {ms} ms\n")
+}
+
+async fn blocks(Query(q): Query<Wait>) -> String {
+    let ms = q.ms.unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(ms));
+    format!("blocked {ms} ms\n")
 }
 
 async fn panics() -> &'static str {

@@ -32,15 +32,18 @@ fn run_kit(bin: &str, server_args: &[&str], runner_args: &[&str]) -> (bool, Stri
 /// the kit expects HTTP/1.1 connections to persist; fails unless every case passes, and
 /// returns the kit's summary line.
 pub fn assert_every_default_case_passes(bin: &str) -> String {
+    assert_every_default_case_passes_with(bin, &[])
+}
+
+/// The same, with more server settings.
+pub fn assert_every_default_case_passes_with(bin: &str, more: &[&str]) -> String {
     assert!(
         std::path::Path::new(KIT).join("run.py").exists(),
         "the kit is at {KIT}"
     );
-    let (ok, text) = run_kit(
-        bin,
-        &["--keepalive", "5", "--limit-request-line", "4094"],
-        &[],
-    );
+    let mut args = vec!["--keepalive", "5", "--limit-request-line", "4094"];
+    args.extend_from_slice(more);
+    let (ok, text) = run_kit(bin, &args, &[]);
     let last = text
         .lines()
         .rev()

@@ -313,3 +313,175 @@ fn the_conformance_kit_passes_against_the_tower_echo() {
     let last = crate::conformance::assert_every_default_case_passes(tower_echo_bin());
     eprintln!("conformance kit (tower_echo): {last}");
 }
+
+/// `GET path` on a thread of its own, answered whenever the server answers.
+fn get_later(s: &Server, path: &str) -> std::thread::JoinHandle<Response> {
+    let addr = s.addr.unwrap();
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::spawn(move || request(addr, &raw))
+}
+
+#[test]
+fn with_worker_connections_one_worker_serves_other_requests_while_slow_ones_wait() {
+    let s = axum(
+        &[
+            "--workers",
+            "1",
+            "--worker-connections",
+            "8",
+            "--log-level",
+            "debug",
+        ],
+        1,
+    );
+    let slow: Vec<_> = (0..4).map(|_| get_later(&s, "/slow?ms=1500")).collect();
+    s.wait_log(&["request started", "path=/slow"], 4);
+    // Four requests are in flight in the one worker; it still answers these at once.
+    for _ in 0..3 {
+        assert_eq!(s.get("/").status, 200);
+    }
+    assert!(
+        slow.iter().all(|t| !t.is_finished()),
+        "the slow requests were answered before the quick ones"
+    );
+    for t in slow {
+        let r = t.join().unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"waited 1500 ms\n"[..])
+        );
+    }
+    // Each request had an id of its own.
+    let mut ids: Vec<String> = s
+        .wait_log(&["request started"], 7)
+        .iter()
+        .filter_map(|l| l.split("request_id=").nth(1).map(|r| r.to_string()))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 7, "{ids:?}");
+}
+
+#[test]
+fn with_worker_connections_a_request_past_the_timeout_gets_503_and_the_worker_stays() {
+    let s = axum(
+        &[
+            "--workers",
+            "1",
+            "--worker-connections",
+            "4",
+            "--timeout",
+            "1",
+        ],
+        1,
+    );
+    let pid = s.workers()[0];
+    let slow = get_later(&s, "/slow?ms=4000");
+    let quick = get_later(&s, "/slow?ms=100");
+    assert_eq!(quick.join().unwrap().status, 200);
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 503, "{r:?}");
+    let line = &s.wait_log(&["request timeout"], 1)[0];
+    assert!(line.contains("at=error"), "{line}");
+    assert!(line.contains("path=/slow"), "{line}");
+    assert!(line.contains("request_id="), "{line}");
+    assert_eq!(s.get("/").status, 200);
+    assert_eq!(
+        s.workers(),
+        vec![pid],
+        "the request timed out, not the worker"
+    );
+    assert_eq!(s.count_log(&["worker timeout"]), 0);
+}
+
+#[test]
+fn with_worker_connections_a_handler_that_blocks_its_thread_gets_the_worker_killed() {
+    let s = axum(
+        &[
+            "--workers",
+            "1",
+            "--worker-connections",
+            "4",
+            "--timeout",
+            "1",
+            "--log-level",
+            "debug",
+        ],
+        1,
+    );
+    let pid = s.workers()[0];
+    let waiting = get_later(&s, "/slow?ms=100");
+    s.wait_log(&["request started", "path=/slow"], 1);
+    let blocked = get_later(&s, "/debug/block?ms=30000");
+    let line = &s.wait_log(&["worker timeout: killing it"], 1)[0];
+    assert!(line.contains(&format!("pid={pid}")), "{line}");
+    assert!(line.contains("in_flight=2"), "{line}");
+    assert!(
+        line.contains("path=/slow") || line.contains("path=/debug/block"),
+        "{line}"
+    );
+    // Both requests were in the killed worker: their connections close unanswered.
+    assert_eq!(blocked.join().unwrap().status, 0);
+    assert_eq!(waiting.join().unwrap().status, 0);
+    s.wait_log(&["worker ready"], 2);
+    assert_eq!(s.get("/").status, 200);
+}
+
+#[test]
+fn with_worker_connections_a_panic_answers_500_and_spares_the_other_requests() {
+    let s = axum(
+        &[
+            "--workers",
+            "1",
+            "--worker-connections",
+            "4",
+            "--log-level",
+            "debug",
+        ],
+        1,
+    );
+    let pid = s.workers()[0];
+    let slow = get_later(&s, "/slow?ms=500");
+    s.wait_log(&["request started", "path=/slow"], 1);
+    assert_eq!(s.get("/debug/panic").status, 500);
+    let line = &s.wait_log(&["app panicked"], 1)[0];
+    assert!(line.contains("panics on purpose"), "{line}");
+    assert!(line.contains("path=/debug/panic"), "{line}");
+    assert_eq!(slow.join().unwrap().status, 200);
+    assert_eq!(s.workers(), vec![pid]);
+}
+
+#[test]
+fn term_with_async_requests_in_flight_answers_them_all() {
+    let mut s = axum(
+        &[
+            "--workers",
+            "1",
+            "--worker-connections",
+            "8",
+            "--log-level",
+            "debug",
+        ],
+        1,
+    );
+    let slow: Vec<_> = (0..5)
+        .map(|i| get_later(&s, &format!("/slow?ms={}", 400 + 100 * i)))
+        .collect();
+    s.wait_log(&["request started", "path=/slow"], 5);
+    s.signal(libc::SIGTERM);
+    for (i, t) in slow.into_iter().enumerate() {
+        let r = t.join().unwrap();
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+        assert_eq!(r.body, format!("waited {} ms\n", 400 + 100 * i).as_bytes());
+    }
+    assert_eq!(s.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn the_conformance_kit_passes_against_the_tower_echo_with_worker_connections() {
+    let last = crate::conformance::assert_every_default_case_passes_with(
+        tower_echo_bin(),
+        &["--worker-connections", "4"],
+    );
+    eprintln!("conformance kit (tower_echo, --worker-connections 4): {last}");
+}
