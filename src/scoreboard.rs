@@ -104,7 +104,8 @@ pub struct SlotView {
     pub in_flight: u64,
     /// Requests served since it started.
     pub requests: u64,
-    /// Time spent serving them (the sum of their service times), microseconds.
+    /// Time spent serving them, microseconds: the sum of their service times, or for a
+    /// worker serving several at once, the time it held at least one.
     pub busy_us: u64,
 }
 
@@ -204,6 +205,12 @@ impl Slot<'_> {
         self.word(STATE).store(state as u64, Ordering::Release);
     }
 
+    /// Adds time the worker spent serving (worker side): each request's service time, or for
+    /// a worker serving several at once, the time it held at least one.
+    pub fn add_busy(&self, us: u64) {
+        self.word(BUSY_US).fetch_add(us, Ordering::Relaxed);
+    }
+
     /// A worker serving several requests at once: how many it holds now.
     pub fn set_in_flight(&self, n: usize) {
         self.word(IN_FLIGHT).store(n as u64, Ordering::Relaxed);
@@ -227,7 +234,6 @@ impl Slot<'_> {
     /// worker's own cache lines; no syscall.
     pub fn count_response(&self, status: u16, service_us: u64, queue_us: Option<u64>) {
         self.word(REQUESTS).fetch_add(1, Ordering::Relaxed);
-        self.word(BUSY_US).fetch_add(service_us, Ordering::Relaxed);
         let class = (usize::from(status / 100)).clamp(1, 5) - 1;
         self.word(STATUS + class).fetch_add(1, Ordering::Relaxed);
         self.word(SERVICE_HIST + LAYOUT.index(service_us))

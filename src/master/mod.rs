@@ -628,6 +628,16 @@ impl<'c, A: App> Master<'c, A> {
         }
     }
 
+    /// How many requests one worker serves at once: `--worker-connections` for an app that
+    /// can serve several, else one.
+    pub(super) fn requests_per_worker(&mut self) -> usize {
+        if self.app.concurrent().is_some() {
+            self.config.worker_connections
+        } else {
+            1
+        }
+    }
+
     /// `--timeout`: kills a worker busy with one request, or booting, for longer (a worker
     /// serving several requests at once: whose loop has not moved for longer); the log names
     /// the request (the oldest, with several), read from the worker's slot.

@@ -160,6 +160,9 @@ impl<A: App> Master<'_, A> {
     /// many of this image's ready workers are busy, and at the listen queues, for the
     /// traffic figures of the next evaluation.
     fn look_auto(&mut self) {
+        // A worker serving several requests at once is busy, for the pool's size, when it
+        // holds as many as it may: below that it still takes connections.
+        let capacity = self.requests_per_worker() as u64;
         let Some(auto) = self.auto.as_mut() else {
             return;
         };
@@ -173,9 +176,12 @@ impl<A: App> Master<'_, A> {
             if w.adopted || w.stop_sent.is_some() || w.killed.is_some() || !w.ready {
                 continue;
             }
-            match self.scoreboard.slot(w.slot).view().state {
-                crate::scoreboard::WorkerState::Busy => busy += 1,
-                crate::scoreboard::WorkerState::Idle => idle += 1,
+            let view = self.scoreboard.slot(w.slot).view();
+            match view.state {
+                crate::scoreboard::WorkerState::Busy if view.in_flight >= capacity => busy += 1,
+                crate::scoreboard::WorkerState::Busy | crate::scoreboard::WorkerState::Idle => {
+                    idle += 1
+                }
                 _ => {}
             }
         }

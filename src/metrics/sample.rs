@@ -126,6 +126,9 @@ pub struct RequestStats {
     pub busy: usize,
     /// Workers waiting for a connection at sample time.
     pub idle: usize,
+    /// Requests the workers were serving at sample time (at most one per busy worker, unless
+    /// an async app serves several at once: `--worker-connections`).
+    pub in_flight: u64,
 }
 
 /// `sample#load_avg_1m/5m/15m`.
@@ -260,8 +263,8 @@ pub fn render_requests(id: &Identity, r: &RequestStats) -> String {
     }
     let _ = write!(
         s,
-        " sample#workers_busy={} sample#workers_idle={}",
-        r.busy, r.idle
+        " sample#workers_busy={} sample#workers_idle={} sample#requests_in_flight={}",
+        r.busy, r.idle, r.in_flight
     );
     s
 }
@@ -366,11 +369,13 @@ impl Sampler {
         for w in workers {
             let slot = board.slot(w.slot);
             stats.counters.merge(&slot.take_counters());
-            match slot.view().state {
+            let view = slot.view();
+            match view.state {
                 WorkerState::Busy => stats.busy += 1,
                 WorkerState::Idle => stats.idle += 1,
                 _ => {}
             }
+            stats.in_flight += view.in_flight;
         }
 
         let mut lines = vec![render_load(&self.id, self.load.averages())];

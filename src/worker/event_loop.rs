@@ -69,6 +69,8 @@ pub(super) struct Worker<'a, A: App> {
     pub(super) in_flight: Vec<InFlight>,
     /// Responses the app has finished (or the worker answered for it), to be written.
     pub(super) done: Vec<(usize, Response)>,
+    /// Up to when the time with requests in flight was counted as busy (`account_busy`).
+    pub(super) busy_counted: Instant,
     /// Per listener: worth an accept. Edge-triggered, so it stays true until accept says
     /// EAGAIN.
     listener_ready: Vec<bool>,
@@ -163,6 +165,7 @@ impl<'a, A: App> Worker<'a, A> {
             concurrent,
             in_flight: Vec::new(),
             done: Vec::new(),
+            busy_counted: Instant::now(),
             listener_ready: vec![true; listeners],
             handed_off: false,
             queue_seen: None,
@@ -266,6 +269,7 @@ impl<'a, A: App> Worker<'a, A> {
                     let app = self.app.concurrent().expect("a concurrent worker's app");
                     app.wait(self.poll.registry().as_fd(), timeout, &mut self.done);
                     self.ctx.slot.mark_progress();
+                    self.account_busy();
                     if self.done.is_empty() {
                         self.poll.poll(events, Some(Duration::ZERO))
                     } else {

@@ -56,6 +56,7 @@ impl<A: App> Worker<'_, A> {
             return;
         };
         client.in_app = true;
+        self.account_busy();
         let started = Instant::now();
         if self.in_flight.is_empty() {
             self.ctx.slot.set_state(WorkerState::Busy);
@@ -93,6 +94,7 @@ impl<A: App> Worker<'_, A> {
         let Some(at) = self.in_flight.iter().position(|f| f.id == id) else {
             return;
         };
+        self.account_busy();
         let f = self.in_flight.remove(at);
         let Some(mut client) = self.clients.get_mut(id).and_then(Option::take) else {
             return;
@@ -104,6 +106,17 @@ impl<A: App> Worker<'_, A> {
         } else {
             self.publish_in_flight();
         }
+    }
+
+    /// A worker serving several requests at once counts as busy the time it holds at least
+    /// one (their service times overlap): adds the time since the last count, if it held any.
+    pub(super) fn account_busy(&mut self) {
+        let now = Instant::now();
+        if !self.in_flight.is_empty() {
+            let us = now.saturating_duration_since(self.busy_counted).as_micros();
+            self.ctx.slot.add_busy(us as u64);
+        }
+        self.busy_counted = now;
     }
 
     /// Publishes how many requests the worker holds and the oldest of them (the one the
@@ -153,9 +166,11 @@ impl<A: App> Worker<'_, A> {
         self.keep_buffers(notes);
         self.served += 1;
         let service_us = started.elapsed().as_micros() as u64;
-        self.ctx
-            .slot
-            .count_response(status.as_u16(), service_us, queue_us);
+        let slot = self.ctx.slot;
+        slot.count_response(status.as_u16(), service_us, queue_us);
+        if !self.concurrent {
+            slot.add_busy(service_us);
+        }
         // Bytes of a next request are here and will not be answered: closing at once would
         // reset the connection and could destroy this response (see `close`).
         let linger = sent.is_some() && !client.buf.is_empty();
@@ -338,9 +353,11 @@ impl<A: App> Worker<'_, A> {
         };
         self.access_log("-", "-", status, sent, started, None, "-");
         self.served += 1;
+        let service_us = started.elapsed().as_micros() as u64;
         self.ctx
             .slot
-            .count_response(status.as_u16(), started.elapsed().as_micros() as u64, None);
+            .count_response(status.as_u16(), service_us, None);
+        self.ctx.slot.add_busy(service_us);
         self.ctx.slot.set_state(WorkerState::Idle);
         self.close(id, true);
     }

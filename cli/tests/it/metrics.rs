@@ -129,6 +129,7 @@ const REQUEST_KEYS: &[&str] = &[
     "sample#backlog_limit",
     "sample#workers_busy",
     "sample#workers_idle",
+    "sample#requests_in_flight",
 ];
 
 #[test]

@@ -485,3 +485,30 @@ fn the_conformance_kit_passes_against_the_tower_echo_with_worker_connections() {
     );
     eprintln!("conformance kit (tower_echo, --worker-connections 4): {last}");
 }
+
+#[test]
+fn the_metric_lines_count_the_requests_in_flight() {
+    let s = axum(
+        &[
+            "--workers",
+            "1",
+            "--worker-connections",
+            "8",
+            "--metrics-interval",
+            "1",
+            "--log-level",
+            "debug",
+        ],
+        1,
+    );
+    let slow: Vec<_> = (0..3).map(|_| get_later(&s, "/slow?ms=2500")).collect();
+    s.wait_log(&["request started", "path=/slow"], 3);
+    let line = &s.wait_out(&["sample#requests_in_flight=3"], 1)[0];
+    assert!(
+        line.contains("sample#workers_busy=1 sample#workers_idle=0"),
+        "{line}"
+    );
+    for t in slow {
+        assert_eq!(t.join().unwrap().status, 200);
+    }
+}

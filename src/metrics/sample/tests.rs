@@ -141,7 +141,7 @@ fn request_line_with_and_without_traffic() {
         render_requests(&id(), &quiet),
         "source=web.1 dyno=d1 count#requests=0 count#requests_1xx=0 count#requests_2xx=0 \
          count#requests_3xx=0 count#requests_4xx=0 count#requests_5xx=0 count#queued_requests=0 \
-         sample#workers_busy=0 sample#workers_idle=2"
+         sample#workers_busy=0 sample#workers_idle=2 sample#requests_in_flight=0"
     );
     let mut c = Counters {
         status: [0, 3, 0, 1, 0],
@@ -161,6 +161,7 @@ fn request_line_with_and_without_traffic() {
         }),
         busy: 1,
         idle: 1,
+        in_flight: 5,
     };
     let line = render_requests(&id(), &busy);
     for part in [
@@ -173,7 +174,7 @@ fn request_line_with_and_without_traffic() {
         "count#queued_requests=1 ",
         "sample#queue_p50=50.000ms",
         "sample#backlog=3 sample#backlog_limit=1024",
-        "sample#workers_busy=1 sample#workers_idle=1",
+        "sample#workers_busy=1 sample#workers_idle=1 sample#requests_in_flight=5",
     ] {
         assert!(line.contains(part), "{part} not in {line}");
     }
