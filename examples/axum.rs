@@ -18,6 +18,7 @@
 //! | `GET /notes/{id}` | the note as JSON, or a JSON 404 |
 //! | `GET /stats` | this worker's slot, pid, requests served and notes stored |
 //! | `GET /stream?chunks=N` | N lines, one every 10 ms, sent as they come (chunked) |
+//! | `GET /export?rows=N` | N CSV rows, streamed, then a `x-rows` trailer field with the count (sent to clients that ask with `TE: trailers`) |
 //! | `GET /slow?ms=N` | waits N ms on the worker's runtime; past 5 s the timeout layer answers 503 |
 //! | `GET /debug/panic`, `/debug/abort`, `/debug/broken-stream` | a handler that panics, aborts the process, or whose body fails halfway: what runicorn does then |
 //! | `GET /debug/block?ms=N` | a handler that blocks its thread for N ms (a blocking call in async code): the other requests of its worker wait, and past `--timeout` the master kills the worker |
@@ -37,9 +38,11 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
+use http_body::Frame;
+use http_body_util::StreamBody;
 use runicorn::WorkerInfo;
 use runicorn::tower::TowerApp;
 use serde::{Deserialize, Serialize};
@@ -71,6 +74,7 @@ fn app(state: Arc<AppState>) -> Router {
         .route("/notes/{id}", get(get_note))
         .route("/stats", get(stats))
         .route("/stream", get(stream))
+        .route("/export", get(export))
         .route("/slow", get(slow))
         .route("/debug/panic", get(panics))
         .route("/debug/abort", get(aborts))
@@ -212,6 +216,35 @@ async fn stream(Query(q): Query<Chunks>) -> Body {
         Some((Ok::<_, Infallible>(format!("chunk {i}\n")), i + 1))
     });
     Body::from_stream(lines)
+}
+
+#[derive(Debug, Deserialize)]
+struct Rows {
+    rows: Option<u32>,
+}
+
+/// CSV rows as they are produced, and their count as a trailer field once they are all out.
+async fn export(Query(q): Query<Rows>) -> Response<Body> {
+    let n = q.rows.unwrap_or(3).min(10_000);
+    let rows = futures_util::stream::unfold(0, move |i| async move {
+        match i.cmp(&n) {
+            std::cmp::Ordering::Less => {
+                let row = Frame::data(Bytes::from(format!("{i},note {i}\n")));
+                Some((Ok::<_, Infallible>(row), i + 1))
+            }
+            std::cmp::Ordering::Equal => {
+                let mut fields = HeaderMap::new();
+                fields.insert("x-rows", HeaderValue::from(n));
+                Some((Ok(Frame::trailers(fields)), i + 1))
+            }
+            std::cmp::Ordering::Greater => None,
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/csv")
+        .header("trailer", "x-rows")
+        .body(Body::new(StreamBody::new(rows)))
+        .unwrap()
 }
 
 #[derive(Debug, Deserialize)]

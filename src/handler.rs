@@ -179,9 +179,13 @@ pub struct Body {
 
 pub(crate) enum BodyKind {
     Bytes(Cow<'static, [u8]>),
-    Reader(Box<dyn Read>),
+    /// A reader, and the trailer fields to send after it, if any.
+    Reader(Box<dyn Read>, Option<Trailers>),
     File(File),
 }
+
+/// Trailer fields, asked for once the body has ended.
+pub(crate) type Trailers = Box<dyn FnOnce() -> http::HeaderMap>;
 
 impl Body {
     /// No body (`Content-Length: 0`).
@@ -198,7 +202,23 @@ impl Body {
     /// incomplete response, not the next one read as the rest of this body).
     pub fn reader(r: impl Read + 'static) -> Body {
         Body {
-            kind: BodyKind::Reader(Box::new(r)),
+            kind: BodyKind::Reader(Box::new(r), None),
+        }
+    }
+
+    /// A body streamed from a reader, like [`Body::reader`], followed by trailer fields
+    /// (RFC 9110 section 6.5): `trailers` is called once the reader has ended, and its fields
+    /// are sent after the last chunk. Only a chunked response has a trailer section, and only
+    /// to a client that asked for one (`TE: trailers`, RFC 9110 section 10.1.4): otherwise
+    /// the fields are dropped and the body is sent as [`Body::reader`] sends it. Fields that
+    /// frame or route the message (`Content-Length`, `Transfer-Encoding`, `Trailer`, `Host`,
+    /// `Connection`, `TE`, ...) are never sent as trailers.
+    pub fn reader_with_trailers(
+        r: impl Read + 'static,
+        trailers: impl FnOnce() -> http::HeaderMap + 'static,
+    ) -> Body {
+        Body {
+            kind: BodyKind::Reader(Box::new(r), Some(Box::new(trailers))),
         }
     }
 
@@ -217,7 +237,7 @@ impl Body {
     pub fn len_hint(&self) -> Option<u64> {
         match &self.kind {
             BodyKind::Bytes(b) => Some(b.len() as u64),
-            BodyKind::Reader(_) => None,
+            BodyKind::Reader(..) => None,
             BodyKind::File(f) => f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len()),
         }
     }
@@ -233,7 +253,8 @@ impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
             BodyKind::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
-            BodyKind::Reader(_) => f.write_str("Body::Reader"),
+            BodyKind::Reader(_, None) => f.write_str("Body::Reader"),
+            BodyKind::Reader(_, Some(_)) => f.write_str("Body::Reader (with trailers)"),
             BodyKind::File(_) => f.write_str("Body::File"),
         }
     }

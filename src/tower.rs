@@ -25,13 +25,28 @@
 //!   while making the service; do that in the per-worker hook.
 //! - **Each worker** builds its own Tokio *current-thread* runtime right after the fork and
 //!   keeps it for its life. It runs the async hook given to [`TowerApp::after_fork`] there
-//!   (open database pools, warm caches), then, for each request, drives `poll_ready` and
-//!   `call` to the response with `block_on`. A worker serves one request at a time, as with
-//!   any runicorn app, and every supervision feature (timeouts, graceful stop, HUP, USR2,
-//!   max-requests, metrics) is unchanged.
-//! - Tasks the service spawns (`tokio::spawn`) run on that runtime only while the worker is
-//!   inside a request: between requests the worker waits in its own poll, not in the
-//!   runtime. Work that must go on between requests belongs in a thread started in the hook.
+//!   (open database pools, warm caches), then serves requests on it.
+//! - **One request at a time** (`--worker-connections 1`, the default): for each request the
+//!   worker drives `poll_ready` and `call` to the response with `block_on`, as it calls any
+//!   runicorn app. Tasks the service spawns run on the runtime only while the worker is
+//!   inside a request.
+//! - **Several at once** (`--worker-connections N`, N above 1): each request's `call` runs
+//!   as a task of the worker's runtime (a local task: the service's futures need not be
+//!   `Send`), and while requests are in flight the worker waits *in* the runtime, which runs
+//!   them until a new connection or request arrives or one of them has its response. A
+//!   handler waiting on I/O (a database, another service, a timer) then leaves the worker
+//!   free for the others. `--timeout` applies to each request inside the worker: a request
+//!   whose response is not ready in time has its future dropped, and its client gets `503
+//!   Service Unavailable` (logged as `request timeout`, with the request). A handler that
+//!   blocks its thread (a blocking call, a busy loop) stops every request of its worker:
+//!   past `--timeout` the master kills that worker (logged as `worker timeout`, naming the
+//!   oldest request and how many were in flight) and starts another. Responses are written
+//!   by the worker one at a time, each as soon as its head is ready; a client that reads
+//!   its response slowly holds the others meanwhile (each write waits at most
+//!   `--header-timeout` for it).
+//! - Every supervision feature (graceful stop, HUP, USR2, max-requests, max-worker-memory,
+//!   metrics) is unchanged. A graceful stop answers every request in flight before the
+//!   worker exits.
 //!
 //! # Bodies
 //!
@@ -44,23 +59,20 @@
 //! The response body is written frame by frame as the service produces them: with
 //! `Content-Length` when the body's size hint is exact (or the service set the header),
 //! otherwise chunked to HTTP/1.1 clients and ended by closing the connection for HTTP/1.0
-//! ones. An error from the body in the middle of a response is logged (`response body
-//! failed`, with the request) and cuts the response: the connection is closed, so the client
-//! sees an incomplete response. Trailers are not sent in this version (logged at debug as
-//! `response trailers dropped`).
+//! ones. Trailers (a trailers frame) follow the last chunk when the client sent `TE:
+//! trailers`, and are dropped otherwise (and for a response that is not chunked), as
+//! RFC 9110 section 6.5 asks. An error from the body in the middle of a response is logged
+//! (`response body failed`, with the request) and cuts the response: the connection is
+//! closed, so the client sees an incomplete response. While the worker waits for the next
+//! frame of a streamed body, the other requests in flight move on.
 //!
 //! # Errors and panics
 //!
 //! An error from the service (`poll_ready` or `call`) answers `500 Internal Server Error` and
 //! is logged as `service failed` with the request. A panic while the service runs, in a
 //! handler or in a response body, is caught like a panic in any runicorn app (500, or a cut
-//! response once the head is sent; the worker goes on) and the runtime stays usable for the
-//! next request.
-//!
-//! # Not in this version
-//!
-//! One request at a time per worker: `--worker-connections` (several requests served
-//! concurrently by one worker's runtime) and response trailers are for a later version.
+//! response once the head is sent; the worker and its other requests go on) and the runtime
+//! stays usable for the next request.
 //!
 //! # Calling a service directly
 //!
@@ -97,7 +109,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 use tokio::task::LocalSet;
 use tower_service::Service;
-use tracing::{debug, error};
+use tracing::error;
 
 use crate::handler::{
     App, Body, BodySource, BoxError, Concurrent, Request, RequestBody, Response, WorkerInfo,
@@ -452,14 +464,17 @@ where
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
+    let trailers = Rc::new(RefCell::new(None));
     let frames = Frames {
         body: Box::pin(body),
         rt,
         data: None,
         done: false,
         about,
+        trailers: trailers.clone(),
     };
-    Response::from_parts(parts, Body::reader(frames))
+    let body = Body::reader_with_trailers(frames, move || trailers.take().unwrap_or_default());
+    Response::from_parts(parts, body)
 }
 
 /// `503 Service Unavailable`, for a request that took longer than `--timeout`.
@@ -544,6 +559,8 @@ struct Frames<B: HttpBody> {
     data: Option<B::Data>,
     done: bool,
     about: About,
+    /// The body's trailers frame, for the writer to send after the last chunk.
+    trailers: Rc<RefCell<Option<http::HeaderMap>>>,
 }
 
 impl<B> Read for Frames<B>
@@ -573,15 +590,11 @@ where
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => self.data = Some(data),
                     Err(frame) => {
-                        if let Some(trailers) = frame.trailers_ref() {
-                            debug!(
-                                worker = self.about.worker,
-                                pid = std::process::id(),
-                                path = self.about.uri.path(),
-                                request_id = self.about.request_id.as_deref(),
-                                fields = trailers.len(),
-                                "response trailers dropped"
-                            );
+                        if let Ok(fields) = frame.into_trailers() {
+                            self.trailers
+                                .borrow_mut()
+                                .get_or_insert_default()
+                                .extend(fields);
                         }
                     }
                 },
@@ -760,10 +773,14 @@ mod tests {
                         Ok(Frame::data(Bytes::from("two "))),
                         Ok(Frame::data(Bytes::from("three"))),
                     ]),
-                    "/trailers" => frames(vec![
-                        Ok(Frame::data(Bytes::from("data"))),
-                        Ok(Frame::trailers(http::HeaderMap::new())),
-                    ]),
+                    "/trailers" => {
+                        let mut fields = http::HeaderMap::new();
+                        fields.insert("x-checksum", HeaderValue::from_static("abc"));
+                        frames(vec![
+                            Ok(Frame::data(Bytes::from("data"))),
+                            Ok(Frame::trailers(fields)),
+                        ])
+                    }
                     "/broken" => frames(vec![
                         Ok(Frame::data(Bytes::from("partial"))),
                         Err("the upstream went away".into()),
@@ -792,16 +809,24 @@ mod tests {
 
     /// Reads a response body the way the writer does, read after read.
     fn read_body(response: Response) -> (Vec<u8>, Option<io::Error>) {
+        let (body, err, _) = read_body_and_trailers(response);
+        (body, err)
+    }
+
+    /// The same, and then the trailer fields, as the writer asks for them at the end.
+    fn read_body_and_trailers(
+        response: Response,
+    ) -> (Vec<u8>, Option<io::Error>, Option<http::HeaderMap>) {
         let mut out = Vec::new();
-        let BodyKind::Reader(mut r) = response.into_body().kind else {
+        let BodyKind::Reader(mut r, trailers) = response.into_body().kind else {
             panic!("a tower response body is a reader");
         };
         let mut buf = [0u8; 3];
         loop {
             match r.read(&mut buf) {
-                Ok(0) => return (out, None),
+                Ok(0) => return (out, None, trailers.map(|t| t())),
                 Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(e) => return (out, Some(e)),
+                Err(e) => return (out, Some(e), None),
             }
         }
     }
@@ -816,16 +841,18 @@ mod tests {
     }
 
     #[test]
-    fn a_streamed_body_has_no_length_and_comes_whole_trailers_dropped() {
+    fn a_streamed_body_has_no_length_and_comes_whole_then_its_trailers() {
         let mut app = TowerApp::new(Routes);
         let r = get(&mut app, "/stream");
         assert!(r.headers().get(header::CONTENT_LENGTH).is_none());
-        let (body, err) = read_body(r);
+        let (body, err, trailers) = read_body_and_trailers(r);
         assert_eq!(body, b"one two three");
         assert!(err.is_none());
-        let (body, err) = read_body(get(&mut app, "/trailers"));
+        assert_eq!(trailers.unwrap().len(), 0, "no trailers frame: none");
+        let (body, err, trailers) = read_body_and_trailers(get(&mut app, "/trailers"));
         assert_eq!(body, b"data");
         assert!(err.is_none());
+        assert_eq!(trailers.unwrap()["x-checksum"], "abc");
     }
 
     #[test]

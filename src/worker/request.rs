@@ -144,7 +144,12 @@ impl<A: App> Worker<'_, A> {
         response: Response,
         started: Instant,
     ) {
-        let out = wire::Outgoing::new(response, &notes.method, notes.version);
+        let out = wire::Outgoing::new(
+            response,
+            &notes.method,
+            notes.version,
+            notes.trailers_accepted,
+        );
         let status = out.status;
         let keep = self.keep_connection(client_keeps, out.framing);
         let persist = match (keep, notes.version) {
@@ -208,6 +213,7 @@ impl<A: App> Worker<'_, A> {
                 now_us.saturating_sub(start_us)
             });
         self.taken += 1;
+        let trailers_accepted = accepts_trailers(request.headers());
         let method = request.method().clone();
         let version = request.version();
         let mut path = std::mem::take(&mut self.path);
@@ -225,6 +231,7 @@ impl<A: App> Worker<'_, A> {
             path,
             request_id,
             queue_us,
+            trailers_accepted,
         }
     }
 
@@ -335,7 +342,7 @@ impl<A: App> Worker<'_, A> {
         let idle = self.ctx.config.header_timeout;
         let sent = match self.clients.get_mut(id).and_then(Option::as_mut) {
             Some(client) => {
-                let out = wire::Outgoing::new(plain(status), &Method::GET, Version::HTTP_11);
+                let out = wire::Outgoing::new(plain(status), &Method::GET, Version::HTTP_11, false);
                 let mut p = io::Patient {
                     conn: &mut client.conn,
                     idle,
@@ -404,6 +411,24 @@ pub(super) struct Notes {
     request_id: String,
     /// Time between the router's `X-Request-Start` and the worker taking the request.
     queue_us: Option<u64>,
+    /// The client accepts a trailer section (`TE: trailers`).
+    trailers_accepted: bool,
+}
+
+/// Whether `TE` lists `trailers` (RFC 9110 section 10.1.4): the client will not discard a
+/// trailer section.
+fn accepts_trailers(headers: &http::HeaderMap) -> bool {
+    headers.get_all(http::header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("trailers")
+            })
+        })
+    })
 }
 
 /// A request started in an app that serves several at once, until its response is written.

@@ -6,7 +6,7 @@ use http::{Method, StatusCode, Version};
 
 use super::io::{Patient, write_all_vectored};
 use crate::h1::{self, Framing, Persist};
-use crate::handler::{BodyKind, Response};
+use crate::handler::{BodyKind, Response, Trailers};
 
 /// A response ready to be written.
 pub(super) struct Outgoing {
@@ -15,12 +15,19 @@ pub(super) struct Outgoing {
     pub body: BodyKind,
     pub framing: Framing,
     pub send_body: bool,
+    /// The client accepts a trailer section (`TE: trailers`).
+    pub trailers_accepted: bool,
 }
 
 impl Outgoing {
     /// Chooses the framing (RFC 9112 section 6): `Content-Length` when the length is known,
     /// chunked to HTTP/1.1 clients otherwise, close-delimited to HTTP/1.0 ones.
-    pub fn new(response: Response, method: &Method, version: Version) -> Outgoing {
+    pub fn new(
+        response: Response,
+        method: &Method,
+        version: Version,
+        trailers_accepted: bool,
+    ) -> Outgoing {
         let (parts, body) = response.into_parts();
         let app_length = parts
             .headers
@@ -37,6 +44,7 @@ impl Outgoing {
             body: body.kind,
             framing,
             send_body,
+            trailers_accepted,
         }
     }
 
@@ -72,11 +80,12 @@ impl Outgoing {
             // pipe or a device has none and is chunked or close-delimited like any reader.
             (BodyKind::File(mut f), true) => {
                 out.write_all(head)?;
-                stream(out, &mut f, self.framing, chunk)
+                stream(out, &mut f, self.framing, chunk, None)
             }
-            (BodyKind::Reader(mut r), true) => {
+            (BodyKind::Reader(mut r, trailers), true) => {
                 out.write_all(head)?;
-                stream(out, &mut *r, self.framing, chunk)
+                let trailers = trailers.filter(|_| self.trailers_accepted);
+                stream(out, &mut *r, self.framing, chunk, trailers)
             }
         }
     }
@@ -137,13 +146,14 @@ impl std::fmt::Display for BodyCut {
 
 impl std::error::Error for BodyCut {}
 
-/// Streams a reader's bytes: chunked, close-delimited, or exactly `Content-Length` of them
-/// (a [`BodyCut`] error if the reader ends before).
+/// Streams a reader's bytes: chunked (then its `trailers`, if any), close-delimited, or
+/// exactly `Content-Length` of them (a [`BodyCut`] error if the reader ends before).
 fn stream(
     out: &mut Patient<'_>,
     r: &mut dyn Read,
     framing: Framing,
     chunk: &mut [u8],
+    trailers: Option<Trailers>,
 ) -> io::Result<u64> {
     let mut sent = 0u64;
     let mut left = match framing {
@@ -181,7 +191,14 @@ fn stream(
         left -= n as u64;
     }
     match framing {
-        Framing::Chunked => out.write_all(b"0\r\n\r\n")?,
+        Framing::Chunked => match trailers {
+            None => out.write_all(b"0\r\n\r\n")?,
+            Some(trailers) => {
+                let fields = std::panic::catch_unwind(std::panic::AssertUnwindSafe(trailers))
+                    .map_err(|_| io::Error::other(BodyPanicked))?;
+                out.write_all(&last_chunk_with(&fields))?;
+            }
+        },
         Framing::Length(declared) if sent < declared => {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -191,6 +208,38 @@ fn stream(
         _ => {}
     }
     Ok(sent)
+}
+
+/// The last chunk and a trailer section (RFC 9112 section 7.1.2), leaving out the fields a
+/// trailer must not carry: those that frame the message, route it or say how to process it
+/// (RFC 9110 section 6.5.1).
+fn last_chunk_with(fields: &http::HeaderMap) -> Vec<u8> {
+    use http::header;
+    const NOT_IN_TRAILERS: [header::HeaderName; 11] = [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::TRAILER,
+        header::TE,
+        header::HOST,
+        header::CONNECTION,
+        header::CONTENT_ENCODING,
+        header::CONTENT_TYPE,
+        header::CONTENT_RANGE,
+        header::CACHE_CONTROL,
+        header::SET_COOKIE,
+    ];
+    let mut out = b"0\r\n".to_vec();
+    for (name, value) in fields {
+        if NOT_IN_TRAILERS.contains(name) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 #[cfg(test)]
@@ -223,7 +272,7 @@ mod tests {
     fn write_body(body: Body) -> io::Result<u64> {
         let (ours, _theirs) = UnixStream::pair().unwrap();
         let mut conn = Conn::Unix(ours);
-        let out = Outgoing::new(Response::new(body), &Method::GET, Version::HTTP_11);
+        let out = Outgoing::new(Response::new(body), &Method::GET, Version::HTTP_11, false);
         let mut p = Patient {
             conn: &mut conn,
             idle: Duration::from_secs(1),
@@ -240,7 +289,7 @@ mod tests {
                 .headers_mut()
                 .insert(http::header::CONTENT_LENGTH, n.into());
         }
-        Outgoing::new(response, &Method::GET, version)
+        Outgoing::new(response, &Method::GET, version, false)
     }
 
     /// Writes `out` to one end of a socket pair; returns what `write` returned and every byte
@@ -359,5 +408,37 @@ mod tests {
         assert!(BodyPanicked::is_cause_of(&e), "{e}");
         let e = write_body(Body::reader(Fails)).unwrap_err();
         assert!(!BodyPanicked::is_cause_of(&e), "{e}");
+    }
+
+    /// A reader of `text` with trailers: an `x-checksum` field, and fields a trailer must not
+    /// carry.
+    fn with_trailers(text: &'static [u8]) -> Body {
+        Body::reader_with_trailers(io::Cursor::new(text), || {
+            let mut fields = http::HeaderMap::new();
+            fields.insert("x-checksum", http::HeaderValue::from_static("c0ffee"));
+            fields.insert(http::header::CONTENT_LENGTH, 5.into());
+            fields.insert(http::header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+            fields
+        })
+    }
+
+    #[test]
+    fn trailers_follow_the_last_chunk_only_for_a_client_that_accepts_them() {
+        let mut out = outgoing(with_trailers(b"hello"), None, Version::HTTP_11);
+        out.trailers_accepted = true;
+        let (result, got) = send(out);
+        assert_eq!(result.unwrap(), 5);
+        assert_eq!(
+            split(&got).1,
+            b"5\r\nhello\r\n0\r\nx-checksum: c0ffee\r\n\r\n"
+        );
+        // Not asked for: the body ends as any chunked body does.
+        let (result, got) = send(outgoing(with_trailers(b"hello"), None, Version::HTTP_11));
+        assert_eq!(result.unwrap(), 5);
+        assert_eq!(split(&got).1, b"5\r\nhello\r\n0\r\n\r\n");
+        // Not chunked (HTTP/1.0: ended by closing): no trailer section exists.
+        let mut out = outgoing(with_trailers(b"hello"), None, Version::HTTP_10);
+        out.trailers_accepted = true;
+        assert_eq!(split(&send(out).1).1, b"hello");
     }
 }

@@ -512,3 +512,21 @@ fn the_metric_lines_count_the_requests_in_flight() {
         assert_eq!(t.join().unwrap().status, 200);
     }
 }
+
+#[test]
+fn trailers_follow_a_streamed_body_when_the_client_asks_for_them() {
+    let s = axum(&["--workers", "1"], 1);
+    let r = send(&s, "GET", "/export?rows=3", "TE: trailers\r\n", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("trailer").as_deref(), Some("x-rows"));
+    let (rows, _) = chunks(&r.body);
+    assert_eq!(rows.concat(), b"0,note 0\n1,note 1\n2,note 2\n");
+    assert!(r.body.ends_with(b"\r\n0\r\nx-rows: 3\r\n\r\n"), "{r:?}");
+    // A client that did not ask gets the same body, without a trailer section.
+    let r = send(&s, "GET", "/export?rows=3", "", "");
+    assert!(r.body.ends_with(b"\r\n0\r\n\r\n"), "{r:?}");
+    assert_eq!(
+        chunks(&r.body).0.concat(),
+        b"0,note 0\n1,note 1\n2,note 2\n"
+    );
+}
