@@ -17,8 +17,9 @@ use crate::h1::{self, BodyFraming, ChunkedDecoder, Limits};
 use crate::handler::BodySource;
 
 /// Body bytes a connection keeps in memory; past this the body goes to a temporary file.
-/// With [`MAX_CLIENTS`](super::conns::MAX_CLIENTS) connections, a worker holds at most
-/// 64 × 64 KiB = 4 MiB of request bodies in memory.
+/// With 64 connections (`MAX_CLIENTS` in the worker), a worker holds at most
+/// 64 × 64 KiB = 4 MiB of request bodies in memory (with `--worker-connections` above 64,
+/// that many times 64 KiB).
 pub const MEMORY_BODY: usize = 64 * 1024;
 
 /// Why a body could not be collected.
