@@ -514,6 +514,23 @@ pub fn watch_readable(fd: BorrowedFd<'_>) -> std::io::Result<tokio::io::unix::As
     Ok(watched?)
 }
 
+/// Reads up to `want` bytes from `fd` into `buf`'s spare capacity and appends them, without
+/// zeroing that capacity first (a `read` into `&mut [u8]` needs initialized memory: the
+/// worker would clear 4 KiB before every read of a request).
+pub fn read_appending(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+    buf.reserve(want);
+    let spare = &mut buf.spare_capacity_mut()[..want];
+    // SAFETY: read(2) writes at most `want` bytes to the start of the spare capacity, which
+    // `reserve` made valid for that many bytes.
+    let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the first `n` bytes past the length were just written by read(2).
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use super::body::{BodyError, Collector, Readable};
 use super::event_loop::Worker;
 use crate::h1::{self, HeadScan, Limits, Parsed};
+use crate::sys;
 use crate::handler::App;
 use crate::listener::Conn;
 
@@ -90,17 +91,14 @@ impl Client {
                 self.unread = true;
                 return Ok(());
             }
-            let room = (len + 4096).min(max).max(len + 1);
-            self.buf.resize(room, 0);
-            match self.conn.read(&mut self.buf[len..]) {
+            let want = 4096.min(max - len);
+            match sys::read_appending(self.conn.as_fd(), &mut self.buf, want) {
                 Ok(0) => {
-                    self.buf.truncate(len);
                     self.eof = true;
                     return Ok(());
                 }
                 Ok(n) => {
-                    self.buf.truncate(len + n);
-                    if len + n < room {
+                    if n < want {
                         // A short read: the socket is drained for now. No read to EAGAIN:
                         // on Linux every arrival of data wakes an edge-triggered epoll
                         // again (ep_poll_callback on sk_data_ready), so the parked
@@ -108,15 +106,9 @@ impl Client {
                         return Ok(());
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.buf.truncate(len);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.buf.truncate(len),
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e);
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
     }
