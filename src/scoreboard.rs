@@ -307,10 +307,12 @@ impl Slot<'_> {
     }
 
     fn write_text(&self, method: &[u8], path: &[u8], request_id: &[u8]) {
-        let bytes = encode_text(method, path, request_id);
+        let (bytes, used) = encode_text(method, path, request_id);
         self.word(SEQ).fetch_add(1, Ordering::Relaxed);
         fence(Ordering::Release);
-        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+        // Only the words that hold the text: the reader stops at the lengths in the first
+        // bytes, so what lies beyond, from a longer earlier text, is never read.
+        for (i, chunk) in bytes[..used.div_ceil(8) * 8].chunks_exact(8).enumerate() {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
             self.word(TEXT + i)
@@ -320,7 +322,8 @@ impl Slot<'_> {
     }
 }
 
-fn encode_text(method: &[u8], path: &[u8], request_id: &[u8]) -> [u8; TEXT_BYTES] {
+/// The text's bytes, and how many of them are used (the three lengths and the parts).
+fn encode_text(method: &[u8], path: &[u8], request_id: &[u8]) -> ([u8; TEXT_BYTES], usize) {
     let method = &method[..method.len().min(METHOD_MAX)];
     let path = &path[..path.len().min(PATH_MAX)];
     let rid = &request_id[..request_id.len().min(RID_MAX)];
@@ -333,7 +336,7 @@ fn encode_text(method: &[u8], path: &[u8], request_id: &[u8]) -> [u8; TEXT_BYTES
         out[at..at + part.len()].copy_from_slice(part);
         at += part.len();
     }
-    out
+    (out, at)
 }
 
 fn decode_text(bytes: &[u8; TEXT_BYTES]) -> CurrentRequest {
@@ -390,7 +393,7 @@ mod tests {
     #[test]
     fn text_round_trips_and_truncates() {
         let long_path = vec![b'p'; 500];
-        let t = decode_text(&encode_text(b"GET", &long_path, b"abc-123"));
+        let t = decode_text(&encode_text(b"GET", &long_path, b"abc-123").0);
         assert_eq!(t.method, "GET");
         assert_eq!(t.path.len(), PATH_MAX);
         assert_eq!(t.request_id, "abc-123");
@@ -417,9 +420,24 @@ mod tests {
                 request_id: "rid-1".into()
             }
         );
+        // A shorter text after a longer one: what is left of the longer one beyond the new
+        // text's words is never read.
+        slot.set_request(b"GET", b"/", b"");
+        assert_eq!(
+            slot.current_request(),
+            CurrentRequest {
+                method: "GET".into(),
+                path: "/".into(),
+                request_id: String::new()
+            }
+        );
+        assert_eq!(slot.view().in_flight, 1);
+        slot.set_in_flight(3);
+        assert_eq!(slot.view().in_flight, 3);
         slot.count_response(201, 1500, None);
         slot.set_state(WorkerState::Idle);
         assert_eq!(slot.view().requests, 1);
+        assert_eq!(slot.view().in_flight, 0);
         assert_eq!(slot.view().busy_since_ns, None);
         assert_eq!(
             board.slot(1).view().state,
