@@ -197,8 +197,10 @@ impl<A: App> Worker<'_, A> {
         match request.headers().get("x-request-id") {
             Some(v) => request_id.push_str(&String::from_utf8_lossy(v.as_bytes())),
             None => {
-                use std::fmt::Write as _;
-                let _ = write!(request_id, "{}-{}", self.pid, self.taken);
+                // `pid-n`, written by hand: core::fmt cost more than the rest of the notes.
+                push_decimal(&mut request_id, u64::from(self.pid));
+                request_id.push('-');
+                push_decimal(&mut request_id, self.taken);
             }
         }
         // Queue time: from when the router got the request to when this worker took it.
@@ -415,6 +417,23 @@ pub(super) struct Notes {
     trailers_accepted: bool,
 }
 
+/// Appends `n` in decimal.
+fn push_decimal(s: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        s.push(char::from(d));
+    }
+}
+
 /// Whether `TE` lists `trailers` (RFC 9110 section 10.1.4): the client will not discard a
 /// trailer section.
 fn accepts_trailers(headers: &http::HeaderMap) -> bool {
@@ -457,4 +476,33 @@ fn plain(status: StatusCode) -> Response {
         HeaderValue::from_static("text/plain"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_written_as_format_writes_them() {
+        for n in [0, 7, 10, 4242, 1_000_000, u64::from(u32::MAX), u64::MAX] {
+            let mut s = String::from("x");
+            push_decimal(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+    }
+
+    #[test]
+    fn te_trailers_is_found_among_other_codings() {
+        let te = |v: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::TE, HeaderValue::from_static(v));
+            accepts_trailers(&h)
+        };
+        assert!(te("trailers"));
+        assert!(te("gzip;q=0.5, Trailers"));
+        assert!(te("deflate, trailers;q=1"));
+        assert!(!te("gzip"));
+        assert!(!te("trailersx"));
+        assert!(!accepts_trailers(&http::HeaderMap::new()));
+    }
 }
