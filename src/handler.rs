@@ -89,7 +89,13 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerInfo {
-    /// The worker's slot: its stable index, `0..workers` (reused when a worker is replaced).
+    /// The worker's slot: its index in the master's scoreboard, the `worker=` of the logs.
+    /// It is the lowest slot not held by a live worker when this one was forked, and stays
+    /// the worker's for its life. With N workers the slots are `0..N` at start; TTIN takes the
+    /// lowest free slot, TTOU stops the worker in the highest. A HUP starts the new workers
+    /// beside the old ones, so they take the next free slots (2 and 3 with two workers) and
+    /// keep them; after a USR2 the new binary numbers its workers from 0 again. Use it to
+    /// tell workers apart (a file name, a log prefix), not as a dense `0..N` index.
     pub slot: usize,
     /// The worker's process id.
     pub pid: u32,

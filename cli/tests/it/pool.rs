@@ -184,3 +184,79 @@ fn auto_grows_the_pool_for_requests_that_wait() {
     assert!(line.contains("on_cpu=0."), "{line}");
     s.wait_log(&["worker ready"], num(&line, "workers"));
 }
+
+/// The slots (`worker=N`, `WorkerInfo::slot`) of the workers that are ready now, in order.
+fn live_slots(s: &Server) -> Vec<usize> {
+    let mut live: Vec<(usize, String)> = Vec::new();
+    for line in s.logs() {
+        let field = |key: &str| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(key))
+                .map(str::to_string)
+        };
+        let (Some(slot), Some(pid)) = (field("worker="), field("pid=")) else {
+            continue;
+        };
+        if line.contains("msg=\"worker ready\"") {
+            live.push((slot.parse().unwrap(), pid));
+        } else if line.contains("msg=\"worker exiting\"") {
+            live.retain(|(_, p)| *p != pid);
+        }
+    }
+    let mut slots: Vec<usize> = live.into_iter().map(|(s, _)| s).collect();
+    slots.sort_unstable();
+    slots
+}
+
+/// Fails, with the log, unless the live slots are `want`.
+fn assert_slots(s: &Server, want: &[usize]) {
+    let got = live_slots(s);
+    if got != want {
+        s.fail(&format!("live slots {got:?}, expected {want:?}"));
+    }
+}
+
+#[test]
+fn slots_are_the_lowest_free_ones_as_documented_across_ttin_ttou_hup_and_usr2() {
+    // A slot is free again once the master has reaped its worker (`worker exited`): each
+    // step waits for that, so that the numbers do not depend on how fast the workers exit.
+    let s = Server::start(&["--workers", "2"]);
+    s.wait_log(&["workers ready", "generation=0"], 1);
+    assert_slots(&s, &[0, 1]);
+    // TTIN: the lowest free slot.
+    s.signal(libc::SIGTTIN);
+    s.wait_log(&["worker ready"], 3);
+    assert_slots(&s, &[0, 1, 2]);
+    // TTOU: the worker in the highest slot leaves.
+    s.signal(libc::SIGTTOU);
+    s.wait_log(&["worker exited"], 1);
+    assert_slots(&s, &[0, 1]);
+    // HUP: the new workers start beside the old ones, in the next free slots, and keep them.
+    s.signal(libc::SIGHUP);
+    s.wait_log(&["workers ready", "generation=1"], 1);
+    s.wait_log(&["worker exited"], 3);
+    assert_slots(&s, &[2, 3]);
+    // TTIN then takes the lowest free slot, below the others; TTOU still stops the highest.
+    s.signal(libc::SIGTTIN);
+    s.wait_log(&["worker ready"], 6);
+    assert_slots(&s, &[0, 2, 3]);
+    s.signal(libc::SIGTTOU);
+    s.wait_log(&["worker exited"], 4);
+    assert_slots(&s, &[0, 2]);
+}
+
+#[test]
+fn after_usr2_the_new_binary_numbers_its_workers_from_zero() {
+    let s = Server::start(&["--workers", "2"]);
+    s.wait_log(&["workers ready", "generation=0"], 1);
+    s.signal(libc::SIGHUP);
+    s.wait_log(&["workers ready", "generation=1"], 1);
+    s.wait_log(&["worker exited"], 2);
+    assert_slots(&s, &[2, 3]);
+    // The new image has a scoreboard of its own: its workers take slots 0 and 1 while the
+    // old image's workers, in 2 and 3 of the old one, serve on until they are ready.
+    s.signal(libc::SIGUSR2);
+    s.wait_log(&["upgraded:"], 1);
+    s.wait_log(&["worker exiting"], 4);
+    assert_slots(&s, &[0, 1]);
+}
