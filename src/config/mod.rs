@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::h1::Limits;
+/// The request size limits (`--limit-request-line`, `-fields`, `-field-size`, `-body`).
+pub use crate::h1::Limits;
 
 pub use settings::{SETTINGS, Setting};
 
@@ -37,8 +38,11 @@ impl std::fmt::Display for BindAddr {
     }
 }
 
-/// The validated settings of a server.
+/// The validated settings of a server: made by [`parse`] (or [`Config::defaults`] and the
+/// fields set one by one), read by [`serve`](crate::serve). New settings add fields, so it
+/// cannot be built with a struct literal outside this crate.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Addresses to listen on (ignored when systemd hands us sockets through `LISTEN_FDS`).
     pub binds: Vec<BindAddr>,
@@ -271,7 +275,7 @@ pub fn parse(
 }
 
 /// The `--help` text.
-pub fn help_text(program: &str) -> String {
+pub(crate) fn help_text(program: &str) -> String {
     let mut out = format!(
         "{program}: a pre-forking HTTP/1.1 server (runicorn {})\n\n\
          Usage: {program} [SETTINGS]\n\n\
@@ -324,7 +328,8 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 /// `docs/settings.md`, generated from the settings table (a test keeps the file in step).
-pub fn settings_markdown() -> String {
+#[cfg(test)]
+pub(crate) fn settings_markdown() -> String {
     let mut out = String::from(
         "# Settings\n\n\
          <!-- Generated from src/config/settings.rs by `RUNICORN_BLESS=1 cargo test settings_doc`. Do not edit. -->\n\n\

@@ -40,12 +40,12 @@ use sizing::{Auto, memory_limit_kib};
 
 /// Consecutive workers that die before they are ready, after which the master gives up and
 /// exits with `EXIT_CRASH_LOOP`.
-pub const CRASH_LOOP_LIMIT: u32 = 10;
+pub(crate) const CRASH_LOOP_LIMIT: u32 = 10;
 /// The first pause before respawning after a boot failure; it doubles with each consecutive
 /// failure, up to [`CRASH_BACKOFF_MAX`].
-pub const CRASH_BACKOFF_START: Duration = Duration::from_millis(50);
+pub(crate) const CRASH_BACKOFF_START: Duration = Duration::from_millis(50);
 /// The longest pause between respawns in a crash loop.
-pub const CRASH_BACKOFF_MAX: Duration = Duration::from_secs(2);
+pub(crate) const CRASH_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 const SIGNALS: Token = Token(0);
 

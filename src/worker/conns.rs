@@ -18,9 +18,9 @@ use tracing::{debug, warn};
 use super::body::{BodyError, Collector, Readable};
 use super::event_loop::Worker;
 use crate::h1::{self, HeadScan, Limits, Parsed};
-use crate::sys;
 use crate::handler::App;
 use crate::listener::Conn;
+use crate::sys;
 
 /// Most connections a worker holds at once (serving one, the others parked); at this number
 /// it stops accepting until one completes or expires.
