@@ -101,6 +101,24 @@ pub struct WorkerInfo {
     pub pid: u32,
 }
 
+/// The connection a request came on, as a request extension (`req.extensions()`, or axum's
+/// `Extension<ConnectionInfo>`): the client's address and the listener it reached.
+///
+/// Behind a router or a load balancer (Heroku's, HAProxy, nginx) the peer is the proxy; the
+/// client's own address is in the header the proxy adds (`X-Forwarded-For` on Heroku).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The client's address (the kernel's, from accept4(2)); `None` on a Unix socket.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The listener's address as bound (`[::]:5000` for a wildcard bind); `None` on a Unix
+    /// socket.
+    pub local: Option<std::net::SocketAddr>,
+    /// The listener's position among the server's listeners (`--bind` order, or the order
+    /// of the sockets it was handed), from 0.
+    pub listener: usize,
+}
+
 /// Where a request body's bytes come from: the whole body, collected by the worker before
 /// the app was called (in memory, or in a temporary file for a large one).
 pub(crate) trait BodySource {

@@ -118,7 +118,9 @@ mod worker;
 
 pub use error::{Error, ErrorKind};
 pub use h1::RawHead;
-pub use handler::{App, Body, BoxError, Request, RequestBody, Response, WorkerInfo};
+pub use handler::{
+    App, Body, BoxError, ConnectionInfo, Request, RequestBody, Response, WorkerInfo,
+};
 /// The `http` crate runicorn's requests and responses are made of, re-exported so that an
 /// app names the same version without pinning it in its own manifest.
 pub use http;

@@ -40,16 +40,14 @@ pub enum Conn {
 
 impl Listener {
     /// Accepts one connection, non-blocking and close-on-exec from the start (accept4(2):
-    /// no extra fcntl), or `WouldBlock` when none is waiting. One syscall: TCP_NODELAY comes
-    /// from the listener ([`Listener::set_nodelay_for_accepted`]).
-    pub fn accept(&self) -> io::Result<Conn> {
-        let fd = sock::accept4(
-            self.as_fd(),
-            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        )?;
+    /// no extra fcntl), with the client's address (`None` on a Unix socket), or `WouldBlock`
+    /// when none is waiting. One syscall: TCP_NODELAY comes from the listener
+    /// ([`Listener::set_nodelay_for_accepted`]), the address from accept4 itself.
+    pub fn accept(&self) -> io::Result<(Conn, Option<std::net::SocketAddr>)> {
+        let (fd, peer) = sys::accept4_with_peer(self.as_fd())?;
         match self {
-            Listener::Tcp(_) => Ok(Conn::Tcp(TcpStream::from(fd))),
-            Listener::Unix(..) => Ok(Conn::Unix(UnixStream::from(fd))),
+            Listener::Tcp(_) => Ok((Conn::Tcp(TcpStream::from(fd)), peer)),
+            Listener::Unix(..) => Ok((Conn::Unix(UnixStream::from(fd)), None)),
         }
     }
 
@@ -98,7 +96,6 @@ impl Listener {
     }
 
     /// The local TCP address, if TCP.
-    #[cfg(test)]
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         match self {
             Listener::Tcp(l) => l.local_addr().ok(),
@@ -362,11 +359,26 @@ mod tests {
     fn accept_blocking(l: &Listener) -> Conn {
         loop {
             match l.accept() {
-                Ok(c) => break c,
+                Ok((c, _)) => break c,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+
+    #[test]
+    fn accept_gives_the_clients_address() {
+        let l = bind(&BindAddr::Tcp("127.0.0.1:0".parse().unwrap()), 16).unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        client.write_all(b"x").unwrap();
+        let peer = loop {
+            match l.accept() {
+                Ok((_, peer)) => break peer,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(peer, Some(client.local_addr().unwrap()));
     }
 
     /// `accept` no longer sets TCP_NODELAY itself: the kernel must copy it from the listener.

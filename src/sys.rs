@@ -10,7 +10,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -529,6 +529,44 @@ pub fn read_appending(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, want: usize) -> io:
     // SAFETY: the first `n` bytes past the length were just written by read(2).
     unsafe { buf.set_len(buf.len() + n as usize) };
     Ok(n as usize)
+}
+
+/// accept4(2), non-blocking and close-on-exec, that also returns the client's address: the
+/// kernel fills it in with the same call, where getpeername(2) later would cost a syscall
+/// per connection. `None` for an address that is not IPv4 or IPv6 (a Unix socket's peer).
+pub fn accept4_with_peer(
+    listener: BorrowedFd<'_>,
+) -> io::Result<(OwnedFd, Option<std::net::SocketAddr>)> {
+    use nix::sys::socket::{SockaddrLike, SockaddrStorage};
+    // SAFETY: sockaddr_storage is plain data for which all zeroes is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` and `len` are valid for writes and `len` holds the storage's size, as
+    // accept4(2) requires; the descriptor it returns is new and ours alone.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            (&raw mut storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: accept4 returned a valid descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the kernel wrote an address of `len` bytes (at most the storage's size) there.
+    let addr = unsafe { SockaddrStorage::from_raw((&raw const storage).cast(), Some(len)) };
+    let peer = addr.and_then(|a| {
+        a.as_sockaddr_in()
+            .map(|v4| std::net::SocketAddr::V4((*v4).into()))
+            .or_else(|| {
+                a.as_sockaddr_in6()
+                    .map(|v6| std::net::SocketAddr::V6((*v6).into()))
+            })
+    });
+    Ok((fd, peer))
 }
 
 #[cfg(test)]

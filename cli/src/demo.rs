@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use http::{HeaderValue, Method, StatusCode, header};
 
-use runicorn::{App, Body, BoxError, Request, Response, WorkerInfo};
+use runicorn::{App, Body, BoxError, ConnectionInfo, Request, Response, WorkerInfo};
 
 /// The demo app.
 ///
 /// Routes: `GET /` (`Hello world`), `/sleep?ms=N`, `/work?ms=N`, `/alloc?mb=N`,
-/// `/lookup?key=K`, `/panic`, `/abort`, `/short?declared=N&sent=M`, `/pipe`; anything else is
-/// 404. With `RUNICORN_DEMO_FAIL_BOOT=1` in the environment every worker fails in
+/// `/lookup?key=K`, `/panic`, `/abort`, `/short?declared=N&sent=M`, `/pipe`, `/peer` (the
+/// connection's addresses, from runicorn's `ConnectionInfo`); anything else is 404. With `RUNICORN_DEMO_FAIL_BOOT=1` in the environment every worker fails in
 /// `after_fork`, which shows the crash-loop handling. With `RUNICORN_DEMO_TABLE_MB=N` the
 /// master builds an N MiB lookup table before it forks (what an app's preloaded data looks
 /// like: shared by every worker, copy-on-write, as long as no worker writes to it).
@@ -144,6 +144,20 @@ impl App for Demo {
                 r
             }
             "/pipe" => piped("piped body\n"),
+            "/peer" => match req.extensions().get::<ConnectionInfo>() {
+                Some(c) => {
+                    let show =
+                        |a: Option<std::net::SocketAddr>| a.map_or("-".into(), |a| a.to_string());
+                    let line = format!(
+                        "peer={} local={} listener={}\n",
+                        show(c.peer),
+                        show(c.local),
+                        c.listener
+                    );
+                    text(StatusCode::OK, line)
+                }
+                None => text(StatusCode::INTERNAL_SERVER_ERROR, "no connection info\n"),
+            },
             "/panic" => panic!("the /panic route panics on purpose"),
             "/abort" => std::process::abort(),
             _ => text(StatusCode::NOT_FOUND, "Not Found\n"),

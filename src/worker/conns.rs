@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 use super::body::{BodyError, Collector, Readable};
 use super::event_loop::Worker;
 use crate::h1::{self, HeadScan, Limits, Parsed};
-use crate::handler::App;
+use crate::handler::{App, ConnectionInfo};
 use crate::listener::Conn;
 use crate::sys;
 
@@ -33,6 +33,8 @@ pub(super) const CLIENTS: usize = 1 << 16;
 /// A connection the worker holds.
 pub(super) struct Client {
     pub(super) conn: Conn,
+    /// Who the client is and which listener it reached (each request's extension).
+    pub(super) info: ConnectionInfo,
     /// Bytes received and not yet consumed (the next request, possibly part of it).
     pub(super) buf: Vec<u8>,
     /// When it must have sent its request (or, idle between requests, when it is closed).
@@ -171,11 +173,12 @@ impl<A: App> Worker<'_, A> {
     }
 
     /// Takes a new connection: reads what it has sent, then queues or parks it.
-    pub(super) fn admit(&mut self, conn: Conn) {
+    pub(super) fn admit(&mut self, conn: Conn, info: ConnectionInfo) {
         let mut buf = std::mem::take(&mut self.spare);
         buf.clear();
         let client = Client {
             conn,
+            info,
             buf,
             deadline: Instant::now() + self.ctx.config.header_timeout,
             requests: 0,

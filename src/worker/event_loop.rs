@@ -22,7 +22,7 @@ use super::panics::take_panic;
 use super::request::InFlight;
 use crate::error::{WORKER_BOOT_ERROR, WORKER_SETUP_ERROR};
 use crate::h1::DateCache;
-use crate::handler::{App, Response, WorkerInfo};
+use crate::handler::{App, ConnectionInfo, Response, WorkerInfo};
 use crate::listener::Listener;
 use crate::scoreboard::WorkerState;
 use crate::signals::{WorkerSignal, WorkerSignals};
@@ -74,6 +74,8 @@ pub(super) struct Worker<'a, A: App> {
     /// Per listener: worth an accept. Edge-triggered, so it stays true until accept says
     /// EAGAIN.
     listener_ready: Vec<bool>,
+    /// Per listener: its TCP address, read once (for each request's `ConnectionInfo`).
+    listener_addrs: Vec<Option<std::net::SocketAddr>>,
     /// The listeners were taken out of the poll when the worker began stopping.
     handed_off: bool,
     /// When the listen queues were last read, and whether a connection waited in one then.
@@ -148,6 +150,7 @@ impl<'a, A: App> Worker<'a, A> {
         control: mio::unix::pipe::Receiver,
     ) -> Worker<'a, A> {
         let listeners = ctx.listeners.len();
+        let listener_addrs = ctx.listeners.iter().map(Listener::local_addr).collect();
         let concurrent = ctx.config.worker_connections > 1 && app.concurrent().is_some();
         Worker {
             ctx,
@@ -167,6 +170,7 @@ impl<'a, A: App> Worker<'a, A> {
             done: Vec::new(),
             busy_counted: Instant::now(),
             listener_ready: vec![true; listeners],
+            listener_addrs,
             handed_off: false,
             queue_seen: None,
             spare: Vec::new(),
@@ -236,6 +240,15 @@ impl<'a, A: App> Worker<'a, A> {
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// What a request on a connection accepted from listener `i` learns of it.
+    fn connection_info(&self, i: usize, peer: Option<std::net::SocketAddr>) -> ConnectionInfo {
+        ConnectionInfo {
+            peer,
+            local: self.listener_addrs[i],
+            listener: i,
         }
     }
 
@@ -358,8 +371,8 @@ impl<'a, A: App> Worker<'a, A> {
             }
             // EAGAIN (nothing queued), EINVAL (shut down by the master) or out of
             // resources: nothing to take.
-            if let Ok(conn) = self.ctx.listeners[i].accept() {
-                self.admit(conn);
+            if let Ok((conn, peer)) = self.ctx.listeners[i].accept() {
+                self.admit(conn, self.connection_info(i, peer));
             }
         }
     }
@@ -375,8 +388,8 @@ impl<'a, A: App> Worker<'a, A> {
                 && self.stopping.is_none()
             {
                 match self.ctx.listeners[i].accept() {
-                    Ok(conn) => {
-                        self.admit(conn);
+                    Ok((conn, peer)) => {
+                        self.admit(conn, self.connection_info(i, peer));
                         if !self.ready.is_empty() {
                             // Serve it before taking more: the connections still queued
                             // are left to the other workers, one at a time each.

@@ -13,7 +13,7 @@ use super::event_loop::Worker;
 use super::panics::take_panic;
 use super::{RequestId, io, wire};
 use crate::h1::{self, Framing, Persist};
-use crate::handler::{App, RequestBody, Response};
+use crate::handler::{App, ConnectionInfo, RequestBody, Response};
 use crate::listener::Conn;
 use crate::scoreboard::WorkerState;
 
@@ -39,7 +39,7 @@ impl<A: App> Worker<'_, A> {
         let Pending { parsed, body, .. } = pending;
         let notes = self.take_notes(&parsed.request);
         let response = match body.finish() {
-            Ok(mut body) => self.call_app(parsed.request, &mut body, &notes),
+            Ok(mut body) => self.call_app(parsed.request, &mut body, &notes, client.info),
             Err(e) => stored_body_lost(self.ctx.slot_index, self.pid, &e),
         };
         self.answer(id, client, notes, parsed.keep_alive, response, started);
@@ -244,11 +244,12 @@ impl<A: App> Worker<'_, A> {
         request: http::Request<()>,
         body: &mut CompleteBody,
         notes: &Notes,
+        info: ConnectionInfo,
     ) -> Response {
         let mut request = request.map(|()| RequestBody::new(body));
-        request
-            .extensions_mut()
-            .insert(RequestId(notes.request_id.clone()));
+        let extensions = request.extensions_mut();
+        extensions.insert(RequestId(notes.request_id.clone()));
+        extensions.insert(info);
         let app = &mut *self.app;
         match catch_unwind(AssertUnwindSafe(|| app.call(request))) {
             Ok(r) => r,

@@ -1,3 +1,5 @@
+use std::io::Write;
+
 use crate::support::*;
 
 fn server() -> Server {
@@ -144,4 +146,19 @@ fn expect_100_continue_is_answered_when_the_app_reads_the_body() {
     let r = read_response(c);
     assert_eq!(r.status, 200);
     assert!(String::from_utf8_lossy(&r.body).contains("aGk="), "{r:?}");
+}
+
+#[test]
+fn each_request_carries_its_connections_addresses() {
+    let s = Server::start(&["--workers", "1", "--keepalive", "5"]);
+    let mut c = connect(&s);
+    let me = c.local_addr().unwrap();
+    for _ in 0..2 {
+        c.write_all(b"GET /peer HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let r = read_one(&mut c);
+        assert_eq!(
+            String::from_utf8_lossy(&r.body),
+            format!("peer={me} local={} listener=0\n", s.addr.unwrap())
+        );
+    }
 }
