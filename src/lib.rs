@@ -81,8 +81,11 @@
 //!
 //! `runicorn tune` (trials at several worker counts) and `runicorn metrics` (a reader of the
 //! metric lines that advises `WEB_CONCURRENCY`) live in the `runicorn-tools` crate and the
-//! `runicorn` command, not in this library: an app built on it links only the server. How the
-//! modules are layered is in `docs/design.md`.
+//! `runicorn` command, not in this library: an app built on it links only the server. An app
+//! that wants them as `myapp tune` and `myapp metrics` depends on `runicorn-tools` and makes
+//! its `main` `runicorn_tools::run(runicorn::about!(), None, || app)`. [`run_with`] and
+//! [`about!`] alone give `myapp --version` the app's own version. How the modules are layered
+//! is in `docs/design.md`.
 //!
 //! # Limitations
 //!
@@ -124,7 +127,7 @@ pub use handler::{
 /// The `http` crate runicorn's requests and responses are made of, re-exported so that an
 /// app names the same version without pinning it in its own manifest.
 pub use http;
-pub use server::{run, serve};
+pub use server::{About, run, run_with, serve};
 pub use worker::RequestId;
 
 /// What `runicorn-tools` (the `tune` and `metrics` subcommands, the load client, the chaos

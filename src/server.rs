@@ -14,14 +14,67 @@ use crate::notify::Notifier;
 use crate::sys;
 use crate::upgrade;
 
+/// What an app binary says about itself beyond runicorn's own text: its version, for
+/// `--version`, and more sections for `--help` (the subcommands it takes, say). Give it to
+/// [`run_with`]; [`about!`](crate::about) makes one with the app's version from its
+/// Cargo.toml.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct About {
+    /// The app's version: `myapp --version` prints `myapp 1.4.2 (runicorn 0.1.0)`.
+    pub version: Option<&'static str>,
+    /// Text printed after runicorn's `--help`.
+    pub help: Option<String>,
+}
+
+impl About {
+    /// An app of this version.
+    pub fn version(version: &'static str) -> About {
+        About {
+            version: Some(version),
+            help: None,
+        }
+    }
+
+    /// Adds `text` after runicorn's `--help` (after what was added before).
+    pub fn with_help(mut self, text: &str) -> About {
+        let help = self.help.get_or_insert_with(String::new);
+        if !help.is_empty() && !help.ends_with("\n\n") {
+            help.push('\n');
+        }
+        help.push_str(text);
+        self
+    }
+}
+
+/// The [`About`] of the crate this is written in: its Cargo.toml version, for `--version`.
+///
+/// ```no_run
+/// runicorn::run_with(runicorn::about!(), || |_req: runicorn::Request<'_>| {
+///     runicorn::Response::new("hi\n".into())
+/// })
+/// ```
+#[macro_export]
+macro_rules! about {
+    () => {
+        $crate::About::version(env!("CARGO_PKG_VERSION"))
+    };
+}
+
 /// Runs an app binary: reads the settings from the command line and the environment,
 /// builds the app with `build` (once, in the master, before the workers are forked), serves
 /// until stopped, and exits the process with the right code.
 ///
 /// Every binary built on runicorn thus accepts the same flags and environment variables as
 /// `runicorn` itself; `--help` lists them. Exit codes: 0 after a stop, 1 when the server
-/// could not start, 2 for a bad setting, 3 for a crash loop.
+/// could not start, 2 for a bad setting, 3 for a crash loop. [`run_with`] adds the app's
+/// version and help text.
 pub fn run<A: App>(build: impl FnOnce() -> A) -> ! {
+    run_with(About::default(), build)
+}
+
+/// [`run`], with what the binary says about itself in `--version` and `--help`.
+pub fn run_with<A: App>(about: About, build: impl FnOnce() -> A) -> ! {
     let mut args = std::env::args();
     let program = args
         .next()
@@ -39,10 +92,13 @@ pub fn run<A: App>(build: impl FnOnce() -> A) -> ! {
         Ok(Command::Serve(c)) => c,
         Ok(Command::Help(text)) => {
             print!("{text}");
+            if let Some(more) = &about.help {
+                print!("\n{more}");
+            }
             exit(EXIT_OK)
         }
         Ok(Command::Version) => {
-            println!("{program} (runicorn {})", env!("CARGO_PKG_VERSION"));
+            println!("{}", version_line(&program, about.version));
             exit(EXIT_OK)
         }
         Err(e) => {
@@ -57,6 +113,17 @@ pub fn run<A: App>(build: impl FnOnce() -> A) -> ! {
             error!(error = %e, "cannot start");
             exit(e.exit_code())
         }
+    }
+}
+
+/// `myapp 1.4.2 (runicorn 0.1.0)`, or `myapp (runicorn 0.1.0)` without the app's version.
+fn version_line(program: &str, version: Option<&str>) -> String {
+    let ours = env!("CARGO_PKG_VERSION");
+    match version {
+        // The runicorn command itself: one name, one version.
+        Some(v) if program == "runicorn" && v == ours => format!("runicorn {ours}"),
+        Some(v) => format!("{program} {v} (runicorn {})", env!("CARGO_PKG_VERSION")),
+        None => format!("{program} (runicorn {})", env!("CARGO_PKG_VERSION")),
     }
 }
 
@@ -175,5 +242,29 @@ impl Drop for PidFile {
         if ours {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_line_names_the_app_and_runicorn() {
+        let ours = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            version_line("myapp", Some("1.4.2")),
+            format!("myapp 1.4.2 (runicorn {ours})")
+        );
+        assert_eq!(version_line("myapp", None), format!("myapp (runicorn {ours})"));
+        assert_eq!(version_line("runicorn", Some(ours)), format!("runicorn {ours}"));
+    }
+
+    #[test]
+    fn help_sections_follow_one_another() {
+        let about = About::version("1.0")
+            .with_help("Subcommands:\n  tune\n")
+            .with_help("Routes:\n  /\n");
+        assert_eq!(about.help.unwrap(), "Subcommands:\n  tune\n\nRoutes:\n  /\n");
     }
 }

@@ -4,11 +4,9 @@
 mod demo;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(code) =
-        runicorn_tools::dispatch("runicorn", &args, Some(runicorn_tools::tune::DEMO_PATH))
-    {
-        std::process::exit(code);
-    }
-    runicorn::run(demo::Demo::new)
+    runicorn_tools::run(
+        runicorn::about!(),
+        Some(runicorn_tools::tune::DEMO_PATH),
+        demo::Demo::new,
+    )
 }

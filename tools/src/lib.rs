@@ -4,7 +4,7 @@
 //! worker, so they may start threads. An app built on the `runicorn` library links none of
 //! this unless it depends on this crate.
 //!
-//! Not a stable API beyond [`dispatch`].
+//! Not a stable API beyond [`run`], [`dispatch`] and [`SUBCOMMANDS_HELP`].
 //!
 //! - `advice`: the advised `WEB_CONCURRENCY`, a pure function (also for `--workers auto`).
 //! - `chart`: SVG line charts.
@@ -20,8 +20,52 @@ pub mod load;
 pub mod metrics;
 pub mod tune;
 
+/// The subcommands, as `--help` lists them after the settings.
+pub const SUBCOMMANDS_HELP: &str = "\
+Subcommands (each takes --help):
+  tune [OPTIONS] --path TARGET [-- APP [ARGS]]
+        Serve an app (APP, or this binary) at several worker counts under load,
+        measure each, and advise WEB_CONCURRENCY per dyno size (docs/tuning.md).
+  metrics [FILE] [OPTIONS]
+        Read runtime metric lines (runicorn's or Heroku's) from FILE or stdin,
+        and summarise them with the advised WEB_CONCURRENCY (docs/metrics.md).
+";
+
+/// An app's `main` in one call: runs `tune` or `metrics` when the command line names one,
+/// and otherwise serves `build` as [`runicorn::run_with`] does, with the subcommands listed
+/// in `--help` and `about`'s version in `--version`. `own_path` is the route `tune` loads
+/// when it tunes this binary without `--path` (`None`: `--path` is required).
+///
+/// ```no_run
+/// # use runicorn::{Request, Response};
+/// fn main() {
+///     runicorn_tools::run(runicorn::about!(), None, || {
+///         |_req: Request<'_>| Response::new("hi\n".into())
+///     })
+/// }
+/// ```
+pub fn run<A: runicorn::App>(
+    about: runicorn::About,
+    own_path: Option<&str>,
+    build: impl FnOnce() -> A,
+) -> ! {
+    let mut argv = std::env::args();
+    let program = argv
+        .next()
+        .as_deref()
+        .and_then(|p| std::path::Path::new(p).file_name()?.to_str().map(str::to_string))
+        .unwrap_or_else(|| "runicorn".to_string());
+    let args: Vec<String> = argv.collect();
+    if let Some(code) = dispatch(&program, &args, own_path) {
+        std::process::exit(code);
+    }
+    runicorn::run_with(about.with_help(SUBCOMMANDS_HELP), build)
+}
+
 /// Runs the subcommand named by `args[0]`, if it is one; returns its exit code, or `None`
-/// when `args` are a server's settings.
+/// when `args` are a server's settings. [`run`] calls it; an app with a `main` of its own
+/// (`runicorn::config::parse`, then `runicorn::serve`) calls it first, and prints
+/// [`SUBCOMMANDS_HELP`] after the settings when `parse` gives `Command::Help`.
 ///
 /// `program tune ...` and `program metrics ...`; each takes `--help`. Anything else (flags
 /// of the server) is not a subcommand. `own_path` is the route `tune` loads when it tunes

@@ -49,9 +49,15 @@ fn help_lists_every_setting_and_version_prints() {
         assert!(out.contains(flag), "{flag} missing from --help");
     }
     assert!(out.contains("WEB_CONCURRENCY"));
+    // The runicorn command's main is runicorn_tools::run: the subcommands are listed after
+    // the settings, as for any app whose main is that one call.
+    let subcommands = out.find("Subcommands (each takes --help):").expect("subcommands listed");
+    assert!(out.find("Settings:").unwrap() < subcommands);
+    assert!(out[subcommands..].contains("\n  tune "), "{out}");
+    assert!(out[subcommands..].contains("\n  metrics "), "{out}");
     let (code, out, _) = run(&["--version"], &[]);
     assert_eq!(code, Some(0));
-    assert!(out.contains(env!("CARGO_PKG_VERSION")));
+    assert_eq!(out, format!("runicorn {}\n", env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
