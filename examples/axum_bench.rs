@@ -6,7 +6,8 @@
 //! cargo build --release --example axum_bench --features tower
 //! # runicorn: runicorn's usual settings (--workers, --worker-connections, --keepalive, ...)
 //! target/release/examples/axum_bench --workers 2 --bind 127.0.0.1:8080
-//! # axum::serve, with N Tokio worker threads (keep-alive is hyper's default there)
+//! # axum::serve on a runtime of N Tokio worker threads, its accept loop among them
+//! # (keep-alive is hyper's default there)
 //! target/release/examples/axum_bench serve --threads 2 --bind 127.0.0.1:8080
 //! ```
 //!
@@ -96,11 +97,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("the Tokio runtime");
-    rt.block_on(async move {
+    // Spawned, so that the accept loop runs on the runtime's N threads like everything else:
+    // left in `block_on` it would run on the main thread, an (N+1)th thread serving.
+    let server = rt.spawn(async move {
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         eprintln!("axum::serve on {bind}, {threads} threads, pid {}", std::process::id());
         axum::serve(listener, router()).await.expect("axum::serve");
     });
+    rt.block_on(server).expect("axum::serve");
 }
 
 /// `--threads N` (default: the number of CPUs) and `--bind ADDR` (default 127.0.0.1:8080).
