@@ -38,9 +38,14 @@ def report(res, meta, args):
         lines = section(res, args)
         if lines:
             out += [""] + lines
-    out += ["", "Targets: req/s and p99 against nginx at 2 workers, PSS against Apache prefork "
-            "at each count measured, start against nginx:"]
-    out.extend("  " + t for t in targets(res))
+    if res["throughput"] or res["memory"] or res["startup"]:
+        out += ["", "Targets: req/s and p99 against nginx at 2 workers, PSS against Apache prefork "
+                "at each count measured, start against nginx:"]
+        out.extend("  " + t for t in targets(res))
+    for section in (axum_throughput_section, axum_memory_section, axum_faults_section):
+        lines = section(res, args, meta)
+        if lines:
+            out += [""] + lines
     return "\n".join(out)
 
 
@@ -116,6 +121,105 @@ def startup_section(res, args):
             "" if mine or r["ttin_ms"] is None else ratio(ours and ours["ttin_ms"], r["ttin_ms"], 3),
         ])
     out.append(indent(table(rows, ["server", "start ms", "TTIN ms", "x start", "x TTIN"], left=1)))
+    return out
+
+
+def axum_throughput_section(res, args, meta):
+    tp = res.get("axum_throughput")
+    if not tp:
+        return []
+    out = [f"axum: examples/axum_bench.rs served by runicorn (runicorn-axum: --workers N) and by "
+           f"axum::serve on a Tokio multi-thread runtime with N threads (axum-serve). wrk -t1, "
+           f"-c{args.connections} on /, -c{args.io_connections} on /io (20 ms sleep); median of "
+           f"{args.runs} x {args.duration} s, in rounds. 'x req/s' and 'x p99': runicorn-axum's "
+           "figure divided by axum-serve's."]
+    for path in ("/", "/io"):
+        for mode in ("close", "keepalive"):
+            rows = []
+            for workers in args.workers:
+                sel = [x for x in tp if x["path"] == path and x["mode"] == mode and x["workers"] == workers]
+                ours = next((x for x in sel if x["server"] == "runicorn-axum"), None)
+                theirs = next((x for x in sel if x["server"] == "axum-serve"), None)
+                for r in sel:
+                    mine = r["server"] == "runicorn-axum"
+                    rows.append([
+                        workers, r["server"], fmt(r["rps"]), fmt(r["p50"], 2), fmt(r["p99"], 2),
+                        r["errors"],
+                        ratio(ours and ours["rps"], theirs and theirs["rps"]) if mine else "",
+                        ratio(ours and ours["p99"], theirs and theirs["p99"]) if mine else "",
+                    ])
+            if not rows:
+                continue
+            flags = next((x["flags"] for x in tp if x["path"] == path and x["mode"] == mode
+                          and x["server"] == "runicorn-axum"), "")
+            title = f"GET {path}, " + ("Connection: close" if mode == "close" else "keep-alive")
+            out += ["", f"  {title} (runicorn-axum {flags or 'defaults'}; axum-serve: hyper's keep-alive)"]
+            out.append(indent(table(rows, ["workers", "server", "req/s", "p50 ms", "p99 ms",
+                                           "errors", "x req/s", "x p99"])))
+    return out
+
+
+def axum_memory_section(res, args, meta):
+    mem = res.get("axum_memory")
+    if not mem:
+        return []
+    out = ["axum memory after 1 s of / and 1 s of /io (KiB): median per worker of RSS, PSS "
+           "and USS (each runicorn worker holds its own Tokio runtime); total over every "
+           "process of the server. axum-serve is one process (N threads): no worker columns. "
+           "'x total PSS': the server's total PSS divided by axum-serve's."]
+    rows = []
+    for workers in args.memory_workers:
+        sel = [x for x in mem if x["workers"] == workers]
+        theirs = next((x for x in sel if x["server"] == "axum-serve"), None)
+        for r in sel:
+            mine = r["server"] == "runicorn-axum"
+            rows.append([
+                workers, r["server"], r["flags"] or "-", r["processes"],
+                fmt(r["worker_rss"]), fmt(r["worker_pss"]), fmt(r["worker_uss"]),
+                fmt(r["total_rss"]), fmt(r["total_pss"]), fmt(r["total_uss"]),
+                ratio(r["total_pss"], theirs and theirs["total_pss"]) if mine else "",
+            ])
+    out.append(indent(table(rows, ["workers", "server", "settings", "procs", "worker RSS",
+                                   "worker PSS", "worker USS", "total RSS", "total PSS",
+                                   "total USS", "x total PSS"], left=3)))
+    uss = [x["worker_uss"] for x in mem if x["server"] == "runicorn-axum" and x["worker_uss"]]
+    if uss:
+        worst = max(uss)
+        out.append(f"  runicorn-axum worker USS: {fmt(min(uss))} to {fmt(worst)} KiB "
+                   f"({'below' if worst < 400 else 'NOT below'} 400 KiB)")
+    return out
+
+
+def axum_faults_section(res, args, meta):
+    fl = res.get("axum_faults")
+    if not fl:
+        return []
+    out = [f"axum fault isolation: {args.fault_connections} connections load GET / for "
+           f"{args.fault_seconds} s (each request given {args.fault_client_timeout:g} s; "
+           f"100 ms pause after a failure) while /fault/ROUTE is hit {args.fault_hits} times, "
+           f"evenly spaced, each hit waiting {args.fault_hit_timeout:g} s (the leak row: "
+           f"{args.leak_burst} requests of 1 MiB per hit). Each server is started afresh for "
+           "each row, with 2 workers (runicorn-axum) or 2 threads (axum-serve). 'failed': "
+           "timeouts + refused + other socket errors + non-2xx; 'gap': the longest stretch "
+           "with no request to / answered; 'fault ok': fault requests answered 2xx; 'alive': "
+           "the server (master) still running at the end; 'killed/replaced': runicorn's log "
+           "lines 'worker killed' (timeout, abort) and 'worker over its memory limit'."]
+    if meta.get("dyno_note"):
+        out.append(f"  NOTE: {meta['dyno_note']}")
+    rows = []
+    for r in fl:
+        rows.append([
+            r["fault"], r["server"], r["answered"], r["failed"], r["timeouts"], r["refused"],
+            r["errors"], r["non2xx"], f"{r['longest_gap_s']:.2f}",
+            f"{r['fault_answered']}/{r['fault_hits']}",
+            "yes" if r["alive_at_end"] else "no",
+            f"{r['kills']}/{r['replaced']}" if r["server"] == "runicorn-axum" else "-",
+        ])
+    out.append(indent(table(rows, ["fault", "server", "answered", "failed", "timeouts", "refused",
+                                   "errors", "non-2xx", "gap s", "fault ok", "alive",
+                                   "killed/replaced"])))
+    for r in fl:
+        out.append(f"  {r['fault']:5} {r['server']:13} {r['flags']}")
     return out
 
 

@@ -7,6 +7,8 @@
 #   bench/run.sh                    # the full run (about 12 minutes on 2 CPUs)
 #   bench/run.sh --runs 1 --duration 2 --workers 2 --memory-workers 2 --startup-runs 1
 #   bench/run.sh --only runicorn nginx
+#   bench/run.sh --axum                        # runicorn-axum against axum::serve instead
+#   bench/run.sh --only runicorn-axum axum-serve --skip faults
 #
 # Arguments go to bench.py (`bench/run.sh --help` lists them). Installing needs root (as on
 # CI); without root, what is already installed is used and the rest is skipped.
@@ -79,9 +81,20 @@ fi
 # --- runicorn -----------------------------------------------------------------------------
 log "building runicorn (cargo build --release --example hello)"
 timeout 1800 cargo build --release --quiet --example hello
+# The axum section's app (runicorn-axum and axum-serve), only when it runs: it compiles
+# axum and Tokio's multi-thread runtime.
+axum=()
+case " $* " in
+*" --axum "* | *" runicorn-axum "* | *" axum-serve "*)
+    log "building the axum app (cargo build --release --example axum_bench --features tower)"
+    timeout 1800 cargo build --release --quiet --example axum_bench --features tower
+    axum=(--axum-bench "$ROOT/target/release/examples/axum_bench")
+    ;;
+esac
 
 # bench.py bounds its own run (--time-limit) and stops every server it started, on Ctrl-C too.
 exec python3 "$ROOT/bench/bench.py" \
     --runicorn "$ROOT/target/release/examples/hello" \
     --python "$venv/bin/python" \
+    "${axum[@]}" \
     --out "$OUT" "$@"

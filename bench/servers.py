@@ -42,7 +42,9 @@ class Server:
         work = tempfile.mkdtemp(prefix=f"{self.name}-w{workers}-", dir=tmp)
         os.chmod(work, 0o755)
         cmd, cwd = self.command(workers, port, work)
-        return spawn(cmd, os.path.join(work, "server.log"), cwd=cwd)
+        proc = spawn(cmd, os.path.join(work, "server.log"), cwd=cwd)
+        proc.log_path = os.path.join(work, "server.log")
+        return proc
 
 
 class Runicorn(Server):
@@ -74,6 +76,68 @@ class Runicorn(Server):
         if self.keepalive_secs:
             cmd += ["--keepalive", str(self.keepalive_secs)]
         return cmd, work
+
+
+class RunicornAxum(Server):
+    """examples/axum_bench.rs served by runicorn: the same Router as AxumServe."""
+
+    name = "runicorn-axum"
+    ttin = True
+
+    def __init__(self, binary, keepalive_secs=0, worker_connections=1, extra=(), dyno_mb=None):
+        self.binary = binary
+        self.keepalive_secs = keepalive_secs
+        self.worker_connections = worker_connections
+        self.extra = list(extra)
+        self.dyno_mb = dyno_mb
+        self.keepalive = keepalive_secs > 0
+
+    def available(self):
+        return os.access(self.binary, os.X_OK)
+
+    def version(self):
+        return Runicorn.version(self).replace("examples/hello", "examples/axum_bench")
+
+    def flags(self):
+        """runicorn's settings beyond --workers and --bind, as the report shows them."""
+        out = []
+        if self.worker_connections > 1:
+            out += ["--worker-connections", str(self.worker_connections)]
+        if self.keepalive_secs:
+            out += ["--keepalive", str(self.keepalive_secs)]
+        return out + self.extra
+
+    def command(self, workers, port, work):
+        cmd = [self.binary, "--workers", str(workers), "--bind", f"127.0.0.1:{port}"] + self.flags()
+        return in_dyno(self.dyno_mb, cmd), work
+
+
+class AxumServe(Server):
+    """examples/axum_bench.rs in `serve` mode: axum::serve on a multi-threaded Tokio runtime
+    with as many worker threads as the other servers have workers; hyper's keep-alive."""
+
+    name = "axum-serve"
+
+    def __init__(self, binary, dyno_mb=None):
+        self.binary = binary
+        self.dyno_mb = dyno_mb
+
+    def available(self):
+        return os.access(self.binary, os.X_OK)
+
+    def version(self):
+        return "axum::serve 0.8 (examples/axum_bench serve), Tokio multi-thread runtime"
+
+    def command(self, workers, port, work):
+        cmd = [self.binary, "serve", "--threads", str(workers), "--bind", f"127.0.0.1:{port}"]
+        return in_dyno(self.dyno_mb, cmd), work
+
+
+def in_dyno(mb, cmd):
+    """The command run by bench/dyno.sh in a memory cgroup of `mb` MiB (it keeps its pid)."""
+    if not mb:
+        return cmd
+    return [os.path.join(HERE, "dyno.sh"), str(mb), "--"] + cmd
 
 
 class Nginx(Server):
