@@ -56,8 +56,10 @@
 //! extensions are kept, among them runicorn's [`RequestId`] and
 //! [`RawHead`](crate::RawHead).
 //!
-//! The response body is written frame by frame as the service produces them: with
-//! `Content-Length` when the body's size hint is exact (or the service set the header),
+//! A short response body of known length (64 KiB at most: a `String`, `Json`, `Full`) is
+//! read whole on the runtime before anything is written, and goes out with its head in one
+//! write. Any other response body is written frame by frame as the service produces them:
+//! with `Content-Length` when the body's size hint is exact (or the service set the header),
 //! otherwise chunked to HTTP/1.1 clients and ended by closing the connection for HTTP/1.0
 //! ones. Trailers (a trailers frame) follow the last chunk when the client sent `TE:
 //! trailers`, and are dropped otherwise (and for a response that is not chunked), as
@@ -289,10 +291,10 @@ where
         let service = &mut self.service;
         let answer = rt.block_on(async move {
             poll_fn(|cx| service.poll_ready(cx)).await?;
-            service.call(req).await
+            Ok::<_, S::Error>(settle(service.call(req).await?).await)
         });
         match answer {
-            Ok(response) => into_response(response, rt, about),
+            Ok(settled) => settled.into_response(rt, about),
             Err(e) => {
                 about.error(&*e.into(), "service failed");
                 internal_error()
@@ -352,6 +354,12 @@ where
         let task_exec = exec.clone();
         exec.local.spawn_local(async move {
             let answer = CatchUnwind(Box::pin(async move {
+                let call = async move {
+                    match call.await {
+                        Ok(response) => Ok(settle(response).await),
+                        Err(e) => Err(e),
+                    }
+                };
                 match timeout {
                     Some(t) => tokio::time::timeout(t, call).await.ok(),
                     None => Some(call.await),
@@ -359,7 +367,7 @@ where
             }))
             .await;
             let response = match answer {
-                Ok(Some(Ok(response))) => into_response(response, task_exec, about),
+                Ok(Some(Ok(settled))) => settled.into_response(task_exec, about),
                 Ok(Some(Err(e))) => {
                     about.error(&*e.into(), "service failed");
                     internal_error()
@@ -475,6 +483,81 @@ where
     };
     let body = Body::reader_with_trailers(frames, move || trailers.take().unwrap_or_default());
     Response::from_parts(parts, body)
+}
+
+/// The largest response body read whole, before its head is written (see [`settle`]).
+const WHOLE_BODY: u64 = 64 * 1024;
+
+/// A service's response, its body read already when that was cheap (see [`settle`]).
+enum Settled<B> {
+    /// A short body of known length, read whole: written with its head in one write.
+    Whole(http::response::Parts, Vec<u8>),
+    /// Any other body: streamed frame by frame as the writer asks for it.
+    Streamed(http::Response<B>),
+    /// A short body failed before its end: nothing was written yet.
+    Failed(BoxError),
+}
+
+/// Reads a response body whole when its size is known and at most [`WHOLE_BODY`] (a
+/// `String`, `Json`, `Full`: most responses), on the runtime, in the task that made it. The
+/// writer then sends head and body in one writev(2), where streaming would cost a write per
+/// part and a turn of the runtime per frame. A body whose head declares another
+/// `Content-Length` than its size (a response to HEAD, say) is left to stream.
+async fn settle<B>(response: http::Response<B>) -> Settled<B>
+where
+    B: HttpBody,
+    B::Error: Into<BoxError>,
+{
+    let Some(n) = response
+        .body()
+        .size_hint()
+        .exact()
+        .filter(|&n| n <= WHOLE_BODY)
+    else {
+        return Settled::Streamed(response);
+    };
+    // axum sets `Content-Length` from the size hint; a different one (a response to HEAD,
+    // whose body is empty) is the service's to keep.
+    let declared = response.headers().get(header::CONTENT_LENGTH);
+    if declared.is_some_and(|v| v.as_bytes() != n.to_string().as_bytes()) {
+        return Settled::Streamed(response);
+    }
+    let (parts, body) = response.into_parts();
+    let mut body = pin!(body);
+    let mut bytes = Vec::new();
+    while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(mut data) = frame.into_data() {
+                    while data.has_remaining() {
+                        let chunk = data.chunk();
+                        bytes.extend_from_slice(chunk);
+                        let n = chunk.len();
+                        data.advance(n);
+                    }
+                }
+            }
+            Err(e) => return Settled::Failed(e.into()),
+        }
+    }
+    Settled::Whole(parts, bytes)
+}
+
+impl<B> Settled<B>
+where
+    B: HttpBody + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn into_response(self, rt: Rc<Exec>, about: About) -> Response {
+        match self {
+            Settled::Whole(parts, bytes) => Response::from_parts(parts, Body::from(bytes)),
+            Settled::Streamed(response) => into_response(response, rt, about),
+            Settled::Failed(e) => {
+                about.error(&*e, "response body failed");
+                internal_error()
+            }
+        }
+    }
 }
 
 /// `503 Service Unavailable`, for a request that took longer than `--timeout`.
@@ -763,6 +846,13 @@ mod tests {
             Box::pin(async move {
                 let body = match req.uri().path() {
                     "/hello" => full("hello"),
+                    "/large" => full(vec![b'x'; 70 * 1024]),
+                    "/head-like" => {
+                        let mut r = http::Response::new(full(""));
+                        r.headers_mut()
+                            .insert(header::CONTENT_LENGTH, HeaderValue::from(3));
+                        return Ok(r);
+                    }
                     "/fail" => return Err("the database is down".into()),
                     "/panic" => {
                         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -818,8 +908,10 @@ mod tests {
         response: Response,
     ) -> (Vec<u8>, Option<io::Error>, Option<http::HeaderMap>) {
         let mut out = Vec::new();
-        let BodyKind::Reader(mut r, trailers) = response.into_body().kind else {
-            panic!("a tower response body is a reader");
+        let (mut r, trailers) = match response.into_body().kind {
+            BodyKind::Reader(r, trailers) => (r, trailers),
+            BodyKind::Bytes(b) => return (b.into_owned(), None, None),
+            BodyKind::File(_) => panic!("a tower response body is never a file"),
         };
         let mut buf = [0u8; 3];
         loop {
@@ -832,12 +924,35 @@ mod tests {
     }
 
     #[test]
-    fn a_body_of_exact_size_gets_its_content_length() {
+    fn a_short_body_of_exact_size_is_read_whole_and_sent_with_its_head() {
         let mut app = TowerApp::new(Routes);
         let r = get(&mut app, "/hello");
         assert_eq!(r.status(), 200);
-        assert_eq!(r.headers()[header::CONTENT_LENGTH], "5");
+        assert_eq!(
+            r.body().len_hint(),
+            Some(5),
+            "bytes: one write with the head"
+        );
         assert_eq!(read_body(r).0, b"hello");
+        // Past 64 KiB it streams, with its length.
+        let r = get(&mut app, "/large");
+        assert_eq!(r.body().len_hint(), None, "a reader");
+        assert_eq!(r.headers()[header::CONTENT_LENGTH], "71680");
+        assert_eq!(read_body(r).0.len(), 71680);
+        // A head that declares another length than the body's (HEAD) keeps its own.
+        let r = get(&mut app, "/head-like");
+        assert_eq!(r.body().len_hint(), None, "a reader");
+        assert_eq!(r.headers()[header::CONTENT_LENGTH], "3");
+    }
+
+    #[test]
+    fn an_axum_handlers_text_is_read_whole() {
+        use axum::routing::get;
+        let router = axum::Router::new().route("/", get(|| async { "Hello world\n" }));
+        let mut app = TowerApp::new(router);
+        let req = http::Request::get("/").body(RequestBody::empty()).unwrap();
+        let r = app.call(req);
+        assert_eq!(r.body().len_hint(), Some(12), "{:?}", r.headers());
     }
 
     #[test]
