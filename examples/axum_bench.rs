@@ -101,7 +101,10 @@ fn main() {
     // left in `block_on` it would run on the main thread, an (N+1)th thread serving.
     let server = rt.spawn(async move {
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
-        eprintln!("axum::serve on {bind}, {threads} threads, pid {}", std::process::id());
+        eprintln!(
+            "axum::serve on {bind}, {threads} threads, pid {}",
+            std::process::id()
+        );
         axum::serve(listener, router()).await.expect("axum::serve");
     });
     rt.block_on(server).expect("axum::serve");

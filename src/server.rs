@@ -256,8 +256,14 @@ mod tests {
             version_line("myapp", Some("1.4.2")),
             format!("myapp 1.4.2 (runicorn {ours})")
         );
-        assert_eq!(version_line("myapp", None), format!("myapp (runicorn {ours})"));
-        assert_eq!(version_line("runicorn", Some(ours)), format!("runicorn {ours}"));
+        assert_eq!(
+            version_line("myapp", None),
+            format!("myapp (runicorn {ours})")
+        );
+        assert_eq!(
+            version_line("runicorn", Some(ours)),
+            format!("runicorn {ours}")
+        );
     }
 
     #[test]
@@ -265,6 +271,9 @@ mod tests {
         let about = About::version("1.0")
             .with_help("Subcommands:\n  tune\n")
             .with_help("Routes:\n  /\n");
-        assert_eq!(about.help.unwrap(), "Subcommands:\n  tune\n\nRoutes:\n  /\n");
+        assert_eq!(
+            about.help.unwrap(),
+            "Subcommands:\n  tune\n\nRoutes:\n  /\n"
+        );
     }
 }

@@ -53,7 +53,12 @@ pub fn run<A: runicorn::App>(
     let program = argv
         .next()
         .as_deref()
-        .and_then(|p| std::path::Path::new(p).file_name()?.to_str().map(str::to_string))
+        .and_then(|p| {
+            std::path::Path::new(p)
+                .file_name()?
+                .to_str()
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "runicorn".to_string());
     let args: Vec<String> = argv.collect();
     if let Some(code) = dispatch(&program, &args, own_path) {

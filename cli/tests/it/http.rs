@@ -154,7 +154,8 @@ fn each_request_carries_its_connections_addresses() {
     let mut c = connect(&s);
     let me = c.local_addr().unwrap();
     for _ in 0..2 {
-        c.write_all(b"GET /peer HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        c.write_all(b"GET /peer HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
         let r = read_one(&mut c);
         assert_eq!(
             String::from_utf8_lossy(&r.body),

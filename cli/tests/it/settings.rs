@@ -51,7 +51,9 @@ fn help_lists_every_setting_and_version_prints() {
     assert!(out.contains("WEB_CONCURRENCY"));
     // The runicorn command's main is runicorn_tools::run: the subcommands are listed after
     // the settings, as for any app whose main is that one call.
-    let subcommands = out.find("Subcommands (each takes --help):").expect("subcommands listed");
+    let subcommands = out
+        .find("Subcommands (each takes --help):")
+        .expect("subcommands listed");
     assert!(out.find("Settings:").unwrap() < subcommands);
     assert!(out[subcommands..].contains("\n  tune "), "{out}");
     assert!(out[subcommands..].contains("\n  metrics "), "{out}");
