@@ -24,6 +24,7 @@ use crate::error::{EXIT_CRASH_LOOP, EXIT_OK, WORKER_BOOT_ERROR};
 use crate::handler::App;
 use crate::listener::Listener;
 use crate::metrics::sample::{Identity, LiveWorker, Sample, Sampler, WorkerEnd};
+use crate::metrics::statsd::Statsd;
 use crate::metrics::tcp::ListenQueue;
 use crate::notify::Notifier;
 use crate::scoreboard::{Scoreboard, WorkerState};
@@ -256,6 +257,8 @@ pub struct Master<'c, A: App> {
     sampler: Option<Sampler>,
     /// Print each sample as metric lines on stdout (`--metrics-interval` above 0).
     print_metrics: bool,
+    /// Push each sample to StatsD (`--statsd-host`).
+    statsd: Option<Statsd>,
     exe: Option<PathBuf>,
     args: Vec<OsString>,
     notifier: Notifier,
@@ -283,6 +286,14 @@ impl<'c, A: App> Master<'c, A> {
         // are handled from here on.
         sys::unmask_signals()?;
         let scoreboard = Scoreboard::new(2 * MAX_WORKERS)?;
+        let statsd = config
+            .statsd_host
+            .as_ref()
+            .and_then(|addr| Statsd::start(addr, &config.statsd_prefix, &config.dogstatsd_tags));
+        // Sample for the metric lines, or for StatsD alone (at its default interval).
+        let sample_interval = config
+            .metrics_interval
+            .or_else(|| statsd.as_ref().and(config.sample_interval()));
         let mut master = Master {
             config,
             app,
@@ -298,11 +309,12 @@ impl<'c, A: App> Master<'c, A> {
             last_boot_failure: String::new(),
             respawn_after: None,
             rng: sys::monotonic_ns() ^ (u64::from(std::process::id()) << 32) | 1,
-            sampler: config.metrics_interval.map(|interval| {
+            sampler: sample_interval.map(|interval| {
                 let id = Identity::from_env(&|k| std::env::var(k).ok(), sys::hostname());
                 Sampler::new(id, interval)
             }),
             print_metrics: config.metrics_interval.is_some(),
+            statsd,
             exe: startup.exe,
             args: startup.args,
             notifier: startup.notifier,
@@ -764,14 +776,18 @@ impl<'c, A: App> Master<'c, A> {
         }
     }
 
-    /// Every `--metrics-interval`, takes the sample and prints it as metric lines to stdout
-    /// (no thread, and only the server's own /proc and cgroup files are read).
+    /// Every `--metrics-interval`, takes the sample, prints it as metric lines to stdout and
+    /// pushes it to StatsD (no thread, and only the server's own /proc and cgroup files are
+    /// read).
     fn sample_metrics(&mut self) {
         let Some(sample) = self.take_sample() else {
             return;
         };
         if self.print_metrics {
             self.print_metric_lines(&sample);
+        }
+        if let Some(statsd) = self.statsd.as_mut() {
+            statsd.push(&sample);
         }
     }
 
@@ -865,6 +881,7 @@ impl<'c, A: App> Master<'c, A> {
                 drop(write);
                 self.workers.clear();
                 drop(self.poll.take());
+                drop(self.statsd.take());
                 let ctx = WorkerContext {
                     slot_index: slot,
                     slot: self.scoreboard.slot(slot),
