@@ -208,3 +208,28 @@ fn datagrams_hold_whole_lines_under_the_limit() {
     // And with no prefix or tags, a 2-worker sample fits a few datagrams.
     assert!(render(&sample(2), &plain()).len() <= 3);
 }
+
+/// Every name sent is in docs/metrics.md's StatsD table (worker slots as `N`).
+#[test]
+fn every_name_is_documented() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let mut s = sample(1);
+    s.requests.counters.queue.record(1000);
+    s.dyno.figures.pgpgout_pages = Some(1);
+    s.workers[0].tasks = Some(ProcTasks {
+        page_tables_kib: Some(1),
+        threads: Some(1),
+    });
+    for line in lines(&s, &plain()) {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap()
+            .replace(".worker.0.", ".worker.N.");
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "docs/metrics.md does not list `{name}`"
+        );
+    }
+}
