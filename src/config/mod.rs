@@ -38,6 +38,35 @@ impl std::fmt::Display for BindAddr {
     }
 }
 
+/// Where the master sends StatsD metrics (`--statsd-host`). The host is resolved by the
+/// master when it starts, not here: parsing does no I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsdAddr {
+    /// A UDP address: a host name or IP address, and a port.
+    Udp {
+        /// A host name, an IPv4 address, or an IPv6 address (without brackets).
+        host: String,
+        /// The port (8125, StatsD's, when none was given).
+        port: u16,
+    },
+    /// A Unix datagram socket (DogStatsD's `dsd.socket`).
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for StatsdAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatsdAddr::Udp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            StatsdAddr::Udp { host, port } => write!(f, "{host}:{port}"),
+            StatsdAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// How often the master samples when `--metrics-interval` is 0 (no metric lines) but
+/// `--statsd-host` is set: the metrics interval's own default.
+pub const STATSD_ONLY_INTERVAL: Duration = Duration::from_secs(20);
+
 /// The validated settings of a server: made by [`parse`] (or [`Config::defaults`] and the
 /// fields set one by one), read by [`serve`](crate::serve). New settings add fields, so it
 /// cannot be built with a struct literal outside this crate.
@@ -76,6 +105,12 @@ pub struct Config {
     pub worker_connections: usize,
     /// Metrics sampling interval; `None` off.
     pub metrics_interval: Option<Duration>,
+    /// Where to push StatsD metrics; `None` off.
+    pub statsd_host: Option<StatsdAddr>,
+    /// Prepended to every StatsD name: empty, or ending in one dot (`myapp.`).
+    pub statsd_prefix: String,
+    /// DogStatsD tags sent with every StatsD metric (`k:v` or bare); empty none.
+    pub dogstatsd_tags: Vec<String>,
     /// Write one log line per request.
     pub access_log: bool,
     /// The least severe level logged.
@@ -143,6 +178,13 @@ enum Source<'a> {
 }
 
 impl Config {
+    /// How often the master samples metrics: `--metrics-interval`, or
+    /// [`STATSD_ONLY_INTERVAL`] when only StatsD wants them; `None` when nothing does.
+    pub fn sample_interval(&self) -> Option<Duration> {
+        self.metrics_interval
+            .or(self.statsd_host.as_ref().map(|_| STATSD_ONLY_INTERVAL))
+    }
+
     /// The starting point before the settings table is applied (every field is then set from
     /// a flag, the environment or the table's default).
     pub fn defaults() -> Config {
@@ -162,6 +204,9 @@ impl Config {
             keepalive: 0,
             worker_connections: 1,
             metrics_interval: None,
+            statsd_host: None,
+            statsd_prefix: String::new(),
+            dogstatsd_tags: Vec::new(),
             access_log: false,
             log_level: tracing::Level::INFO,
             pid_file: None,

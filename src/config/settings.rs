@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{BindAddr, Config, ConfigError, MAX_WORKERS};
+use super::{BindAddr, Config, ConfigError, MAX_WORKERS, StatsdAddr};
 
 /// Looks an environment variable up.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -102,6 +102,86 @@ pub fn parse_bind(v: &str) -> Option<BindAddr> {
         _ => return None,
     };
     Some(BindAddr::Tcp(SocketAddr::new(ip, port)))
+}
+
+/// StatsD's own port, as Gunicorn defaults it.
+const STATSD_PORT: u16 = 8125;
+
+/// `HOST[:PORT]`, `[V6][:PORT]` or `unix:PATH` (Gunicorn's `unix://PATH` too); the port
+/// defaults to 8125. HOST is a host name or an IPv4 address; it is resolved at start.
+pub fn parse_statsd_host(v: &str) -> Option<StatsdAddr> {
+    if let Some(path) = v.strip_prefix("unix:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        return (!path.is_empty()).then(|| StatsdAddr::Unix(PathBuf::from(path)));
+    }
+    let port = |p: Option<&str>| -> Option<u16> {
+        match p {
+            None => Some(STATSD_PORT),
+            Some(p) => whole(p)?.try_into().ok().filter(|&n| n != 0),
+        }
+    };
+    if let Some(rest) = v.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        let ip: std::net::Ipv6Addr = ip.parse().ok()?;
+        let port = match after {
+            "" => port(None)?,
+            _ => port(Some(after.strip_prefix(':')?))?,
+        };
+        return Some(StatsdAddr::Udp {
+            host: ip.to_string(),
+            port,
+        });
+    }
+    let (host, p) = match v.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (v, None),
+    };
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
+    name_ok.then_some(())?;
+    Some(StatsdAddr::Udp {
+        host: host.to_string(),
+        port: port(p)?,
+    })
+}
+
+/// A StatsD name prefix: dot-separated parts of letters, digits, `_` and `-`, at most 200
+/// bytes. Trailing dots are dropped and one is added, as Gunicorn does (`myapp` ->
+/// `myapp.`); empty stays empty.
+pub fn parse_statsd_prefix(v: &str) -> Option<String> {
+    let v = v.trim_end_matches('.');
+    if v.is_empty() {
+        return Some(String::new());
+    }
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    (v.len() <= 200 && v.split('.').all(part_ok)).then(|| format!("{v}."))
+}
+
+/// DogStatsD tags: a comma list of `key:value` or bare tags of letters, digits and
+/// `_-:./`, at most 500 bytes in all; spaces around commas are dropped.
+pub fn parse_dogstatsd_tags(v: &str) -> Option<Vec<String>> {
+    if v.len() > 500 {
+        return None;
+    }
+    let tag_ok = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-:./".contains(&b))
+    };
+    let tags: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect();
+    tags.iter().all(|t| tag_ok(t)).then_some(tags)
 }
 
 fn default_bind(env: Env<'_>) -> Result<String, ConfigError> {
@@ -383,10 +463,68 @@ pub static SETTINGS: &[Setting] = &[
         doc: "How often the master prints runtime metric lines to stdout, in Heroku's \
               log-runtime-metrics format: load, dyno memory, memory per worker and for the \
               master, and the interval's requests, latency, queue time and backlog (see \
-              docs/metrics.md). Heroku's own cadence is 20 s.",
+              docs/metrics.md). Heroku's own cadence is 20 s. With --statsd-host, the same \
+              sample is also pushed to StatsD at this interval.",
         repeatable: false,
         apply: |c, v| {
             c.metrics_interval = Some(secs(v)?).filter(|d| !d.is_zero());
+            Some(())
+        },
+    },
+    Setting {
+        name: "statsd_host",
+        flag: "--statsd-host",
+        metavar: "ADDR",
+        env_aliases: &[],
+        default_doc: "off",
+        default: DefaultValue::Text(""),
+        accepts: "HOST:PORT, [V6]:PORT or unix:PATH (the port defaults to 8125)",
+        doc: "Push the metrics to a StatsD server (or a DogStatsD agent) too, as Gunicorn's \
+              --statsd-host: every --metrics-interval the master sends the sample the metric \
+              lines come from as StatsD gauges and counters, over one non-blocking UDP (or \
+              Unix datagram) socket; workers send nothing. The host is resolved once, at \
+              start. A lost or refused datagram never slows serving. With \
+              --metrics-interval 0 the master prints no lines and pushes every 20 s. Names \
+              and units: docs/metrics.md, \"StatsD\".",
+        repeatable: false,
+        apply: |c, v| {
+            c.statsd_host = match v {
+                "" => None,
+                v => Some(parse_statsd_host(v)?),
+            };
+            Some(())
+        },
+    },
+    Setting {
+        name: "statsd_prefix",
+        flag: "--statsd-prefix",
+        metavar: "STR",
+        env_aliases: &[],
+        default_doc: "none",
+        default: DefaultValue::Text(""),
+        accepts: "dot-separated names of letters, digits, _ and - (at most 200 bytes)",
+        doc: "Prepended to every StatsD name, joined with a dot as Gunicorn does: \
+              --statsd-prefix myapp sends myapp.runicorn.requests.",
+        repeatable: false,
+        apply: |c, v| {
+            c.statsd_prefix = parse_statsd_prefix(v)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "dogstatsd_tags",
+        flag: "--dogstatsd-tags",
+        metavar: "TAGS",
+        env_aliases: &[],
+        default_doc: "none",
+        default: DefaultValue::Text(""),
+        accepts: "a comma list of key:value or bare tags of letters, digits and _-:./ (at most 500 bytes)",
+        doc: "DogStatsD tags sent with every StatsD metric, as Gunicorn's --dogstatsd-tags: \
+              env:prod,service:web adds |#env:prod,service:web to each line. Only DogStatsD \
+              (the Datadog agent) and servers that accept its extension read them.",
+        repeatable: false,
+        apply: |c, v| {
+            c.dogstatsd_tags = parse_dogstatsd_tags(v)?;
             Some(())
         },
     },

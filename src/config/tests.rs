@@ -197,3 +197,107 @@ fn settings_doc_is_current() {
         "docs/settings.md is stale: run `RUNICORN_BLESS=1 cargo test settings_doc` and commit it"
     );
 }
+
+#[test]
+fn statsd_settings() {
+    let c = config(&[], &[]).unwrap();
+    assert_eq!(c.statsd_host, None);
+    assert_eq!(c.sample_interval(), Some(Duration::from_secs(20)));
+    let udp = |host: &str, port| StatsdAddr::Udp {
+        host: host.into(),
+        port,
+    };
+    for (v, want) in [
+        ("127.0.0.1:9125", udp("127.0.0.1", 9125)),
+        ("statsd.internal:8126", udp("statsd.internal", 8126)),
+        ("localhost", udp("localhost", 8125)),
+        ("[::1]:9000", udp("::1", 9000)),
+        ("[::1]", udp("::1", 8125)),
+        (
+            "unix:/var/run/dsd.socket",
+            StatsdAddr::Unix("/var/run/dsd.socket".into()),
+        ),
+        (
+            "unix:///var/run/dsd.socket",
+            StatsdAddr::Unix("/var/run/dsd.socket".into()),
+        ),
+    ] {
+        let c = config(&["--statsd-host", v], &[]).unwrap();
+        assert_eq!(c.statsd_host, Some(want), "{v}");
+    }
+    assert_eq!(udp("::1", 1).to_string(), "[::1]:1");
+    for bad in [
+        "",
+        ":8125",
+        "host:",
+        "host:0",
+        "host:65536",
+        "::1",
+        "[::1",
+        "[x]:1",
+        "a b:1",
+        "unix:",
+    ] {
+        if bad.is_empty() {
+            continue; // empty is "off"
+        }
+        let err = config(&["--statsd-host", bad], &[]).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "statsd_host (--statsd-host): invalid value '{bad}': accepts HOST:PORT, [V6]:PORT or unix:PATH"
+            )),
+            "{err}"
+        );
+    }
+    // Metrics lines off, StatsD on: the master still samples, every 20 s.
+    let c = config(
+        &["--metrics-interval", "0"],
+        &[("RUNICORN_STATSD_HOST", "127.0.0.1:8125")],
+    )
+    .unwrap();
+    assert_eq!(c.metrics_interval, None);
+    assert_eq!(c.sample_interval(), Some(STATSD_ONLY_INTERVAL));
+    let c = config(&["--metrics-interval", "0"], &[]).unwrap();
+    assert_eq!(c.sample_interval(), None);
+}
+
+#[test]
+fn statsd_prefix_is_joined_with_one_dot() {
+    let prefix = |v: &str| config(&["--statsd-prefix", v], &[]).map(|c| c.statsd_prefix);
+    assert_eq!(config(&[], &[]).unwrap().statsd_prefix, "");
+    assert_eq!(prefix("myapp").unwrap(), "myapp.");
+    assert_eq!(prefix("myapp.web-1..").unwrap(), "myapp.web-1.");
+    assert_eq!(prefix("").unwrap(), "");
+    for bad in ["my app", "a..b", ".a", "a:b", "a|b", &"x".repeat(201)] {
+        let err = prefix(bad).unwrap_err();
+        assert!(
+            err.starts_with("statsd_prefix (--statsd-prefix): invalid value"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn dogstatsd_tags_are_a_comma_list() {
+    let tags = |v: &str| {
+        let v: &'static str = Box::leak(v.to_string().into_boxed_str());
+        let env: &'static [(&str, &str)] = Box::leak(Box::new([("RUNICORN_DOGSTATSD_TAGS", v)]));
+        config(&[], env).map(|c| c.dogstatsd_tags)
+    };
+    assert_eq!(
+        config(&[], &[]).unwrap().dogstatsd_tags,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        tags("env:prod, service:web,canary").unwrap(),
+        ["env:prod", "service:web", "canary"]
+    );
+    for bad in ["a b", "a|b", "a#b", "a@b", &"x".repeat(501)] {
+        let err = tags(bad).unwrap_err();
+        assert!(
+            err.starts_with("dogstatsd_tags (RUNICORN_DOGSTATSD_TAGS): invalid value"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'));
+    }
+}

@@ -23,7 +23,8 @@ use crate::config::{Config, MAX_WORKERS};
 use crate::error::{EXIT_CRASH_LOOP, EXIT_OK, WORKER_BOOT_ERROR};
 use crate::handler::App;
 use crate::listener::Listener;
-use crate::metrics::sample::{Identity, LiveWorker, Sampler};
+use crate::metrics::sample::{Identity, LiveWorker, Sample, Sampler, WorkerEnd};
+use crate::metrics::statsd::Statsd;
 use crate::metrics::tcp::ListenQueue;
 use crate::notify::Notifier;
 use crate::scoreboard::{Scoreboard, WorkerState};
@@ -213,6 +214,17 @@ fn log_exit(w: &Worker, status: WaitStatus, requests: u64) {
     }
 }
 
+/// How a worker ended, for the StatsD counters: the same split as [`log_exit`]'s levels,
+/// with `--timeout` kills apart.
+pub fn worker_end(status: WaitStatus, killed: Option<&str>) -> WorkerEnd {
+    match (status, killed) {
+        (_, Some("timeout" | "boot timeout")) => WorkerEnd::Timeout,
+        (WaitStatus::Exited(_, 0), _) | (WaitStatus::Signaled(..), Some(_)) => WorkerEnd::Clean,
+        (WaitStatus::Exited(..) | WaitStatus::Signaled(..), _) => WorkerEnd::Failed,
+        _ => WorkerEnd::Clean,
+    }
+}
+
 /// What the master needs to re-execute itself on USR2 (see `upgrade`), and what a previous
 /// image handed over, if this one was upgraded into.
 pub struct Startup {
@@ -243,6 +255,10 @@ pub struct Master<'c, A: App> {
     respawn_after: Option<Instant>,
     rng: u64,
     sampler: Option<Sampler>,
+    /// Print each sample as metric lines on stdout (`--metrics-interval` above 0).
+    print_metrics: bool,
+    /// Push each sample to StatsD (`--statsd-host`).
+    statsd: Option<Statsd>,
     exe: Option<PathBuf>,
     args: Vec<OsString>,
     notifier: Notifier,
@@ -270,6 +286,14 @@ impl<'c, A: App> Master<'c, A> {
         // are handled from here on.
         sys::unmask_signals()?;
         let scoreboard = Scoreboard::new(2 * MAX_WORKERS)?;
+        let statsd = config
+            .statsd_host
+            .as_ref()
+            .and_then(|addr| Statsd::start(addr, &config.statsd_prefix, &config.dogstatsd_tags));
+        // Sample for the metric lines, or for StatsD alone (at its default interval).
+        let sample_interval = config
+            .metrics_interval
+            .or_else(|| statsd.as_ref().and(config.sample_interval()));
         let mut master = Master {
             config,
             app,
@@ -285,10 +309,12 @@ impl<'c, A: App> Master<'c, A> {
             last_boot_failure: String::new(),
             respawn_after: None,
             rng: sys::monotonic_ns() ^ (u64::from(std::process::id()) << 32) | 1,
-            sampler: config.metrics_interval.map(|interval| {
+            sampler: sample_interval.map(|interval| {
                 let id = Identity::from_env(&|k| std::env::var(k).ok(), sys::hostname());
                 Sampler::new(id, interval)
             }),
+            print_metrics: config.metrics_interval.is_some(),
+            statsd,
             exe: startup.exe,
             args: startup.args,
             notifier: startup.notifier,
@@ -360,7 +386,7 @@ impl<'c, A: App> Master<'c, A> {
             let view = slot.view();
             let ready = w.ready || !matches!(view.state, WorkerState::Booting | WorkerState::Free);
             if let Some(sampler) = self.sampler.as_mut() {
-                sampler.on_reap(slot);
+                sampler.on_reap(slot, worker_end(status, w.killed));
             }
             slot.free();
             self.report_exit(&w, status, view.requests, ready);
@@ -750,15 +776,27 @@ impl<'c, A: App> Master<'c, A> {
         }
     }
 
-    /// Every `--metrics-interval`, prints the metric lines to stdout (one write per line; no
-    /// thread, and only the server's own /proc and cgroup files are read).
+    /// Every `--metrics-interval`, takes the sample, prints it as metric lines to stdout and
+    /// pushes it to StatsD (no thread, and only the server's own /proc and cgroup files are
+    /// read).
     fn sample_metrics(&mut self) {
-        let Some(sampler) = self.sampler.as_mut() else {
+        let Some(sample) = self.take_sample() else {
             return;
         };
+        if self.print_metrics {
+            self.print_metric_lines(&sample);
+        }
+        if let Some(statsd) = self.statsd.as_mut() {
+            statsd.push(&sample);
+        }
+    }
+
+    /// The interval's sample, when one is due.
+    fn take_sample(&mut self) -> Option<Sample> {
+        let sampler = self.sampler.as_mut()?;
         let now = Instant::now();
         if now < sampler.next_deadline() {
-            return;
+            return None;
         }
         let workers: Vec<LiveWorker> = self
             .workers
@@ -770,15 +808,20 @@ impl<'c, A: App> Master<'c, A> {
             })
             .collect();
         let backlog = listen_queue(&self.listeners);
-        let lines = sampler.tick(
+        sampler.tick(
             now,
             std::process::id() as i32,
             &workers,
             &self.scoreboard,
             backlog,
-        );
+        )
+    }
+
+    /// One write per line, so that lines do not interleave with other writers to the pipe.
+    fn print_metric_lines(&self, sample: &Sample) {
+        let Some(sampler) = &self.sampler else { return };
         let mut out = std::io::stdout().lock();
-        for mut line in lines {
+        for mut line in sample.lines(sampler.identity()) {
             line.push('\n');
             if out.write_all(line.as_bytes()).is_err() {
                 break;
@@ -838,6 +881,7 @@ impl<'c, A: App> Master<'c, A> {
                 drop(write);
                 self.workers.clear();
                 drop(self.poll.take());
+                drop(self.statsd.take());
                 let ctx = WorkerContext {
                     slot_index: slot,
                     slot: self.scoreboard.slot(slot),

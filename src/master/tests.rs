@@ -126,3 +126,30 @@ fn free_slots_are_reused_lowest_first() {
     assert_eq!(free_slot([0, 2].into_iter(), 4), Some(1));
     assert_eq!(free_slot([0, 1].into_iter(), 2), None);
 }
+
+#[test]
+fn worker_ends_split_as_the_exit_log_does() {
+    use crate::metrics::sample::WorkerEnd;
+    use nix::sys::signal::Signal;
+    use nix::sys::wait::WaitStatus;
+    use nix::unistd::Pid;
+    let pid = Pid::from_raw(42);
+    let exited = |code| WaitStatus::Exited(pid, code);
+    let killed = |sig| WaitStatus::Signaled(pid, sig, false);
+    assert_eq!(worker_end(exited(0), None), WorkerEnd::Clean);
+    assert_eq!(worker_end(exited(1), None), WorkerEnd::Failed);
+    assert_eq!(
+        worker_end(killed(Signal::SIGKILL), Some("timeout")),
+        WorkerEnd::Timeout
+    );
+    assert_eq!(
+        worker_end(killed(Signal::SIGKILL), Some("boot timeout")),
+        WorkerEnd::Timeout
+    );
+    assert_eq!(
+        worker_end(killed(Signal::SIGKILL), Some("graceful timeout")),
+        WorkerEnd::Clean
+    );
+    assert_eq!(worker_end(killed(Signal::SIGKILL), None), WorkerEnd::Failed);
+    assert_eq!(worker_end(killed(Signal::SIGSEGV), None), WorkerEnd::Failed);
+}

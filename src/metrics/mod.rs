@@ -1,5 +1,6 @@
 //! Runtime metrics: pure readers of `/proc` and cgroup text, the load-average arithmetic,
-//! the latency histogram, and the rendering of Heroku `log-runtime-metrics`-style lines.
+//! the latency histogram, the rendering of Heroku `log-runtime-metrics`-style lines, and
+//! of the same sample as StatsD datagrams.
 //!
 //! Nothing here runs on its own: the master calls the sampler every `--metrics-interval`
 //! seconds. Parsers take text (or bytes) and return plain data, so they are tested on
@@ -9,4 +10,5 @@ pub mod advice;
 pub mod cgroup;
 pub mod load;
 pub mod sample;
+pub mod statsd;
 pub mod tcp;

@@ -222,6 +222,18 @@ pub fn render_master(
     s
 }
 
+/// p50, p95, p99 and the max of a histogram, in µs, as the request line prints them; `None`
+/// when it is empty.
+pub fn quantiles(h: &crate::histogram::Histogram, max: u64) -> Option<[u64; 4]> {
+    let (p50, p95, p99) = (h.quantile(0.5)?, h.quantile(0.95)?, h.quantile(0.99)?);
+    // A bucket's midpoint may lie above the largest value seen: clamp to it. The max and the
+    // histogram are taken word by word, so a response counted meanwhile can land its bucket
+    // and its max in different intervals: never report a max below the highest bucket's
+    // lower bound.
+    let max = max.max(h.highest_lower_bound());
+    Some([p50.min(max), p95.min(max), p99.min(max), max])
+}
+
 /// The request line for one interval. Percentiles are omitted when there was nothing to
 /// measure (no request, or no `X-Request-Start` for the queue figures).
 pub fn render_requests(id: &Identity, r: &RequestStats) -> String {
@@ -232,15 +244,7 @@ pub fn render_requests(id: &Identity, r: &RequestStats) -> String {
         let _ = write!(s, " count#requests_{}xx={n}", class + 1);
     }
     let quantiles = |s: &mut String, name: &str, h: &crate::histogram::Histogram, max: u64| {
-        if let (Some(p50), Some(p95), Some(p99)) =
-            (h.quantile(0.5), h.quantile(0.95), h.quantile(0.99))
-        {
-            // A bucket's midpoint may lie above the largest value seen: clamp to it. The max
-            // and the histogram are taken word by word, so a response counted meanwhile can
-            // land its bucket and its max in different intervals: never report a max below
-            // the highest bucket's lower bound.
-            let max = max.max(h.highest_lower_bound());
-            let (p50, p95, p99) = (p50.min(max), p95.min(max), p99.min(max));
+        if let Some([p50, p95, p99, max]) = quantiles(h, max) {
             let _ = write!(
                 s,
                 " sample#{name}_p50={} sample#{name}_p95={} sample#{name}_p99={} sample#{name}_max={}",
@@ -269,6 +273,94 @@ pub fn render_requests(id: &Identity, r: &RequestStats) -> String {
     s
 }
 
+/// The master as sampled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterSample {
+    /// Its pid.
+    pub pid: i32,
+    /// Its memory.
+    pub memory: ProcMemory,
+    /// Its page tables and threads (`None` if they could not be read).
+    pub tasks: Option<ProcTasks>,
+}
+
+/// How a worker ended, as the master saw it when it reaped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerEnd {
+    /// It exited 0 (recycled, stopped, scaled down) or the master killed it for a reason
+    /// other than `--timeout` (a graceful stop's deadline).
+    Clean,
+    /// The master killed it for `--timeout` (a stuck request or a stuck boot).
+    Timeout,
+    /// It failed: a non-zero exit, or a signal the master did not send (a crash, the OOM
+    /// killer).
+    Failed,
+}
+
+/// Workers that ended during the interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerEnds {
+    /// Every worker reaped.
+    pub exits: u64,
+    /// Those the master killed for `--timeout`.
+    pub timeouts: u64,
+    /// Those that failed.
+    pub failures: u64,
+}
+
+impl WorkerEnds {
+    /// Counts one.
+    pub fn count(&mut self, end: WorkerEnd) {
+        self.exits += 1;
+        match end {
+            WorkerEnd::Clean => {}
+            WorkerEnd::Timeout => self.timeouts += 1,
+            WorkerEnd::Failed => self.failures += 1,
+        }
+    }
+}
+
+/// Everything one interval's sample holds: the metric lines and the StatsD datagrams are both
+/// rendered from it, so their figures agree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The load averages (1, 5 and 15 minutes).
+    pub load: [f64; 3],
+    /// The dyno-level memory.
+    pub dyno: DynoMemory,
+    /// The master (`None` if its memory could not be read).
+    pub master: Option<MasterSample>,
+    /// Worker processes forked and not yet reaped.
+    pub worker_count: usize,
+    /// Each live worker.
+    pub workers: Vec<WorkerSample>,
+    /// The interval's requests.
+    pub requests: RequestStats,
+    /// Workers that ended during the interval.
+    pub ends: WorkerEnds,
+}
+
+impl Sample {
+    /// The metric lines, in their documented order: load, dyno memory, master, workers,
+    /// requests.
+    pub fn lines(&self, id: &Identity) -> Vec<String> {
+        let mut lines = vec![render_load(id, self.load)];
+        lines.push(render_memory(id, &self.dyno));
+        if let Some(m) = &self.master {
+            lines.push(render_master(
+                id,
+                m.pid,
+                &m.memory,
+                m.tasks.as_ref(),
+                self.worker_count,
+            ));
+        }
+        lines.extend(self.workers.iter().map(|w| render_worker(id, w)));
+        lines.push(render_requests(id, &self.requests));
+        lines
+    }
+}
+
 /// A worker as the master knows it, for one sample.
 #[derive(Debug, Clone, Copy)]
 pub struct LiveWorker {
@@ -289,6 +381,7 @@ pub struct Sampler {
     next_load: Instant,
     load: LoadAvg,
     reaped: Counters,
+    ends: WorkerEnds,
     /// The memory cgroup of the server (`/` in a container with its own cgroup namespace,
     /// and on a host outside any cgroup; the ownership check tells the two apart).
     cgroup: Option<(CgroupVersion, PathBuf)>,
@@ -307,6 +400,7 @@ impl Sampler {
             next_load: now + Duration::from_secs(LOAD_SAMPLE_SECS),
             load: LoadAvg::default(),
             reaped: Counters::default(),
+            ends: WorkerEnds::default(),
             cgroup,
             last_from: None,
         }
@@ -317,13 +411,20 @@ impl Sampler {
         self.next_sample.min(self.next_load)
     }
 
-    /// Keeps the counters of a worker that ended (master side, before freeing its slot).
-    pub fn on_reap(&mut self, slot: Slot<'_>) {
+    /// The `source=` and `dyno=` of the metric lines.
+    pub fn identity(&self) -> &Identity {
+        &self.id
+    }
+
+    /// Keeps the counters of a worker that ended (master side, before freeing its slot), and
+    /// counts how it ended.
+    pub fn on_reap(&mut self, slot: Slot<'_>, end: WorkerEnd) {
         self.reaped.merge(&slot.take_counters());
+        self.ends.count(end);
     }
 
     /// Does the periodic work due at `now`: a load sample every 5 s, and every interval the
-    /// metric lines, returned for the master to print.
+    /// sample, returned for the master to print and push.
     pub fn tick(
         &mut self,
         now: Instant,
@@ -331,7 +432,7 @@ impl Sampler {
         workers: &[LiveWorker],
         board: &Scoreboard,
         backlog: Option<ListenQueue>,
-    ) -> Vec<String> {
+    ) -> Option<Sample> {
         if now >= self.next_load {
             self.next_load += Duration::from_secs(LOAD_SAMPLE_SECS);
             if self.next_load <= now {
@@ -340,7 +441,7 @@ impl Sampler {
             self.load.sample(self.active_tasks(master_pid, workers));
         }
         if now < self.next_sample {
-            return Vec::new();
+            return None;
         }
         self.next_sample += self.interval;
         if self.next_sample <= now {
@@ -378,21 +479,19 @@ impl Sampler {
             stats.in_flight += view.in_flight;
         }
 
-        let mut lines = vec![render_load(&self.id, self.load.averages())];
-        lines.push(render_memory(&self.id, &dyno));
-        if let Some(m) = &master_mem {
-            let tasks = proc::read_tasks(master_pid);
-            lines.push(render_master(
-                &self.id,
-                master_pid,
-                m,
-                tasks.as_ref(),
-                workers.len(),
-            ));
-        }
-        lines.extend(samples.iter().map(|w| render_worker(&self.id, w)));
-        lines.push(render_requests(&self.id, &stats));
-        lines
+        Some(Sample {
+            load: self.load.averages(),
+            dyno,
+            master: master_mem.map(|memory| MasterSample {
+                pid: master_pid,
+                memory,
+                tasks: proc::read_tasks(master_pid),
+            }),
+            worker_count: workers.len(),
+            workers: samples,
+            requests: stats,
+            ends: std::mem::take(&mut self.ends),
+        })
     }
 
     /// The server's runnable processes (R or D), as the kernel's load average counts them;

@@ -25,6 +25,8 @@ mod keepalive;
 mod logs;
 /// Runtime metrics on stdout, parsed with a real logfmt parser; the dyno cgroup.
 mod metrics;
+/// StatsD datagrams from the master (`--statsd-host`), and serving when nobody listens.
+mod statsd;
 /// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
 mod pool;
 /// examples/Procfile under honcho.
