@@ -71,6 +71,9 @@ pub(super) struct Worker<'a, A: App> {
     pub(super) done: Vec<(usize, Response)>,
     /// Up to when the time with requests in flight was counted as busy (`account_busy`).
     pub(super) busy_counted: Instant,
+    /// When to hand the heap's free pages back to the kernel: set when the last request in
+    /// flight is answered (see `finish`), cleared when another starts.
+    pub(super) trim_at: Option<Instant>,
     /// Per listener: worth an accept. Edge-triggered, so it stays true until accept says
     /// EAGAIN.
     listener_ready: Vec<bool>,
@@ -169,6 +172,7 @@ impl<'a, A: App> Worker<'a, A> {
             in_flight: Vec::new(),
             done: Vec::new(),
             busy_counted: Instant::now(),
+            trim_at: None,
             listener_ready: vec![true; listeners],
             listener_addrs,
             handed_off: false,
@@ -220,6 +224,15 @@ impl<'a, A: App> Worker<'a, A> {
             let mut timeout = self
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(now));
+            if let Some(at) = self.trim_at {
+                if now >= at {
+                    self.trim_at = None;
+                    sys::release_free_memory();
+                } else {
+                    let left = at - now;
+                    timeout = Some(timeout.map_or(left, |t| t.min(left)));
+                }
+            }
             if retry_soon {
                 timeout = Some(timeout.map_or(RETRY, |t| t.min(RETRY)));
             }

@@ -61,6 +61,7 @@ impl<A: App> Worker<'_, A> {
         if self.in_flight.is_empty() {
             self.ctx.slot.set_state(WorkerState::Busy);
         }
+        self.trim_at = None;
         let notes = self.take_notes(&parsed.request);
         match body.finish() {
             Ok(mut body) => {
@@ -103,6 +104,10 @@ impl<A: App> Worker<'_, A> {
         self.answer(id, client, f.notes, f.keep_alive, response, f.started);
         if self.in_flight.is_empty() {
             self.ctx.slot.set_state(WorkerState::Idle);
+            // A burst of requests in flight grew the heap (each holds its task, buffers and
+            // response); freed, those pages stay with the allocator and count as this
+            // worker's memory. Once it has been idle a moment, they go back to the kernel.
+            self.trim_at = Some(Instant::now() + TRIM_AFTER);
         } else {
             self.publish_in_flight();
         }
@@ -450,6 +455,10 @@ fn accepts_trailers(headers: &http::HeaderMap) -> bool {
         })
     })
 }
+
+/// How long a worker serving several requests at once stays idle before it returns its
+/// heap's free pages to the kernel.
+const TRIM_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A request started in an app that serves several at once, until its response is written.
 pub(super) struct InFlight {
