@@ -119,6 +119,19 @@ pub struct ConnectionInfo {
     pub listener: usize,
 }
 
+/// A short text/plain response with the status's reason phrase as body: what the server
+/// answers for the app when it cannot (a panic, a refusal, a timeout).
+pub(crate) fn plain(status: http::StatusCode) -> Response {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut r = Response::new(format!("{reason}\n").into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
 /// Where a request body's bytes come from: the whole body, collected by the worker before
 /// the app was called (in memory, or in a temporary file for a large one).
 pub(crate) trait BodySource {

@@ -115,7 +115,7 @@ use tower_service::Service;
 use tracing::error;
 
 use crate::handler::{
-    App, Body, BodySource, BoxError, Concurrent, Request, RequestBody, Response, WorkerInfo,
+    App, Body, BodySource, BoxError, Concurrent, Request, RequestBody, Response, WorkerInfo, plain,
 };
 use crate::worker::{RequestId, take_panic};
 
@@ -302,7 +302,7 @@ where
             Ok(rt) => rt,
             Err(e) => {
                 about.error(&e, "cannot make the worker's runtime");
-                return internal_error();
+                return plain(StatusCode::INTERNAL_SERVER_ERROR);
             }
         };
         let req = http::Request::from_parts(parts, IncomingBody::new(body));
@@ -315,7 +315,7 @@ where
             Ok(settled) => settled.into_response(rt, about),
             Err(e) => {
                 about.error(&*e.into(), "service failed");
-                internal_error()
+                plain(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
     }
@@ -357,7 +357,9 @@ where
             Ok(exec) => exec,
             Err(e) => {
                 about.error(&e, "cannot make the worker's runtime");
-                return done.borrow_mut().push((key, internal_error()));
+                return done
+                    .borrow_mut()
+                    .push((key, plain(StatusCode::INTERNAL_SERVER_ERROR)));
             }
         };
         let req = http::Request::from_parts(parts, IncomingBody::new(body));
@@ -366,7 +368,9 @@ where
         // the requests already started move on.
         if let Err(e) = exec.block_on(poll_fn(|cx| service.poll_ready(cx))) {
             about.error(&*e.into(), "service failed");
-            return done.borrow_mut().push((key, internal_error()));
+            return done
+                .borrow_mut()
+                .push((key, plain(StatusCode::INTERNAL_SERVER_ERROR)));
         }
         let call = service.call(req);
         let task_exec = exec.clone();
@@ -388,15 +392,15 @@ where
                 Ok(Some(Ok(settled))) => settled.into_response(task_exec, about),
                 Ok(Some(Err(e))) => {
                     about.error(&*e.into(), "service failed");
-                    internal_error()
+                    plain(StatusCode::INTERNAL_SERVER_ERROR)
                 }
                 Ok(None) => {
                     about.timed_out(timeout.unwrap_or_default());
-                    unavailable()
+                    plain(StatusCode::SERVICE_UNAVAILABLE)
                 }
                 Err(()) => {
                     about.panicked();
-                    internal_error()
+                    plain(StatusCode::INTERNAL_SERVER_ERROR)
                 }
             };
             done.borrow_mut().push((key, response));
@@ -572,28 +576,10 @@ where
             Settled::Streamed(response) => into_response(response, rt, about),
             Settled::Failed(e) => {
                 about.error(&*e, "response body failed");
-                internal_error()
+                plain(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
     }
-}
-
-/// `503 Service Unavailable`, for a request that took longer than `--timeout`.
-fn unavailable() -> Response {
-    let mut r = Response::new("Service Unavailable\n".into());
-    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    r
-}
-
-/// `500 Internal Server Error`, as runicorn answers a panicking app.
-fn internal_error() -> Response {
-    let mut r = Response::new("Internal Server Error\n".into());
-    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    r
 }
 
 /// What the logs say about the request a failure belongs to.

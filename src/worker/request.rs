@@ -4,7 +4,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderValue, Method, StatusCode, Version};
+use http::{Method, StatusCode, Version};
 use tracing::{debug, error, info};
 
 use super::body::CompleteBody;
@@ -13,7 +13,7 @@ use super::event_loop::Worker;
 use super::panics::take_panic;
 use super::{RequestId, io, wire};
 use crate::h1::{self, Framing, Persist};
-use crate::handler::{App, ConnectionInfo, RequestBody, Response};
+use crate::handler::{App, ConnectionInfo, RequestBody, Response, plain};
 use crate::listener::Conn;
 use crate::scoreboard::WorkerState;
 
@@ -476,20 +476,10 @@ fn stored_body_lost(worker: usize, pid: u32, e: &std::io::Error) -> Response {
     plain(StatusCode::SERVICE_UNAVAILABLE)
 }
 
-/// A short text/plain response with the status's reason phrase as body.
-fn plain(status: StatusCode) -> Response {
-    let reason = status.canonical_reason().unwrap_or("Error");
-    let mut r = Response::new(format!("{reason}\n").into());
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
-    r
-}
-
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     #[test]

@@ -25,8 +25,6 @@ mod keepalive;
 mod logs;
 /// Runtime metrics on stdout, parsed with a real logfmt parser; the dyno cgroup.
 mod metrics;
-/// StatsD datagrams from the master (`--statsd-host`), and serving when nobody listens.
-mod statsd;
 /// Worker count, TTIN/TTOU/WINCH, HUP, the single-threaded master, master death.
 mod pool;
 /// examples/Procfile under honcho.
@@ -39,6 +37,8 @@ mod settings;
 mod shutdown;
 /// Slow bodies, a full worker, pipelined requests left in the kernel, trickled heads.
 mod slow_clients;
+/// StatsD datagrams from the master (`--statsd-host`), and serving when nobody listens.
+mod statsd;
 /// `runicorn tune` and `runicorn metrics`: tables, advice, charts, recorded Heroku lines.
 mod tools;
 /// `runicorn::tower`: the axum example and the echo as a tower service, conformance kit
