@@ -149,6 +149,8 @@ pub mod internals {
     pub mod date {
         pub use crate::h1::date::{civil_from_days, days_from_civil};
     }
+    /// The binary's name and arguments, as `run` reads them.
+    pub use crate::server::program_and_args;
     /// The chunked transfer coding, as the server removes it.
     pub mod h1 {
         pub use crate::h1::{ChunkedDecoder, Limits, Step};

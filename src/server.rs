@@ -75,18 +75,7 @@ pub fn run<A: App>(build: impl FnOnce() -> A) -> ! {
 
 /// [`run`], with what the binary says about itself in `--version` and `--help`.
 pub fn run_with<A: App>(about: About, build: impl FnOnce() -> A) -> ! {
-    let mut args = std::env::args();
-    let program = args
-        .next()
-        .as_deref()
-        .and_then(|p| {
-            std::path::Path::new(p)
-                .file_name()?
-                .to_str()
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "runicorn".to_string());
-    let args: Vec<String> = args.collect();
+    let (program, args) = program_and_args();
     let command = config::parse(&program, &args, &|k| std::env::var(k).ok());
     let config = match command {
         Ok(Command::Serve(c)) => c,
@@ -114,6 +103,23 @@ pub fn run_with<A: App>(about: About, build: impl FnOnce() -> A) -> ! {
             exit(e.exit_code())
         }
     }
+}
+
+/// The binary's name as it was run (the file name of `argv[0]`, `runicorn` if none), for
+/// usage and error lines, and its arguments.
+pub fn program_and_args() -> (String, Vec<String>) {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .as_deref()
+        .and_then(|p| {
+            std::path::Path::new(p)
+                .file_name()?
+                .to_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "runicorn".to_string());
+    (program, args.collect())
 }
 
 /// `myapp 1.4.2 (runicorn 0.1.0)`, or `myapp (runicorn 0.1.0)` without the app's version.

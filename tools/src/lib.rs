@@ -49,18 +49,7 @@ pub fn run<A: runicorn::App>(
     own_path: Option<&str>,
     build: impl FnOnce() -> A,
 ) -> ! {
-    let mut argv = std::env::args();
-    let program = argv
-        .next()
-        .as_deref()
-        .and_then(|p| {
-            std::path::Path::new(p)
-                .file_name()?
-                .to_str()
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "runicorn".to_string());
-    let args: Vec<String> = argv.collect();
+    let (program, args) = runicorn::internals::program_and_args();
     if let Some(code) = dispatch(&program, &args, own_path) {
         std::process::exit(code);
     }
