@@ -347,6 +347,20 @@ pub fn established(pid: i32) -> usize {
         .count()
 }
 
+/// A process's memory as smaps_rollup would give it, without swap: fixed figures for the
+/// renderers' tests.
+#[cfg(test)]
+pub(crate) fn test_memory(rss_kib: u64, pss_kib: u64, uss_kib: u64) -> ProcMemory {
+    ProcMemory {
+        rss_kib,
+        pss_kib,
+        uss_kib,
+        swap_kib: 0,
+        swap_pss_kib: 0,
+        source: MemSource::SmapsRollup,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,6 @@
 //! Rendering: every line in Heroku's vocabulary, with fixed figures.
 
 use super::*;
-use crate::procfs::MemSource;
 
 fn id() -> Identity {
     Identity {
@@ -10,16 +9,7 @@ fn id() -> Identity {
     }
 }
 
-fn mem(rss: u64, pss: u64, uss: u64) -> ProcMemory {
-    ProcMemory {
-        rss_kib: rss,
-        pss_kib: pss,
-        uss_kib: uss,
-        swap_kib: 0,
-        swap_pss_kib: 0,
-        source: MemSource::SmapsRollup,
-    }
-}
+use crate::procfs::test_memory as mem;
 
 #[test]
 fn identity_from_the_platform_or_the_host() {

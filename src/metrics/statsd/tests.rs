@@ -8,19 +8,10 @@ use crate::metrics::sample::{
     DynoMemory, Identity, MasterSample, RequestStats, WorkerEnds, WorkerSample,
 };
 use crate::metrics::tcp::ListenQueue;
-use crate::procfs::{MemSource, ProcMemory, ProcTasks};
+use crate::procfs::ProcTasks;
 use crate::scoreboard::Counters;
 
-fn mem(rss: u64, pss: u64, uss: u64) -> ProcMemory {
-    ProcMemory {
-        rss_kib: rss,
-        pss_kib: pss,
-        uss_kib: uss,
-        swap_kib: 0,
-        swap_pss_kib: 0,
-        source: MemSource::SmapsRollup,
-    }
-}
+use crate::procfs::test_memory as mem;
 
 fn sample(workers: usize) -> Sample {
     let mut c = Counters {
