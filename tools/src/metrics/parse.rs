@@ -335,6 +335,8 @@ pub struct RequestFigures {
     pub busy: Option<u64>,
     /// `sample#workers_idle`.
     pub idle: Option<u64>,
+    /// `count#requests_1xx` to `count#requests_5xx`, when the line has them.
+    pub by_class: Option<[u64; 5]>,
 }
 
 /// The dyno memory line's figures (MB).
@@ -350,6 +352,9 @@ pub struct DynoFigures {
     pub swap: Option<f64>,
     /// `sample#memory_quota`.
     pub quota: Option<f64>,
+    /// `sample#memory_pgpgin` and `sample#memory_pgpgout`: pages paged in and out since the
+    /// dyno started (cumulative counters).
+    pub paging: Option<(f64, f64)>,
 }
 
 /// What a line reports.
@@ -402,6 +407,17 @@ pub enum Event {
     /// runicorn's `msg="worker over its memory limit: replacing it after its request"`
     /// (`--max-worker-memory`).
     WorkerOverLimit,
+    /// Any other end of a worker: runicorn's `msg="worker exited"` or `msg="worker killed"`
+    /// (a recycle after `--max-requests`, a `--timeout` kill, a crash).
+    WorkerEnd {
+        /// The slot, if the line names it.
+        slot: Option<u64>,
+        /// What ended it, in the line's words: its `reason`, else its signal or exit code.
+        reason: String,
+    },
+    /// The server or the dyno (re)started: runicorn's `msg="master started"`, the
+    /// platform's `Starting process with command ...`.
+    Started,
 }
 
 /// One line, read.
@@ -468,6 +484,10 @@ pub fn parse_line(line: &str) -> Option<Record> {
                 backlog: int("sample#backlog").zip(int("sample#backlog_limit")),
                 busy: int("sample#workers_busy"),
                 idle: int("sample#workers_idle"),
+                by_class: (|| {
+                    let class = |c: u8| int(&format!("count#requests_{c}xx"));
+                    Some([class(1)?, class(2)?, class(3)?, class(4)?, class(5)?])
+                })(),
             })
         } else if get("process") == Some("master") {
             Event::Master {
@@ -490,6 +510,7 @@ pub fn parse_line(line: &str) -> Option<Record> {
                 cache: num("sample#memory_cache"),
                 swap: num("sample#memory_swap"),
                 quota: num("sample#memory_quota"),
+                paging: num("sample#memory_pgpgin").zip(num("sample#memory_pgpgout")),
             })
         } else if pairs.iter().any(|(k, _)| k.starts_with("sample#load_avg")) {
             Event::Load {
@@ -503,6 +524,18 @@ pub fn parse_line(line: &str) -> Option<Record> {
         Event::WorkerOom
     } else if get("msg") == Some("worker over its memory limit: replacing it after its request") {
         Event::WorkerOverLimit
+    } else if matches!(get("msg"), Some("worker exited" | "worker killed")) {
+        let reason = get("reason")
+            .map(|r| r.to_string())
+            .or_else(|| get("signal").map(|s| format!("signal {s}")))
+            .or_else(|| get("code").map(|c| format!("exit code {c}")))
+            .unwrap_or_else(|| "exited".to_string());
+        Event::WorkerEnd {
+            slot: int("worker"),
+            reason,
+        }
+    } else if get("msg") == Some("master started") || body.starts_with("Starting process with") {
+        Event::Started
     } else if body.starts_with("Error R14") {
         Event::R14
     } else if body.starts_with("Error R15") {
@@ -667,6 +700,43 @@ mod tests {
     }
 
     #[test]
+    fn worker_ends_and_starts() {
+        let end = |line: &str| parse_line(line).map(|r| r.event);
+        assert_eq!(
+            end(
+                r#"at=info msg="worker killed" worker=1 pid=7 signal=SIGKILL requests=3 reason=timeout"#
+            ),
+            Some(Event::WorkerEnd {
+                slot: Some(1),
+                reason: "timeout".into()
+            })
+        );
+        assert_eq!(
+            end(r#"at=info msg="worker exited" worker=0 pid=7 code=0 requests=1000"#),
+            Some(Event::WorkerEnd {
+                slot: Some(0),
+                reason: "exit code 0".into()
+            })
+        );
+        assert_eq!(
+            end(
+                r#"at=error msg="worker killed" worker=0 pid=7 signal=SIGKILL requests=2 reason="perhaps out of memory""#
+            ),
+            Some(Event::WorkerOom)
+        );
+        assert_eq!(
+            end(r#"at=info msg="master started" pid=9680 workers=2"#),
+            Some(Event::Started)
+        );
+        assert_eq!(
+            end(
+                "2026-12-04T10:00:00+00:00 heroku[web.1]: Starting process with command `./target/release/myapp`"
+            ),
+            Some(Event::Started)
+        );
+    }
+
+    #[test]
     fn heroku_lines() {
         let r = parse_line("2016-08-14T14:26:11.096375+00:00 heroku[web.1]: source=web.1 dyno=heroku.55116999.d72a0fcf-23c8-4919-b268-d0656f7b4d6d sample#memory_total=62.33MB sample#memory_rss=62.33MB sample#memory_cache=0.00MB sample#memory_swap=0.00MB sample#memory_pgpgin=19047pages sample#memory_pgpgout=3090pages sample#memory_quota=512.00MB").unwrap();
         assert_eq!(r.origin, Origin::Platform);
@@ -679,6 +749,7 @@ mod tests {
                 cache: Some(0.0),
                 swap: Some(0.0),
                 quota: Some(512.0),
+                paging: Some((19047.0, 3090.0)),
             })
         );
         // Bare, as in Heroku's docs: still the platform's, from the dyno id.
@@ -765,6 +836,7 @@ mod tests {
                 backlog: Some((0, 1024)),
                 busy: Some(0),
                 idle: Some(2),
+                by_class: Some([0, 51530, 0, 0, 0]),
             })
         );
         // A worker line without memory (it had just exited) and a request line without
@@ -802,11 +874,16 @@ mod tests {
             parse_line(r#"at=info msg="worker ready" worker=0 pid=4242"#),
             None
         );
+        // A kill by the master is an end of a worker (a mark), not a metric.
         assert_eq!(
             parse_line(
                 r#"at=info msg="worker killed" worker=1 pid=4243 signal=SIGKILL requests=880 reason=timeout"#
-            ),
-            None
+            )
+            .map(|r| r.event),
+            Some(Event::WorkerEnd {
+                slot: Some(1),
+                reason: "timeout".into()
+            })
         );
     }
 }

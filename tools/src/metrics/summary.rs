@@ -191,6 +191,27 @@ impl Dyno {
     }
 }
 
+/// One dyno's advice, for the dashboard ([`Tracker::advice_report`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynoAdvice {
+    /// The dyno (`web.1`).
+    pub source: String,
+    /// The quota advised for: the dyno's own, else `--quota`, else 512 MB.
+    pub quota_mb: f64,
+    /// The dyno size that quota is, if it is one.
+    pub size: Option<&'static str>,
+    /// The advised `WEB_CONCURRENCY` (the range's low end when `range` is set).
+    pub workers: usize,
+    /// The range of counts that serve the traffic seen, when no single number can be said.
+    pub range: Option<(usize, usize)>,
+    /// What bound it, in words.
+    pub reason: String,
+    /// `(dyno size, advice, what bound it)` for each dyno size.
+    pub by_size: Vec<(&'static str, String, &'static str)>,
+    /// The summary's advice lines: the figures behind the count.
+    pub lines: Vec<String>,
+}
+
 /// What has been read so far.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
@@ -225,6 +246,10 @@ impl Tracker {
     /// Keeps what `rec` says; `true` when it completes a sample set (runicorn's request
     /// line, or the platform's dyno memory line).
     pub fn feed(&mut self, rec: Record) -> bool {
+        if matches!(rec.event, Event::WorkerEnd { .. } | Event::Started) {
+            // Marks on the dashboard's time axis; nothing the summary counts.
+            return false;
+        }
         self.lines += 1;
         // A line without a source (a bare log line of runicorn's) belongs to the dyno of
         // the lines around it.
@@ -346,6 +371,7 @@ impl Tracker {
                 d.over_limit += 1;
                 false
             }
+            Event::WorkerEnd { .. } | Event::Started => false,
         };
         if complete {
             self.sets += 1;
@@ -363,6 +389,48 @@ impl Tracker {
                 let quota = d.quota().or(self.opts.quota_mb).unwrap_or(512.0);
                 let a = d.advise(Platform::for_quota(quota), &self.opts)?;
                 Some((source.clone(), quota, a))
+            })
+            .collect()
+    }
+
+    /// The advice as the dashboard shows it: for each dyno with runicorn's per-process
+    /// lines, the count for its own quota and for each dyno size, and the summary's advice
+    /// lines (the figures behind it), from the same computation as [`Tracker::summary`].
+    pub fn advice_report(&self) -> Vec<DynoAdvice> {
+        self.dynos
+            .iter()
+            .filter_map(|(source, d)| {
+                let quota = d.quota().or(self.opts.quota_mb);
+                let quota_mb = quota.unwrap_or(512.0);
+                let a = d.advise(Platform::for_quota(quota_mb), &self.opts)?;
+                let by_size = DYNO_SIZES
+                    .iter()
+                    .filter_map(|size| {
+                        let a = d.advise(Platform::from(*size), &self.opts)?;
+                        Some((size.name, a.short(), a.limit.as_str()))
+                    })
+                    .collect();
+                let mut text = String::new();
+                self.render_advice(&mut text, d, quota);
+                let lines = text
+                    .lines()
+                    .map(|l| {
+                        l.trim_start_matches(' ')
+                            .trim_start_matches("advice")
+                            .trim_start()
+                            .to_string()
+                    })
+                    .collect();
+                Some(DynoAdvice {
+                    source: source.clone(),
+                    quota_mb,
+                    size: advice::dyno_size_of(quota_mb).map(|s| s.name),
+                    workers: a.workers,
+                    range: a.range,
+                    reason: a.reason(),
+                    by_size,
+                    lines,
+                })
             })
             .collect()
     }
