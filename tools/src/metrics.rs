@@ -13,8 +13,10 @@
 //! summary is printed. Reading a file, only the final summary. Lines are parsed in
 //! `metrics/parse.rs`, kept in `metrics/summary.rs`; this file holds the flags and the loop.
 
+mod dashboard;
 mod parse;
 mod summary;
+mod timeline;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,7 +25,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 pub use parse::{Event, Origin, Record, logfmt, parse_line};
-pub use summary::{Options, Tracker};
+pub use summary::{DynoAdvice, Options, Tracker};
+pub use timeline::Timeline;
 
 use super::advice::{self, DYNO_SIZES};
 use super::chart;
@@ -34,7 +37,8 @@ use super::cli::{self, Arg, Args, EXIT_USAGE};
 /// arrive within milliseconds of each other.
 const QUIET: Duration = Duration::from_millis(300);
 
-const FLAGS: &str = "--chart PATH, --quota SIZE, --headroom PCT, --cpus N, --final, --help";
+const FLAGS: &str =
+    "--serve ADDR, --chart PATH, --quota SIZE, --headroom PCT, --cpus N, --final, --help";
 
 fn help(program: &str) -> String {
     let sizes: Vec<String> = DYNO_SIZES
@@ -57,6 +61,11 @@ lines, bare or with the prefixes that `heroku logs` or a syslog drain adds:
     heroku logs --tail | {program} metrics --chart memory.svg
 
 Options:
+  --serve ADDR     serve a live dashboard of the lines at http://ADDR/ (for example
+                   127.0.0.1:9000) instead of printing summaries: memory against the
+                   quota, load, requests, service and queue time, workers, errors on
+                   the time axis, and the advice; it goes on serving at the end of the
+                   input, until stopped (docs/observability.md)
   --chart PATH     write an SVG chart of memory over time per dyno (rewritten at each
                    live summary)
   --quota SIZE     the memory quota to advise for when the lines carry none:
@@ -78,6 +87,7 @@ Exit codes: 0 done, 1 no metric line in the input or an I/O error, 2 bad flag.
 #[derive(Debug, Clone, PartialEq)]
 struct Settings {
     input: Option<PathBuf>,
+    serve: Option<String>,
     chart: Option<PathBuf>,
     opts: Options,
     final_only: bool,
@@ -91,6 +101,7 @@ enum Parsed {
 fn parse_flags(args: &[String]) -> Result<Parsed, String> {
     let mut s = Settings {
         input: None,
+        serve: None,
         chart: None,
         opts: Options::default(),
         final_only: false,
@@ -99,6 +110,14 @@ fn parse_flags(args: &[String]) -> Result<Parsed, String> {
     while let Some(arg) = it.next() {
         match arg {
             Arg::Flag("--help", _) => return Ok(Parsed::Help),
+            Arg::Flag("--serve", v) => {
+                let what = "an address to listen on, such as 127.0.0.1:9000";
+                let value = it.value("--serve", v, what)?;
+                if value.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(cli::invalid("--serve", value, what));
+                }
+                s.serve = Some(value.to_string());
+            }
             Arg::Flag("--chart", v) => {
                 s.chart = Some(it.value("--chart", v, "a file path")?.into())
             }
@@ -135,6 +154,9 @@ fn parse_flags(args: &[String]) -> Result<Parsed, String> {
             }
         }
     }
+    if s.serve.is_some() && (s.chart.is_some() || s.final_only) {
+        return Err("--serve: --chart and --final are for the printed summary; the dashboard draws its own charts".into());
+    }
     Ok(Parsed::Run(s))
 }
 
@@ -161,6 +183,9 @@ pub fn main(program: &str, args: &[String]) -> i32 {
         },
         None => (Box::new(std::io::stdin()), !stdin_is_regular_file()),
     };
+    if let Some(bind) = &settings.serve {
+        return dashboard::serve(program, bind, reader, settings.opts);
+    }
     let live = live && !settings.final_only;
     let mut out = std::io::stdout().lock();
     match run(reader, live, &settings, &mut out) {

@@ -11,6 +11,8 @@ mod support;
 mod chaos;
 /// The HTTP/1.1 conformance kit in tests/conformance, against examples/echo.
 mod conformance;
+
+mod dashboard;
 /// Operator docs that must follow the code.
 mod docs;
 /// Timeouts, panics, aborts, max-requests, crash loops.

@@ -546,6 +546,45 @@ pub fn python_module(import_name: &str, pip_spec: &str) {
     ready.push(import_name.to_string());
 }
 
+/// Makes sure the program `binary` is on the PATH, installing Debian's `package` (as
+/// `.ci/run` does) when it is not, so that the tests run on a fresh machine.
+pub fn debian_package(binary: &str, package: &str) {
+    static READY: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
+    if ready.iter().any(|b| b == binary) {
+        return;
+    }
+    let found = |b: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {b}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !found(binary) {
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends", package])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let installed = install()
+            || (Command::new("apt-get")
+                .args(["update", "-q"])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+                && install());
+        assert!(
+            installed && found(binary),
+            "these tests need {binary}: apt-get install {package} (as root)"
+        );
+    }
+    ready.push(binary.to_string());
+}
+
 /// Reads exactly one response (head and Content-Length body) from a kept connection.
 pub fn read_one(c: &mut impl Read) -> Response {
     read_one_of(c, false)

@@ -431,6 +431,7 @@ fn live_stream_prints_a_block_per_quiet_sample_set_then_the_final_summary() {
     let (tx, rx) = mpsc::channel();
     let out = Shared::default();
     let settings = Settings {
+        serve: None,
         input: None,
         chart: None,
         opts: Options::default(),
@@ -479,6 +480,7 @@ fn a_file_gives_only_the_final_summary_and_a_chart() {
     std::fs::create_dir_all(&dir).unwrap();
     let chart = dir.join("memory.svg");
     let settings = Settings {
+        serve: None,
         input: None,
         chart: Some(chart.clone()),
         opts: Options::default(),
@@ -498,6 +500,7 @@ fn a_file_gives_only_the_final_summary_and_a_chart() {
     // Nothing parsable: nothing printed, 0 lines.
     let mut out = Vec::new();
     let settings = Settings {
+        serve: None,
         chart: None,
         ..settings
     };
