@@ -212,6 +212,7 @@ pub fn read_into(
         tracker: Tracker::new(opts),
         timeline: Timeline::new(),
         last_t: None,
+        last_advice: Vec::new(),
     };
     let (tx, rx) = mpsc::sync_channel::<String>(4096);
     let reading = std::thread::spawn(move || -> std::io::Result<()> {
@@ -250,13 +251,13 @@ pub fn read_into(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 pending = false;
-                spool.append(&[feed.advice()])?;
+                spool.append(&feed.advice())?;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     if pending {
-        spool.append(&[feed.advice()])?;
+        spool.append(&feed.advice())?;
     }
     reading
         .join()
@@ -269,6 +270,8 @@ struct Feed {
     tracker: Tracker,
     timeline: Timeline,
     last_t: Option<f64>,
+    /// The advice last written, so that an unchanged one is not written again.
+    last_advice: Vec<super::summary::DynoAdvice>,
 }
 
 impl Feed {
@@ -285,12 +288,15 @@ impl Feed {
         self.tracker.feed(rec)
     }
 
-    /// The advice event, at the time of the latest line.
-    fn advice(&self) -> String {
-        advice_event(
-            self.last_t.unwrap_or_else(now),
-            &self.tracker.advice_report(),
-        )
+    /// The advice event, at the time of the latest line, if the advice changed.
+    fn advice(&mut self) -> Vec<String> {
+        let report = self.tracker.advice_report();
+        if !self.last_advice.is_empty() && report == self.last_advice {
+            return Vec::new();
+        }
+        let event = advice_event(self.last_t.unwrap_or_else(now), &report);
+        self.last_advice = report;
+        vec![event]
     }
 }
 
