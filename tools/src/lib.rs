@@ -10,7 +10,8 @@
 //! - `chart`: SVG line charts.
 //! - `cli`: flag reading shared by the subcommands.
 //! - `load`: the closed-loop HTTP/1.1 load client (tune, the chaos harness).
-//! - `metrics`: `runicorn metrics`, the reader of metric lines.
+//! - `metrics`: `runicorn metrics`, the reader of metric lines, and its live dashboard.
+//! - `plan`: `runicorn plan`, the fleet capacity planner (a seeded simulation).
 //! - `tune`: `runicorn tune`, trials of an app at several worker counts.
 
 pub use runicorn::internals::advice;
@@ -18,6 +19,7 @@ pub mod chart;
 pub mod cli;
 pub mod load;
 pub mod metrics;
+pub mod plan;
 pub mod tune;
 
 /// The subcommands, as `--help` lists them after the settings.
@@ -28,7 +30,12 @@ Subcommands (each takes --help):
         measure each, and advise WEB_CONCURRENCY per dyno size (docs/tuning.md).
   metrics [FILE] [OPTIONS]
         Read runtime metric lines (runicorn's or Heroku's) from FILE or stdin,
-        and summarise them with the advised WEB_CONCURRENCY (docs/metrics.md).
+        and summarise them with the advised WEB_CONCURRENCY (docs/metrics.md),
+        or serve them as a live dashboard (--serve ADDR).
+  plan [OPTIONS]
+        Plan a fleet: simulate dynos x workers per dyno behind the router for a
+        request rate and service time, and find the cheapest that meets a
+        queue-time target (docs/scale-out.md).
 ";
 
 /// An app's `main` in one call: runs `tune` or `metrics` when the command line names one,
@@ -79,6 +86,7 @@ pub fn dispatch(program: &str, args: &[String], own_path: Option<&str>) -> Optio
     match args.first().map(String::as_str) {
         Some("tune") => Some(tune::main(program, &args[1..], own_path)),
         Some("metrics") => Some(metrics::main(program, &args[1..])),
+        Some("plan") => Some(plan::main(program, &args[1..])),
         _ => None,
     }
 }

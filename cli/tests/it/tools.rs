@@ -369,3 +369,97 @@ fn metrics_on_an_idle_recording_gives_a_bounded_range() {
     }
     assert!(!r.out.contains("WEB_CONCURRENCY="), "{}", r.out);
 }
+
+#[test]
+fn plan_finds_the_cheapest_fleet_from_recorded_lines_and_draws_it() {
+    let dir = scratch("plan");
+    let chart = dir.join("plan.svg");
+    let lines = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/runicorn/idle-20mb-table.log"
+    );
+    let r = tool(
+        &[
+            "plan",
+            "--lines",
+            lines,
+            "--rpm",
+            "6000",
+            "--service",
+            "exp:20ms",
+            "--queue-p99",
+            "10ms",
+            "--requests",
+            "50000",
+            "--chart",
+            chart.to_str().unwrap(),
+        ],
+        None,
+        DEADLINE,
+    );
+    assert!(r.status.success(), "{}{}", r.out, r.err);
+    // The memory came from the lines: a standard-1x quota, and a bound on workers.
+    assert!(
+        r.out
+            .contains("dyno: standard-1x (512 MB, 20 % headroom): base"),
+        "{}",
+        r.out
+    );
+    let best = r
+        .out
+        .lines()
+        .find(|l| l.starts_with("cheapest meeting queue p99 <= 10.0 ms: "))
+        .unwrap_or_else(|| panic!("{}", r.out));
+    assert!(best.contains(" dynos x "), "{best}");
+    // The same inputs give the same table.
+    let again = tool(
+        &[
+            "plan",
+            "--lines",
+            lines,
+            "--rpm",
+            "6000",
+            "--service",
+            "exp:20ms",
+            "--queue-p99",
+            "10ms",
+            "--requests",
+            "50000",
+        ],
+        None,
+        DEADLINE,
+    );
+    assert_eq!(again.out, r.out);
+    let svg = svg_elements(&chart);
+    assert!(svg.get("polyline").copied().unwrap_or(0) >= 2, "{svg:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn plan_refuses_what_it_cannot_plan_in_one_line() {
+    for (args, says) in [
+        (&["plan", "--service", "exp:20ms"][..], "no request rate"),
+        (&["plan", "--rpm", "100"][..], "no service time"),
+        (
+            &["plan", "--rpm", "100", "--service", "gamma:2"][..],
+            "--service: invalid value 'gamma:2'",
+        ),
+        (
+            &[
+                "plan",
+                "--rps",
+                "10",
+                "--service",
+                "exp:1ms",
+                "--router",
+                "fastest",
+            ][..],
+            "--router: invalid value 'fastest': accepts random, leastconn or roundrobin",
+        ),
+    ] {
+        let r = tool(args, None, DEADLINE);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {}", r.err);
+        assert_eq!(r.err.lines().count(), 1, "{args:?}: {}", r.err);
+        assert!(r.err.contains(says), "{args:?}: {}", r.err);
+    }
+}
