@@ -1,5 +1,5 @@
 //! The `runicorn` command: serves the built-in demo app (`runicorn --help` for the
-//! settings), and runs the `tune` and `metrics` subcommands.
+//! settings), and runs the `tune`, `metrics` and `plan` subcommands.
 
 mod demo;
 

@@ -1,4 +1,4 @@
-//! runicorn's tools that do not serve: the `tune` and `metrics` subcommands of the
+//! runicorn's tools: the `tune`, `metrics` and `plan` subcommands of the
 //! `runicorn` command, and the client side used by them and by the chaos harness
 //! (`examples/chaos.rs`). They run in their own process, never inside the master or a
 //! worker, so they may start threads. An app built on the `runicorn` library links none of
