@@ -25,6 +25,7 @@ use crate::handler::App;
 use crate::listener::Listener;
 use crate::metrics::sample::{Identity, LiveWorker, Sample, Sampler, WorkerEnd};
 use crate::metrics::statsd::Statsd;
+use crate::metrics::tally::{Tally, Timeout};
 use crate::metrics::tcp::ListenQueue;
 use crate::notify::Notifier;
 use crate::scoreboard::{Scoreboard, WorkerState};
@@ -68,6 +69,8 @@ struct Worker {
     memory_limit_kib: u64,
     /// Handed over by the previous image (USR2): its slot is in a scoreboard we cannot see.
     adopted: bool,
+    /// Its `--max-requests` limit, jitter included; 0 none (or unknown: adopted).
+    max_requests: u64,
 }
 
 /// What the master is doing.
@@ -214,14 +217,35 @@ fn log_exit(w: &Worker, status: WaitStatus, requests: u64) {
     }
 }
 
-/// How a worker ended, for the StatsD counters: the same split as [`log_exit`]'s levels,
-/// with `--timeout` kills apart.
-pub fn worker_end(status: WaitStatus, killed: Option<&str>) -> WorkerEnd {
-    match (status, killed) {
-        (_, Some("timeout" | "boot timeout")) => WorkerEnd::Timeout,
-        (WaitStatus::Exited(_, 0), _) | (WaitStatus::Signaled(..), Some(_)) => WorkerEnd::Clean,
-        (WaitStatus::Exited(..) | WaitStatus::Signaled(..), _) => WorkerEnd::Failed,
-        _ => WorkerEnd::Clean,
+/// What the master knew of a worker when it reaped it, besides its wait status.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reaped<'a> {
+    /// Why the master sent it SIGKILL, if it did.
+    pub killed: Option<&'a str>,
+    /// The master had asked it to stop.
+    pub asked_to_stop: bool,
+    /// ... to replace it for `--max-worker-memory`.
+    pub over_memory: bool,
+    /// It had served its `--max-requests` (its own limit, jitter included).
+    pub served_its_max: bool,
+}
+
+/// Why a worker ended, for the metrics: failures as [`log_exit`] logs them at error level,
+/// `--timeout` kills apart, and the clean ends by what the master knows of their cause.
+pub fn worker_end(status: WaitStatus, r: &Reaped<'_>) -> WorkerEnd {
+    let clean = match status {
+        WaitStatus::Exited(_, code) => code == 0,
+        WaitStatus::Signaled(..) => r.killed.is_some(),
+        _ => true,
+    };
+    match r.killed {
+        Some("timeout" | "boot timeout") => WorkerEnd::Timeout,
+        _ if !clean => WorkerEnd::Failed,
+        _ if r.over_memory => WorkerEnd::Memory,
+        Some(_) => WorkerEnd::Stopped,
+        None if r.asked_to_stop => WorkerEnd::Stopped,
+        None if r.served_its_max => WorkerEnd::MaxRequests,
+        None => WorkerEnd::Exited,
     }
 }
 
@@ -259,6 +283,8 @@ pub struct Master<'c, A: App> {
     print_metrics: bool,
     /// Push each sample to StatsD (`--statsd-host`).
     statsd: Option<Statsd>,
+    /// The counters drained from the scoreboard: the interval's and the totals.
+    tally: Tally,
     exe: Option<PathBuf>,
     args: Vec<OsString>,
     notifier: Notifier,
@@ -315,6 +341,7 @@ impl<'c, A: App> Master<'c, A> {
             }),
             print_metrics: config.metrics_interval.is_some(),
             statsd,
+            tally: Tally::default(),
             exe: startup.exe,
             args: startup.args,
             notifier: startup.notifier,
@@ -385,9 +412,13 @@ impl<'c, A: App> Master<'c, A> {
             let slot = self.scoreboard.slot(w.slot);
             let view = slot.view();
             let ready = w.ready || !matches!(view.state, WorkerState::Booting | WorkerState::Free);
-            if let Some(sampler) = self.sampler.as_mut() {
-                sampler.on_reap(slot, worker_end(status, w.killed));
-            }
+            let reaped = Reaped {
+                killed: w.killed,
+                asked_to_stop: w.stop_sent.is_some(),
+                over_memory: self.memory_recycle == Some(w.pid),
+                served_its_max: w.max_requests > 0 && view.requests >= w.max_requests,
+            };
+            self.tally.on_reap(slot, worker_end(status, &reaped));
             slot.free();
             self.report_exit(&w, status, view.requests, ready);
         }
@@ -407,6 +438,7 @@ impl<'c, A: App> Master<'c, A> {
     /// after [`CRASH_LOOP_LIMIT`] of them.
     fn count_boot_failure(&mut self, slot: usize, pid: i32, status: WaitStatus) {
         self.boot_failures += 1;
+        self.tally.count_boot_failure();
         self.last_boot_failure = match status {
             WaitStatus::Exited(_, c) => format!("exit code {c}"),
             WaitStatus::Signaled(_, s, _) => format!("signal {}", s.as_str()),
@@ -690,6 +722,7 @@ impl<'c, A: App> Master<'c, A> {
                         "worker timeout: killing it"
                     );
                     w.killed = Some("timeout");
+                    self.tally.count_timeout(Timeout::Request);
                     let _ = kill(w.pid, Signal::SIGKILL);
                 }
             } else if !w.ready
@@ -703,6 +736,7 @@ impl<'c, A: App> Master<'c, A> {
                     "worker boot timeout: killing it"
                 );
                 w.killed = Some("boot timeout");
+                self.tally.count_timeout(Timeout::Boot);
                 let _ = kill(w.pid, Signal::SIGKILL);
             }
         }
@@ -814,6 +848,7 @@ impl<'c, A: App> Master<'c, A> {
             &workers,
             &self.scoreboard,
             backlog,
+            &mut self.tally,
         )
     }
 
@@ -871,6 +906,7 @@ impl<'c, A: App> Master<'c, A> {
                     killed: None,
                     memory_limit_kib,
                     adopted: false,
+                    max_requests,
                 });
             }
             Ok(Forked::Child) => {

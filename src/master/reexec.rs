@@ -54,6 +54,7 @@ impl<A: App> Master<'_, A> {
                 killed: None,
                 memory_limit_kib: 0,
                 adopted: true,
+                max_requests: 0,
             });
             if r.stopping {
                 // Asked before the exec, through a flag this image cannot see: repeat it.

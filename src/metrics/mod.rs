@@ -11,4 +11,5 @@ pub mod cgroup;
 pub mod load;
 pub mod sample;
 pub mod statsd;
+pub mod tally;
 pub mod tcp;
