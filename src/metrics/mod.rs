@@ -9,6 +9,7 @@
 pub mod advice;
 pub mod cgroup;
 pub mod load;
+pub mod prometheus;
 pub mod sample;
 pub mod statsd;
 pub mod tally;
