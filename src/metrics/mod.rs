@@ -8,6 +8,7 @@
 
 pub mod advice;
 pub mod cgroup;
+pub mod exporter;
 pub mod load;
 pub mod prometheus;
 pub mod sample;
