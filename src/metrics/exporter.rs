@@ -134,11 +134,13 @@ impl Exporter {
     }
 
     /// Where it listens.
+    #[cfg(test)]
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
     /// Connections open now.
+    #[cfg(test)]
     pub fn open_connections(&self) -> usize {
         self.conns.iter().filter(|c| c.is_some()).count()
     }
