@@ -348,3 +348,17 @@ fn label_values_and_help_are_escaped() {
     assert!(page.contains("runicorn_build_info{version=\"1.0\\\"\\n\\\\\"} 1\n"));
     families(&page);
 }
+
+/// Every family is in docs/metrics.md's Prometheus table.
+#[test]
+fn every_family_is_documented() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let c = counters();
+    for (name, kind) in families(&page(&workers(1), &c)) {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "docs/metrics.md does not list `{name}` ({kind})"
+        );
+    }
+}
