@@ -592,6 +592,38 @@ fn scrapes_are_answered_before_and_after_usr2() {
 }
 
 #[test]
+fn worker_exits_are_counted_by_reason() {
+    let s = Server::start(&[
+        "--workers",
+        "1",
+        "--max-requests",
+        "2",
+        "--metrics-bind",
+        "127.0.0.1:0",
+    ]);
+    s.wait_log(&["workers ready"], 1);
+    let addr = metrics_addr(&s);
+    let exits =
+        |m: &[Sample], reason: &str| value(m, "runicorn_worker_exits_total", &[("reason", reason)]);
+    // Two requests: the worker reaches its limit, exits by itself, and is replaced.
+    assert_eq!(s.get("/").status, 200);
+    assert_eq!(s.get("/").status, 200);
+    let m = parse(&scrape_until(&s, addr, |m| exits(m, "max_requests") >= 1.0));
+    assert_eq!(exits(&m, "max_requests"), 1.0);
+    // One more worker, then one fewer: the master stops it.
+    s.signal(libc::SIGTTIN);
+    s.wait_log(&["one worker more"], 1);
+    s.wait_log(&["worker ready"], 3);
+    s.signal(libc::SIGTTOU);
+    let m = parse(&scrape_until(&s, addr, |m| exits(m, "stopped") >= 1.0));
+    assert_eq!(exits(&m, "stopped"), 1.0);
+    for reason in ["timeout", "failed", "memory", "exited"] {
+        assert_eq!(exits(&m, reason), 0.0, "{reason}");
+    }
+    assert_eq!(sum(&m, "runicorn_requests_total"), 2.0);
+}
+
+#[test]
 fn a_bad_metrics_bind_is_one_line_naming_the_setting() {
     for (args, env, named) in [
         (
