@@ -65,8 +65,12 @@ const TEXT: usize = 16;
 const TEXT_WORDS: usize = 32;
 const SERVICE_HIST: usize = TEXT + TEXT_WORDS;
 const QUEUE_HIST: usize = SERVICE_HIST + BUCKETS;
+/// The sums of the service and queue times, µs: what a Prometheus histogram's `_sum` needs,
+/// and the buckets cannot give exactly.
+const SERVICE_SUM: usize = QUEUE_HIST + BUCKETS;
+const QUEUE_SUM: usize = SERVICE_SUM + 1;
 /// Words per slot, rounded up to whole cache lines so that workers never share one.
-const SLOT_WORDS: usize = (QUEUE_HIST + BUCKETS).div_ceil(8) * 8;
+const SLOT_WORDS: usize = (QUEUE_SUM + 1).div_ceil(8) * 8;
 
 const TEXT_BYTES: usize = TEXT_WORDS * 8;
 const METHOD_MAX: usize = 15;
@@ -118,10 +122,14 @@ pub struct Counters {
     pub service: Histogram,
     /// The longest service time, microseconds.
     pub service_max_us: u64,
+    /// The sum of the service times, microseconds.
+    pub service_sum_us: u64,
     /// Queue time before the worker took the request (from `X-Request-Start`), microseconds.
     pub queue: Histogram,
     /// The longest queue time, microseconds.
     pub queue_max_us: u64,
+    /// The sum of the queue times, microseconds.
+    pub queue_sum_us: u64,
 }
 
 impl Default for Counters {
@@ -130,8 +138,10 @@ impl Default for Counters {
             status: [0; 5],
             service: Histogram::new(LAYOUT),
             service_max_us: 0,
+            service_sum_us: 0,
             queue: Histogram::new(LAYOUT),
             queue_max_us: 0,
+            queue_sum_us: 0,
         }
     }
 }
@@ -151,6 +161,8 @@ impl Counters {
         self.queue.merge(&other.queue);
         self.service_max_us = self.service_max_us.max(other.service_max_us);
         self.queue_max_us = self.queue_max_us.max(other.queue_max_us);
+        self.service_sum_us += other.service_sum_us;
+        self.queue_sum_us += other.queue_sum_us;
     }
 }
 
@@ -240,11 +252,14 @@ impl Slot<'_> {
             .fetch_add(1, Ordering::Relaxed);
         self.word(SERVICE_MAX)
             .fetch_max(service_us, Ordering::Relaxed);
+        self.word(SERVICE_SUM)
+            .fetch_add(service_us, Ordering::Relaxed);
         if let Some(q) = queue_us {
             self.word(QUEUED).fetch_add(1, Ordering::Relaxed);
             self.word(QUEUE_HIST + LAYOUT.index(q))
                 .fetch_add(1, Ordering::Relaxed);
             self.word(QUEUE_MAX).fetch_max(q, Ordering::Relaxed);
+            self.word(QUEUE_SUM).fetch_add(q, Ordering::Relaxed);
         }
     }
 
@@ -265,6 +280,8 @@ impl Slot<'_> {
         }
         c.service_max_us = take(SERVICE_MAX);
         c.queue_max_us = take(QUEUE_MAX);
+        c.service_sum_us = take(SERVICE_SUM);
+        c.queue_sum_us = take(QUEUE_SUM);
         take(QUEUED);
         c
     }
@@ -365,7 +382,7 @@ pub struct Scoreboard {
 
 impl Scoreboard {
     /// A scoreboard with `capacity` free slots. Only the pages of slots in use are backed by
-    /// memory (4.6 KiB a slot).
+    /// memory (4.7 KiB a slot).
     pub fn new(capacity: usize) -> std::io::Result<Scoreboard> {
         Ok(Scoreboard {
             words: SharedWords::new(capacity * SLOT_WORDS)?,
@@ -461,9 +478,12 @@ mod tests {
         assert_eq!(c.service_max_us, 3000);
         assert_eq!(c.queue.count(), 1);
         assert_eq!(c.queue_max_us, 50_000);
+        assert_eq!(c.service_sum_us, 6000);
+        assert_eq!(c.queue_sum_us, 50_000);
         let again = slot.take_counters();
         assert_eq!(again.requests(), 0);
         assert_eq!(again.service_max_us, 0);
+        assert_eq!((again.service_sum_us, again.queue_sum_us), (0, 0));
         assert_eq!(slot.view().requests, 3, "the lifetime total is not taken");
     }
 

@@ -175,6 +175,7 @@ pub fn serve<A: App>(config: &Config, build: impl FnOnce() -> A) -> Result<i32, 
     for l in &listeners {
         info!(addr = l.describe(), "listening");
     }
+    let metrics = metrics_listener(config, handover.as_ref().and_then(|h| h.metrics_fd))?;
     let mut app = build();
     if config.worker_connections > 1 && app.concurrent().is_none() {
         warn!(
@@ -198,6 +199,7 @@ pub fn serve<A: App>(config: &Config, build: impl FnOnce() -> A) -> Result<i32, 
         args,
         notifier,
         handover,
+        metrics,
     };
     let mut master = Master::new(config, app, listeners, startup)
         .map_err(|e| Error::io(ErrorKind::System, "cannot set up the master", e))?;
@@ -211,6 +213,45 @@ pub fn serve<A: App>(config: &Config, build: impl FnOnce() -> A) -> Result<i32, 
     drop(pid_file);
     info!(code, "master exiting");
     Ok(code)
+}
+
+/// The Prometheus endpoint's socket (`--metrics-bind`): the one the previous image handed
+/// over (USR2), when it serves the same address, so that scrapes queue in the kernel across
+/// the exec instead of being refused; else bound now. A handed-over socket no longer wanted
+/// is closed.
+fn metrics_listener(
+    config: &Config,
+    handed: Option<std::os::fd::RawFd>,
+) -> Result<Option<std::net::TcpListener>, Error> {
+    use crate::metrics::exporter;
+    let fail = |addr: std::net::SocketAddr, e| {
+        Error::io(
+            ErrorKind::Listen,
+            format!("cannot listen on --metrics-bind {addr}"),
+            e,
+        )
+    };
+    let kept = match (handed, config.metrics_bind) {
+        (Some(fd), Some(addr)) => exporter::adopt(fd, addr).map_err(|e| fail(addr, e))?,
+        (Some(fd), None) => {
+            drop(sys::adopt_fd(fd));
+            None
+        }
+        (None, _) => None,
+    };
+    let Some(addr) = config.metrics_bind else {
+        return Ok(None);
+    };
+    let from = if kept.is_some() { "upgrade" } else { "bind" };
+    let listener = match kept {
+        Some(l) => l,
+        None => exporter::bind(addr).map_err(|e| fail(addr, e))?,
+    };
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| addr.to_string(), |a| a.to_string());
+    info!(addr = bound.as_str(), from, "prometheus: serving /metrics");
+    Ok(Some(listener))
 }
 
 /// The pid file: written atomically (a temporary file renamed over the path, so a reader

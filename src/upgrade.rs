@@ -49,10 +49,13 @@ pub struct Handover {
     pub listen_fds: Vec<RawFd>,
     /// The old workers.
     pub workers: Vec<WorkerRecord>,
+    /// The Prometheus endpoint's listening socket (`--metrics-bind`), if it had one.
+    pub metrics_fd: Option<RawFd>,
 }
 
 /// Encodes a handover: `target=2;listen=3,4;workers=0.4242.7.r,1.4243.8.rs` (slot, pid,
-/// control fd, flags: `r` ready, `s` stopping).
+/// control fd, flags: `r` ready, `s` stopping), then `;metrics=5` with a Prometheus
+/// endpoint (left out without one, so the text stays what older images read).
 pub fn encode(h: &Handover) -> String {
     let join = |v: Vec<String>| v.join(",");
     let listen = join(h.listen_fds.iter().map(|f| f.to_string()).collect());
@@ -70,7 +73,11 @@ pub fn encode(h: &Handover) -> String {
             })
             .collect(),
     );
-    format!("target={};listen={listen};workers={workers}", h.target)
+    let mut out = format!("target={};listen={listen};workers={workers}", h.target);
+    if let Some(fd) = h.metrics_fd {
+        out.push_str(&format!(";metrics={fd}"));
+    }
+    out
 }
 
 /// Decodes [`encode`]'s text; `Err` names what is wrong.
@@ -78,6 +85,7 @@ pub fn decode(text: &str) -> Result<Handover, String> {
     let mut target = None;
     let mut listen_fds = Vec::new();
     let mut workers = Vec::new();
+    let mut metrics_fd = None;
     let num = |s: &str, what: &str| -> Result<i64, String> {
         s.parse::<i64>()
             .ok()
@@ -111,6 +119,7 @@ pub fn decode(text: &str) -> Result<Handover, String> {
                     });
                 }
             }
+            "metrics" => metrics_fd = Some(num(value, "fd")? as RawFd),
             _ => return Err(format!("unknown field '{key}'")),
         }
     }
@@ -119,6 +128,7 @@ pub fn decode(text: &str) -> Result<Handover, String> {
         target,
         listen_fds,
         workers,
+        metrics_fd,
     })
 }
 
@@ -239,10 +249,25 @@ mod tests {
                     stopping: true,
                 },
             ],
+            metrics_fd: None,
         };
         let text = encode(&h);
         assert_eq!(text, "target=3;listen=3,9;workers=0.4242.7.r,5.4250.12.s");
-        assert_eq!(decode(&text), Ok(h));
+        assert_eq!(decode(&text), Ok(h.clone()));
+        let with_metrics = Handover {
+            metrics_fd: Some(14),
+            ..h
+        };
+        let text = encode(&with_metrics);
+        assert_eq!(
+            text,
+            "target=3;listen=3,9;workers=0.4242.7.r,5.4250.12.s;metrics=14"
+        );
+        assert_eq!(decode(&text), Ok(with_metrics));
+        assert_eq!(
+            decode("target=1;listen=3;workers=;metrics=x"),
+            Err("bad fd 'x'".into())
+        );
     }
 
     #[test]
@@ -251,6 +276,7 @@ mod tests {
             target: 0,
             listen_fds: vec![3],
             workers: vec![],
+            metrics_fd: None,
         };
         assert_eq!(decode(&encode(&h)), Ok(h));
     }

@@ -111,6 +111,8 @@ pub struct Config {
     pub statsd_prefix: String,
     /// DogStatsD tags sent with every StatsD metric (`k:v` or bare); empty none.
     pub dogstatsd_tags: Vec<String>,
+    /// Where the master serves Prometheus metrics (`GET /metrics`); `None` off.
+    pub metrics_bind: Option<SocketAddr>,
     /// Write one log line per request.
     pub access_log: bool,
     /// The least severe level logged.
@@ -207,6 +209,7 @@ impl Config {
             statsd_host: None,
             statsd_prefix: String::new(),
             dogstatsd_tags: Vec::new(),
+            metrics_bind: None,
             access_log: false,
             log_level: tracing::Level::INFO,
             pid_file: None,

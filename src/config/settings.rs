@@ -184,6 +184,16 @@ pub fn parse_dogstatsd_tags(v: &str) -> Option<Vec<String>> {
     tags.iter().all(|t| tag_ok(t)).then_some(tags)
 }
 
+/// `IP:PORT`, `[V6]:PORT` or `localhost:PORT`: where the master serves Prometheus metrics.
+/// Port 0 picks a free port (logged at start).
+pub fn parse_metrics_bind(v: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = v.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let port: u16 = whole(v.strip_prefix("localhost:")?)?.try_into().ok()?;
+    Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port))
+}
+
 fn default_bind(env: Env<'_>) -> Result<String, ConfigError> {
     match env("PORT").filter(|p| !p.is_empty()) {
         Some(p) => match whole(&p).filter(|&n| n <= 65_535) {
@@ -525,6 +535,32 @@ pub static SETTINGS: &[Setting] = &[
         repeatable: false,
         apply: |c, v| {
             c.dogstatsd_tags = parse_dogstatsd_tags(v)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "metrics_bind",
+        flag: "--metrics-bind",
+        metavar: "ADDR",
+        env_aliases: &[],
+        default_doc: "off",
+        default: DefaultValue::Text(""),
+        accepts: "IP:PORT or [V6]:PORT, such as 127.0.0.1:9394 or [::1]:9394 (localhost:PORT too; port 0 picks a free port)",
+        doc: "Serve Prometheus metrics at http://ADDR/metrics, in the text format 0.0.4: \
+              requests by status class, service and queue time histograms in seconds, \
+              workers by state, worker exits by reason, the listen queue, and each \
+              process's memory, as running totals read at scrape time (names: \
+              docs/metrics.md, \"Prometheus\"). The master answers scrapes itself, inside \
+              its loop and without a thread: at most 8 connections, each with 5 s to send \
+              its request and 5 s to take the response; workers never see them. The \
+              socket crosses a USR2 upgrade. Independent of --metrics-interval and \
+              --statsd-host. The page has no authentication: bind a private address.",
+        repeatable: false,
+        apply: |c, v| {
+            c.metrics_bind = match v {
+                "" => None,
+                v => Some(parse_metrics_bind(v)?),
+            };
             Some(())
         },
     },

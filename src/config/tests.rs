@@ -301,3 +301,42 @@ fn dogstatsd_tags_are_a_comma_list() {
         assert!(!err.contains('\n'));
     }
 }
+
+#[test]
+fn metrics_bind_takes_an_ip_and_a_port() {
+    assert_eq!(config(&[], &[]).unwrap().metrics_bind, None);
+    for (v, want) in [
+        ("127.0.0.1:9394", "127.0.0.1:9394"),
+        ("[::1]:9394", "[::1]:9394"),
+        ("0.0.0.0:9394", "0.0.0.0:9394"),
+        ("[::]:9394", "[::]:9394"),
+        ("localhost:9394", "127.0.0.1:9394"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+    ] {
+        let c = config(&["--metrics-bind", v], &[]).unwrap();
+        assert_eq!(c.metrics_bind, Some(want.parse().unwrap()), "{v}");
+    }
+    let c = config(&[], &[("RUNICORN_METRICS_BIND", "[::1]:9000")]).unwrap();
+    assert_eq!(c.metrics_bind, Some("[::1]:9000".parse().unwrap()));
+    let c = config(&["--metrics-bind", ""], &[]).unwrap();
+    assert_eq!(c.metrics_bind, None, "empty is off");
+    for bad in [
+        "9394",
+        ":9394",
+        "localhost",
+        "example.com:9394",
+        "127.0.0.1:65536",
+        "127.0.0.1:",
+        "::1:9394",
+        "unix:/run/metrics.sock",
+        "http://127.0.0.1:9394/metrics",
+    ] {
+        let err = config(&["--metrics-bind", bad], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "metrics_bind (--metrics-bind): invalid value '{bad}': accepts IP:PORT or [V6]:PORT, such as 127.0.0.1:9394 or [::1]:9394 (localhost:PORT too; port 0 picks a free port)"
+            )
+        );
+    }
+}

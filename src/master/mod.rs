@@ -23,8 +23,10 @@ use crate::config::{Config, MAX_WORKERS};
 use crate::error::{EXIT_CRASH_LOOP, EXIT_OK, WORKER_BOOT_ERROR};
 use crate::handler::App;
 use crate::listener::Listener;
+use crate::metrics::exporter::Exporter;
 use crate::metrics::sample::{Identity, LiveWorker, Sample, Sampler, WorkerEnd};
 use crate::metrics::statsd::Statsd;
+use crate::metrics::tally::{Tally, Timeout};
 use crate::metrics::tcp::ListenQueue;
 use crate::notify::Notifier;
 use crate::scoreboard::{Scoreboard, WorkerState};
@@ -49,6 +51,8 @@ pub(crate) const CRASH_BACKOFF_START: Duration = Duration::from_millis(50);
 pub(crate) const CRASH_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 const SIGNALS: Token = Token(0);
+/// The Prometheus endpoint's listener; its connections take the tokens after it.
+const METRICS: Token = Token(1);
 
 /// A worker as the master tracks it.
 #[derive(Debug)]
@@ -68,6 +72,8 @@ struct Worker {
     memory_limit_kib: u64,
     /// Handed over by the previous image (USR2): its slot is in a scoreboard we cannot see.
     adopted: bool,
+    /// Its `--max-requests` limit, jitter included; 0 none (or unknown: adopted).
+    max_requests: u64,
 }
 
 /// What the master is doing.
@@ -214,14 +220,35 @@ fn log_exit(w: &Worker, status: WaitStatus, requests: u64) {
     }
 }
 
-/// How a worker ended, for the StatsD counters: the same split as [`log_exit`]'s levels,
-/// with `--timeout` kills apart.
-pub fn worker_end(status: WaitStatus, killed: Option<&str>) -> WorkerEnd {
-    match (status, killed) {
-        (_, Some("timeout" | "boot timeout")) => WorkerEnd::Timeout,
-        (WaitStatus::Exited(_, 0), _) | (WaitStatus::Signaled(..), Some(_)) => WorkerEnd::Clean,
-        (WaitStatus::Exited(..) | WaitStatus::Signaled(..), _) => WorkerEnd::Failed,
-        _ => WorkerEnd::Clean,
+/// What the master knew of a worker when it reaped it, besides its wait status.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reaped<'a> {
+    /// Why the master sent it SIGKILL, if it did.
+    pub killed: Option<&'a str>,
+    /// The master had asked it to stop.
+    pub asked_to_stop: bool,
+    /// ... to replace it for `--max-worker-memory`.
+    pub over_memory: bool,
+    /// It had served its `--max-requests` (its own limit, jitter included).
+    pub served_its_max: bool,
+}
+
+/// Why a worker ended, for the metrics: failures as [`log_exit`] logs them at error level,
+/// `--timeout` kills apart, and the clean ends by what the master knows of their cause.
+pub fn worker_end(status: WaitStatus, r: &Reaped<'_>) -> WorkerEnd {
+    let clean = match status {
+        WaitStatus::Exited(_, code) => code == 0,
+        WaitStatus::Signaled(..) => r.killed.is_some(),
+        _ => true,
+    };
+    match r.killed {
+        Some("timeout" | "boot timeout") => WorkerEnd::Timeout,
+        _ if !clean => WorkerEnd::Failed,
+        _ if r.over_memory => WorkerEnd::Memory,
+        Some(_) => WorkerEnd::Stopped,
+        None if r.asked_to_stop => WorkerEnd::Stopped,
+        None if r.served_its_max => WorkerEnd::MaxRequests,
+        None => WorkerEnd::Exited,
     }
 }
 
@@ -236,6 +263,8 @@ pub struct Startup {
     pub notifier: Notifier,
     /// The workers left by the previous image.
     pub handover: Option<Handover>,
+    /// The Prometheus endpoint's listening socket (`--metrics-bind`).
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 /// The master process.
@@ -259,6 +288,12 @@ pub struct Master<'c, A: App> {
     print_metrics: bool,
     /// Push each sample to StatsD (`--statsd-host`).
     statsd: Option<Statsd>,
+    /// The counters drained from the scoreboard: the interval's and the totals.
+    tally: Tally,
+    /// The Prometheus endpoint (`--metrics-bind`).
+    exporter: Option<Exporter>,
+    /// When this image started, µs since the Unix epoch (`runicorn_start_time_seconds`).
+    started_us: u64,
     exe: Option<PathBuf>,
     args: Vec<OsString>,
     notifier: Notifier,
@@ -286,6 +321,10 @@ impl<'c, A: App> Master<'c, A> {
         // are handled from here on.
         sys::unmask_signals()?;
         let scoreboard = Scoreboard::new(2 * MAX_WORKERS)?;
+        let exporter = startup
+            .metrics
+            .map(|l| Exporter::new(l, poll.registry(), METRICS))
+            .transpose()?;
         let statsd = config
             .statsd_host
             .as_ref()
@@ -315,6 +354,11 @@ impl<'c, A: App> Master<'c, A> {
             }),
             print_metrics: config.metrics_interval.is_some(),
             statsd,
+            tally: Tally::default(),
+            exporter,
+            started_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
             exe: startup.exe,
             args: startup.args,
             notifier: startup.notifier,
@@ -350,6 +394,7 @@ impl<'c, A: App> Master<'c, A> {
             self.notice_ready();
             self.keep_worker_count();
             self.sample_metrics();
+            self.serve_scrapes();
             self.wait();
         }
     }
@@ -385,9 +430,13 @@ impl<'c, A: App> Master<'c, A> {
             let slot = self.scoreboard.slot(w.slot);
             let view = slot.view();
             let ready = w.ready || !matches!(view.state, WorkerState::Booting | WorkerState::Free);
-            if let Some(sampler) = self.sampler.as_mut() {
-                sampler.on_reap(slot, worker_end(status, w.killed));
-            }
+            let reaped = Reaped {
+                killed: w.killed,
+                asked_to_stop: w.stop_sent.is_some(),
+                over_memory: self.memory_recycle == Some(w.pid),
+                served_its_max: w.max_requests > 0 && view.requests >= w.max_requests,
+            };
+            self.tally.on_reap(slot, worker_end(status, &reaped));
             slot.free();
             self.report_exit(&w, status, view.requests, ready);
         }
@@ -407,6 +456,7 @@ impl<'c, A: App> Master<'c, A> {
     /// after [`CRASH_LOOP_LIMIT`] of them.
     fn count_boot_failure(&mut self, slot: usize, pid: i32, status: WaitStatus) {
         self.boot_failures += 1;
+        self.tally.count_boot_failure();
         self.last_boot_failure = match status {
             WaitStatus::Exited(_, c) => format!("exit code {c}"),
             WaitStatus::Signaled(_, s, _) => format!("signal {}", s.as_str()),
@@ -690,6 +740,7 @@ impl<'c, A: App> Master<'c, A> {
                         "worker timeout: killing it"
                     );
                     w.killed = Some("timeout");
+                    self.tally.count_timeout(Timeout::Request);
                     let _ = kill(w.pid, Signal::SIGKILL);
                 }
             } else if !w.ready
@@ -703,6 +754,7 @@ impl<'c, A: App> Master<'c, A> {
                     "worker boot timeout: killing it"
                 );
                 w.killed = Some("boot timeout");
+                self.tally.count_timeout(Timeout::Boot);
                 let _ = kill(w.pid, Signal::SIGKILL);
             }
         }
@@ -814,7 +866,78 @@ impl<'c, A: App> Master<'c, A> {
             &workers,
             &self.scoreboard,
             backlog,
+            &mut self.tally,
         )
+    }
+
+    /// `--metrics-bind`: one turn of the endpoint (accept, read, write, expire: bounded,
+    /// never waiting), and, when scrapes wait for it, the page, rendered once for all.
+    fn serve_scrapes(&mut self) {
+        let (Some(exporter), Some(poll)) = (self.exporter.as_mut(), self.poll.as_ref()) else {
+            return;
+        };
+        let now = Instant::now();
+        if !exporter.turn(now, poll.registry()) {
+            return;
+        }
+        let page = self.scrape_page();
+        if let (Some(exporter), Some(poll)) = (self.exporter.as_mut(), self.poll.as_ref()) {
+            exporter.answer(now, &page, poll.registry());
+        }
+    }
+
+    /// The Prometheus page: the scoreboard drained into the totals first (so the counters
+    /// are current, and the next metric line still gets them), each process's memory read
+    /// now. Workers handed over by a USR2 upgrade are left out of the per-worker families:
+    /// their slots are in a scoreboard this image cannot see.
+    fn scrape_page(&mut self) -> String {
+        use crate::metrics::prometheus::{self, Snapshot, WorkerStates};
+        use crate::metrics::sample::{MasterSample, WorkerSample};
+        self.tally
+            .drain(&self.scoreboard, self.workers.iter().map(|w| w.slot));
+        let master_pid = std::process::id() as i32;
+        let master = crate::procfs::read_memory(master_pid).map(|memory| MasterSample {
+            pid: master_pid,
+            memory,
+            tasks: None,
+        });
+        let mut states = WorkerStates::default();
+        let mut in_flight = 0;
+        let mut workers = Vec::with_capacity(self.workers.len());
+        for w in self.workers.iter().filter(|w| !w.adopted) {
+            let view = self.scoreboard.slot(w.slot).view();
+            match view.state {
+                WorkerState::Booting => states.booting += 1,
+                WorkerState::Idle => states.idle += 1,
+                WorkerState::Busy => states.busy += 1,
+                WorkerState::Stopping => states.stopping += 1,
+                WorkerState::Free => {}
+            }
+            in_flight += view.in_flight;
+            workers.push(WorkerSample {
+                slot: w.slot,
+                pid: w.pid.as_raw(),
+                memory: crate::procfs::read_memory(w.pid.as_raw()),
+                tasks: None,
+                requests: view.requests,
+                age: w.spawned_at.elapsed(),
+            });
+        }
+        prometheus::render(&Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            start_time_us: self.started_us,
+            master: master.as_ref(),
+            workers: &workers,
+            processes: self.workers.len(),
+            states,
+            in_flight,
+            backlog: listen_queue(&self.listeners),
+            requests: self.tally.total(),
+            ends: self.tally.total_ends(),
+            request_timeouts: self.tally.timeouts(Timeout::Request),
+            boot_timeouts: self.tally.timeouts(Timeout::Boot),
+            boot_failures: self.tally.boot_failures(),
+        })
     }
 
     /// One write per line, so that lines do not interleave with other writers to the pipe.
@@ -871,6 +994,7 @@ impl<'c, A: App> Master<'c, A> {
                     killed: None,
                     memory_limit_kib,
                     adopted: false,
+                    max_requests,
                 });
             }
             Ok(Forked::Child) => {
@@ -882,6 +1006,9 @@ impl<'c, A: App> Master<'c, A> {
                 self.workers.clear();
                 drop(self.poll.take());
                 drop(self.statsd.take());
+                // The endpoint's listener and any scrape connection: a connection held
+                // here would not see its close until this worker exits.
+                drop(self.exporter.take());
                 let ctx = WorkerContext {
                     slot_index: slot,
                     slot: self.scoreboard.slot(slot),
@@ -925,6 +1052,14 @@ impl<'c, A: App> Master<'c, A> {
         }
         if let Some(s) = &self.sampler {
             timeout = timeout.min(s.next_deadline().saturating_duration_since(Instant::now()));
+        }
+        if let Some(e) = &self.exporter {
+            if e.backlogged() {
+                timeout = Duration::ZERO;
+            }
+            if let Some(t) = e.next_deadline() {
+                timeout = timeout.min(t.saturating_duration_since(Instant::now()));
+            }
         }
         let Some(poll) = self.poll.as_mut() else {
             return;

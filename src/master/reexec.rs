@@ -54,6 +54,7 @@ impl<A: App> Master<'_, A> {
                 killed: None,
                 memory_limit_kib: 0,
                 adopted: true,
+                max_requests: 0,
             });
             if r.stopping {
                 // Asked before the exec, through a flag this image cannot see: repeat it.
@@ -148,12 +149,16 @@ impl<A: App> Master<'_, A> {
                     stopping: w.stop_sent.is_some() || w.killed.is_some(),
                 })
                 .collect(),
+            metrics_fd: self.exporter.as_ref().map(|e| e.as_fd().as_raw_fd()),
         };
+        // The endpoint's listener crosses too, so that scrapes queue in the kernel while
+        // the new image boots; its open connections do not (close-on-exec).
         let keep: Vec<BorrowedFd<'_>> = self
             .listeners
             .iter()
             .map(|l| l.as_fd())
             .chain(self.workers.iter().map(|w| w.control.as_fd()))
+            .chain(self.exporter.as_ref().map(|e| e.as_fd()))
             .collect();
         info!(
             exe = %exe.display(),

@@ -135,21 +135,56 @@ fn worker_ends_split_as_the_exit_log_does() {
     use nix::unistd::Pid;
     let pid = Pid::from_raw(42);
     let exited = |code| WaitStatus::Exited(pid, code);
-    let killed = |sig| WaitStatus::Signaled(pid, sig, false);
-    assert_eq!(worker_end(exited(0), None), WorkerEnd::Clean);
-    assert_eq!(worker_end(exited(1), None), WorkerEnd::Failed);
+    let signaled = |sig| WaitStatus::Signaled(pid, sig, false);
+    let unasked = Reaped::default();
+    let killed = |why| Reaped {
+        killed: Some(why),
+        ..Reaped::default()
+    };
+    let asked = Reaped {
+        asked_to_stop: true,
+        ..Reaped::default()
+    };
+    let memory = Reaped {
+        asked_to_stop: true,
+        over_memory: true,
+        ..Reaped::default()
+    };
+    let served = Reaped {
+        served_its_max: true,
+        ..Reaped::default()
+    };
+    assert_eq!(worker_end(exited(0), &unasked), WorkerEnd::Exited);
+    assert_eq!(worker_end(exited(0), &asked), WorkerEnd::Stopped);
+    assert_eq!(worker_end(exited(0), &memory), WorkerEnd::Memory);
+    assert_eq!(worker_end(exited(0), &served), WorkerEnd::MaxRequests);
+    // Asked to stop first, then it reached its limit too: the master's ask is the cause.
+    let both = Reaped {
+        asked_to_stop: true,
+        served_its_max: true,
+        ..Reaped::default()
+    };
+    assert_eq!(worker_end(exited(0), &both), WorkerEnd::Stopped);
+    assert_eq!(worker_end(exited(1), &unasked), WorkerEnd::Failed);
+    assert_eq!(worker_end(exited(3), &asked), WorkerEnd::Failed);
+    let sigkill = signaled(Signal::SIGKILL);
+    assert_eq!(worker_end(sigkill, &killed("timeout")), WorkerEnd::Timeout);
     assert_eq!(
-        worker_end(killed(Signal::SIGKILL), Some("timeout")),
+        worker_end(sigkill, &killed("boot timeout")),
         WorkerEnd::Timeout
     );
     assert_eq!(
-        worker_end(killed(Signal::SIGKILL), Some("boot timeout")),
-        WorkerEnd::Timeout
+        worker_end(sigkill, &killed("graceful timeout")),
+        WorkerEnd::Stopped
     );
     assert_eq!(
-        worker_end(killed(Signal::SIGKILL), Some("graceful timeout")),
-        WorkerEnd::Clean
+        worker_end(sigkill, &killed("quick stop")),
+        WorkerEnd::Stopped
     );
-    assert_eq!(worker_end(killed(Signal::SIGKILL), None), WorkerEnd::Failed);
-    assert_eq!(worker_end(killed(Signal::SIGSEGV), None), WorkerEnd::Failed);
+    assert_eq!(worker_end(sigkill, &unasked), WorkerEnd::Failed);
+    assert_eq!(worker_end(sigkill, &asked), WorkerEnd::Failed);
+    assert_eq!(
+        worker_end(signaled(Signal::SIGSEGV), &unasked),
+        WorkerEnd::Failed
+    );
 }

@@ -8,7 +8,10 @@
 
 pub mod advice;
 pub mod cgroup;
+pub mod exporter;
 pub mod load;
+pub mod prometheus;
 pub mod sample;
 pub mod statsd;
+pub mod tally;
 pub mod tcp;

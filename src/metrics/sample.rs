@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use super::cgroup::{self, CgroupMemory, CgroupVersion};
 use super::load::{LOAD_SAMPLE_SECS, LoadAvg, is_active};
+use super::tally::Tally;
 use super::tcp::ListenQueue;
 use crate::procfs::{self as proc, ProcMemory, ProcTasks};
-use crate::scoreboard::{Counters, Scoreboard, Slot, WorkerState};
+use crate::scoreboard::{Counters, Scoreboard, WorkerState};
 
 /// `source=` and `dyno=` of every line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,39 +285,71 @@ pub struct MasterSample {
     pub tasks: Option<ProcTasks>,
 }
 
-/// How a worker ended, as the master saw it when it reaped it.
+/// How a worker ended, as the master saw it when it reaped it. Each end has one reason,
+/// the first that applies in this order: timeout, failed, memory, stopped, max_requests,
+/// exited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerEnd {
-    /// It exited 0 (recycled, stopped, scaled down) or the master killed it for a reason
-    /// other than `--timeout` (a graceful stop's deadline).
-    Clean,
     /// The master killed it for `--timeout` (a stuck request or a stuck boot).
     Timeout,
     /// It failed: a non-zero exit, or a signal the master did not send (a crash, the OOM
     /// killer).
     Failed,
+    /// The master replaced it for `--max-worker-memory`.
+    Memory,
+    /// The master asked it to stop (HUP, TTOU, WINCH, `--workers auto`, a stop, the end of an
+    /// upgrade), or killed it at a stop's deadline or in a quick stop.
+    Stopped,
+    /// It exited 0 unasked once it had served its `--max-requests`.
+    MaxRequests,
+    /// It exited 0 unasked for another reason (a TERM from outside the server).
+    Exited,
 }
 
-/// Workers that ended during the interval.
+impl WorkerEnd {
+    /// Every reason, in the order of [`WorkerEnds`]'s counts.
+    pub const ALL: [WorkerEnd; 6] = [
+        WorkerEnd::Timeout,
+        WorkerEnd::Failed,
+        WorkerEnd::Memory,
+        WorkerEnd::Stopped,
+        WorkerEnd::MaxRequests,
+        WorkerEnd::Exited,
+    ];
+
+    /// The reason as a label value (`runicorn_worker_exits_total{reason=...}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            WorkerEnd::Timeout => "timeout",
+            WorkerEnd::Failed => "failed",
+            WorkerEnd::Memory => "memory",
+            WorkerEnd::Stopped => "stopped",
+            WorkerEnd::MaxRequests => "max_requests",
+            WorkerEnd::Exited => "exited",
+        }
+    }
+}
+
+/// Workers that ended, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerEnds {
-    /// Every worker reaped.
-    pub exits: u64,
-    /// Those the master killed for `--timeout`.
-    pub timeouts: u64,
-    /// Those that failed.
-    pub failures: u64,
+    counts: [u64; WorkerEnd::ALL.len()],
 }
 
 impl WorkerEnds {
     /// Counts one.
     pub fn count(&mut self, end: WorkerEnd) {
-        self.exits += 1;
-        match end {
-            WorkerEnd::Clean => {}
-            WorkerEnd::Timeout => self.timeouts += 1,
-            WorkerEnd::Failed => self.failures += 1,
-        }
+        self.counts[end as usize] += 1;
+    }
+
+    /// How many ended for `end`.
+    pub fn of(&self, end: WorkerEnd) -> u64 {
+        self.counts[end as usize]
+    }
+
+    /// Every worker reaped.
+    pub fn exits(&self) -> u64 {
+        self.counts.iter().sum()
     }
 }
 
@@ -372,16 +405,14 @@ pub struct LiveWorker {
     pub spawned_at: Instant,
 }
 
-/// The master's sampler: the interval clock, the load average, and the counters of workers
-/// that ended during the interval.
+/// The master's sampler: the interval clock and the load average. The interval's counters
+/// come from the master's [`Tally`].
 pub struct Sampler {
     id: Identity,
     interval: Duration,
     next_sample: Instant,
     next_load: Instant,
     load: LoadAvg,
-    reaped: Counters,
-    ends: WorkerEnds,
     /// The memory cgroup of the server (`/` in a container with its own cgroup namespace,
     /// and on a host outside any cgroup; the ownership check tells the two apart).
     cgroup: Option<(CgroupVersion, PathBuf)>,
@@ -399,8 +430,6 @@ impl Sampler {
             next_sample: now + interval,
             next_load: now + Duration::from_secs(LOAD_SAMPLE_SECS),
             load: LoadAvg::default(),
-            reaped: Counters::default(),
-            ends: WorkerEnds::default(),
             cgroup,
             last_from: None,
         }
@@ -416,15 +445,9 @@ impl Sampler {
         &self.id
     }
 
-    /// Keeps the counters of a worker that ended (master side, before freeing its slot), and
-    /// counts how it ended.
-    pub fn on_reap(&mut self, slot: Slot<'_>, end: WorkerEnd) {
-        self.reaped.merge(&slot.take_counters());
-        self.ends.count(end);
-    }
-
     /// Does the periodic work due at `now`: a load sample every 5 s, and every interval the
-    /// sample, returned for the master to print and push.
+    /// sample, returned for the master to print and push. The interval's counters are what
+    /// `tally` holds pending, after draining the live workers' slots into it.
     pub fn tick(
         &mut self,
         now: Instant,
@@ -432,6 +455,7 @@ impl Sampler {
         workers: &[LiveWorker],
         board: &Scoreboard,
         backlog: Option<ListenQueue>,
+        tally: &mut Tally,
     ) -> Option<Sample> {
         if now >= self.next_load {
             self.next_load += Duration::from_secs(LOAD_SAMPLE_SECS);
@@ -462,15 +486,15 @@ impl Sampler {
             .collect();
         let dyno = self.dyno_memory(master_pid, workers, master_mem.as_ref(), &samples);
 
+        tally.drain(board, workers.iter().map(|w| w.slot));
+        let (counters, ends) = tally.take_pending();
         let mut stats = RequestStats {
+            counters,
             backlog,
             ..RequestStats::default()
         };
-        stats.counters = std::mem::take(&mut self.reaped);
         for w in workers {
-            let slot = board.slot(w.slot);
-            stats.counters.merge(&slot.take_counters());
-            let view = slot.view();
+            let view = board.slot(w.slot).view();
             match view.state {
                 WorkerState::Busy => stats.busy += 1,
                 WorkerState::Idle => stats.idle += 1,
@@ -490,7 +514,7 @@ impl Sampler {
             worker_count: workers.len(),
             workers: samples,
             requests: stats,
-            ends: std::mem::take(&mut self.ends),
+            ends,
         })
     }
 

@@ -11,7 +11,7 @@ use std::net::{ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 
-use super::sample::{Sample, quantiles};
+use super::sample::{Sample, WorkerEnd, quantiles};
 use crate::config::StatsdAddr;
 
 /// The largest datagram sent: what fits an Ethernet MTU (1500) less the IPv6 and UDP
@@ -163,9 +163,9 @@ pub fn lines(sample: &Sample, format: &Format) -> Vec<String> {
     l.gauge("workers_idle", r.idle);
     l.gauge("requests_in_flight", r.in_flight);
 
-    l.count("worker_exits", sample.ends.exits);
-    l.count("worker_timeouts", sample.ends.timeouts);
-    l.count("worker_failures", sample.ends.failures);
+    l.count("worker_exits", sample.ends.exits());
+    l.count("worker_timeouts", sample.ends.of(WorkerEnd::Timeout));
+    l.count("worker_failures", sample.ends.of(WorkerEnd::Failed));
     l.out
 }
 

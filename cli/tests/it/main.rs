@@ -31,6 +31,9 @@ mod metrics;
 mod pool;
 /// examples/Procfile under honcho.
 mod procfile;
+/// The Prometheus endpoint (`--metrics-bind`): scrapes checked by promtool and by a real
+/// Prometheus server, stalled scrapers, USR2.
+mod prometheus;
 /// RFC 9112 statuses from raw bytes.
 mod rfc9112;
 /// Settings on the command line and in the environment; listeners (PORT, Unix sockets).

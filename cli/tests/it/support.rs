@@ -546,43 +546,50 @@ pub fn python_module(import_name: &str, pip_spec: &str) {
     ready.push(import_name.to_string());
 }
 
-/// Makes sure the program `binary` is on the PATH, installing Debian's `package` (as
-/// `.ci/run` does) when it is not, so that the tests run on a fresh machine.
-pub fn debian_package(binary: &str, package: &str) {
-    static READY: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
-    if ready.iter().any(|b| b == binary) {
-        return;
+/// The path of `binary` if it is on the `PATH` and executable.
+pub fn which(binary: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Makes sure `binary` is on the `PATH`, installing Debian's `package` with apt-get if not,
+/// and returns its path.
+///
+/// As [`python_module`] does for Python modules: some tests check against the real tool
+/// (promtool, a Prometheus server) rather than one written for the tests. `.ci/run` or the
+/// machine may already have it; otherwise this installs it once per run (as root, the way
+/// CI and a fresh machine run the tests), running `apt-get update` only when the install
+/// fails, and fails with the command to run by hand when it cannot.
+pub fn debian_package(binary: &str, package: &str) -> String {
+    static LOCK: Mutex<()> = Mutex::new(());
+    // Poisoned by a failed install: the next test tries again, and fails with its own message.
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = which(binary) {
+        return p.to_string_lossy().into_owned();
     }
-    let found = |b: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {b}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        let r = run_bounded(cmd, None, Duration::from_secs(900));
+        r.status.success()
     };
-    if !found(binary) {
-        let install = || {
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends", package])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let installed = install()
-            || (Command::new("apt-get")
-                .args(["update", "-q"])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-                && install());
-        assert!(
-            installed && found(binary),
-            "these tests need {binary}: apt-get install {package} (as root)"
-        );
+    let install = ["install", "-y", "--no-install-recommends", package];
+    if !apt(&install) {
+        let _ = apt(&["update"]);
+        apt(&install);
     }
-    ready.push(binary.to_string());
+    match which(binary) {
+        Some(p) => p.to_string_lossy().into_owned(),
+        None => {
+            panic!("these tests need {binary}: apt-get install --no-install-recommends {package}")
+        }
+    }
 }
 
 /// Reads exactly one response (head and Content-Length body) from a kept connection.

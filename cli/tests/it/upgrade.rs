@@ -9,23 +9,23 @@ use std::time::{Duration, Instant};
 use crate::support::{BIN, DEADLINE, Server, Spawn, alive, echo_bin, run_bounded};
 
 /// A private directory for one test, removed on drop.
-struct Dir(std::path::PathBuf);
+pub(crate) struct Dir(std::path::PathBuf);
 
 impl Dir {
-    fn new(name: &str) -> Dir {
+    pub(crate) fn new(name: &str) -> Dir {
         let d = std::env::temp_dir().join(format!("runicorn-up-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         Dir(d)
     }
 
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.0.join(name).to_str().unwrap().to_string()
     }
 
     /// Puts a copy of `src` at `name` the way a deploy does: written beside, then renamed
     /// over, so the running binary's inode is left alone.
-    fn install(&self, src: &str, name: &str) -> String {
+    pub(crate) fn install(&self, src: &str, name: &str) -> String {
         self.write_executable(name, &format!("cat '{src}'"), "")
     }
 

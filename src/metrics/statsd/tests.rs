@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::metrics::cgroup::{CgroupMemory, CgroupVersion};
 use crate::metrics::sample::{
-    DynoMemory, Identity, MasterSample, RequestStats, WorkerEnds, WorkerSample,
+    DynoMemory, Identity, MasterSample, RequestStats, WorkerEnd, WorkerEnds, WorkerSample,
 };
 use crate::metrics::tcp::ListenQueue;
 use crate::procfs::ProcTasks;
@@ -64,10 +64,11 @@ fn sample(workers: usize) -> Sample {
             idle: 1,
             in_flight: 1,
         },
-        ends: WorkerEnds {
-            exits: 2,
-            timeouts: 1,
-            failures: 0,
+        ends: {
+            let mut ends = WorkerEnds::default();
+            ends.count(WorkerEnd::Stopped);
+            ends.count(WorkerEnd::Timeout);
+            ends
         },
     }
 }
