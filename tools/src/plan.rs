@@ -40,7 +40,7 @@ fn cost_units(size: &DynoSize) -> f64 {
 
 const FLAGS: &str = "--rpm N, --rps N, --service SPEC, --lines FILE, --router NAME, --dyno SIZE, \
 --worker-mb MB, --base-mb MB, --headroom PCT, --dynos LIST, --workers LIST, --queue-p99 TIME, \
---requests N, --seed N, --chart PATH, --help";
+--transit TIME, --requests N, --seed N, --chart PATH, --help";
 
 fn help(program: &str) -> String {
     format!(
@@ -74,6 +74,9 @@ The fleet:
                      counts that put each worker count at {} % to {} % utilisation)
   --workers LIST     workers per dyno to try (default: 1, 2, 4, 8, 16 up to what fits)
   --queue-p99 TIME   the target: queue time p99 at most TIME (e.g. 50ms)
+  --transit TIME     added to every queue time: the router-to-worker time of a request
+                     that waits for nothing (runicorn's queue_p50 at a light load);
+                     default 0
 Simulation:
   --requests N       requests per configuration (default: a minute of traffic, at least
                      200,000 and at most 2,000,000; the first sixth is warm-up)
@@ -125,6 +128,7 @@ struct Settings {
     target: Option<f64>,
     requests: Option<usize>,
     seed: u64,
+    transit: f64,
     chart: Option<PathBuf>,
 }
 
@@ -149,6 +153,7 @@ fn parse_flags(args: &[String]) -> Result<Parsed, String> {
         target: None,
         requests: None,
         seed: 1,
+        transit: 0.0,
         chart: None,
     };
     let positive = |v: &f64| v.is_finite() && *v > 0.0;
@@ -369,6 +374,7 @@ pub struct Plan {
     headroom: f64,
     requests: usize,
     seed: u64,
+    transit: f64,
     target: Option<f64>,
     rows: Vec<Row>,
 }
@@ -388,7 +394,7 @@ impl Plan {
         let mean = self.service.mean();
         let utilisation = self.rate * mean / (dynos * workers) as f64;
         let outcome = (utilisation < 1.0).then(|| {
-            simulate(
+            let mut o = simulate(
                 &Scenario {
                     rate: self.rate,
                     dynos,
@@ -399,7 +405,11 @@ impl Plan {
                     seed: self.seed,
                 },
                 &self.service,
-            )
+            );
+            // Every request spends the transit before it can wait, as runicorn measures.
+            o.queue = o.queue.map(|q| q + self.transit);
+            o.queue_mean += self.transit;
+            o
         });
         Row {
             dynos,
@@ -517,8 +527,17 @@ impl Plan {
         let _ = writeln!(s, "dyno: {memory}");
         let _ = writeln!(
             s,
-            "simulated: {} requests a configuration, Poisson arrivals, the first sixth as warm-up, seed {}",
-            self.requests, self.seed
+            "simulated: {} requests a configuration, Poisson arrivals, the first sixth as warm-up, seed {}{}",
+            self.requests,
+            self.seed,
+            if self.transit > 0.0 {
+                format!(
+                    "; {} of transit added to every queue time",
+                    format_ms(self.transit * 1000.0)
+                )
+            } else {
+                String::new()
+            }
         );
         let _ = writeln!(s);
         let _ = writeln!(
@@ -688,6 +707,7 @@ fn build(s: &Settings, lines: Option<&FromLines>) -> Result<Plan, String> {
         headroom: s.headroom,
         requests,
         seed: s.seed,
+        transit: s.transit,
         target: s.target,
         rows: Vec::new(),
     })

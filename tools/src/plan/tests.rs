@@ -177,6 +177,7 @@ fn the_plan_finds_the_fewest_dynos_that_meet_the_target() {
         target: Some(0.005),
         requests: Some(100_000),
         seed: 1,
+        transit: 0.0,
         chart: None,
     };
     let mut plan = build(&s, None).unwrap();
