@@ -258,6 +258,12 @@ fn parse_flags(args: &[String]) -> Result<Parsed, String> {
             Arg::Flag("--seed", v) => {
                 s.seed = it.parsed("--seed", v, "a whole number", |_: &u64| true)?
             }
+            Arg::Flag("--transit", v) => {
+                let what = "a time such as 0.3ms";
+                let value = it.value("--transit", v, what)?;
+                s.transit =
+                    parse_time(value).ok_or_else(|| cli::invalid("--transit", value, what))?;
+            }
             Arg::Flag("--chart", v) => {
                 s.chart = Some(it.value("--chart", v, "a file path")?.into())
             }
