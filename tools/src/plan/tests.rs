@@ -215,3 +215,32 @@ fn runicorn_lines_give_the_service_time_the_rate_and_the_memory() {
     let (base, per) = l.memory.expect("memory");
     assert!(base > 20.0 && per > 0.0, "{l:?}");
 }
+
+#[test]
+fn the_transit_is_added_to_every_queue_time() {
+    let mut s = Settings {
+        rate: Some(100.0),
+        service: Some(Service::Exp(0.02)),
+        lines: None,
+        router: Router::Random,
+        dyno: DYNO_SIZES[0],
+        dyno_given: false,
+        worker_mb: None,
+        base_mb: None,
+        headroom: 0.2,
+        dynos: None,
+        workers: None,
+        target: None,
+        requests: Some(50_000),
+        seed: 1,
+        transit: 0.0,
+        chart: None,
+    };
+    let without = build(&s, None).unwrap().row(2, 2).outcome.unwrap();
+    s.transit = 0.0003;
+    let with = build(&s, None).unwrap().row(2, 2).outcome.unwrap();
+    for i in 0..3 {
+        assert!((with.queue[i] - without.queue[i] - 0.0003).abs() < 1e-9);
+    }
+    assert_eq!(with.waited, without.waited);
+}
