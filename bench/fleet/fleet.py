@@ -323,6 +323,8 @@ class Fleet:
         exit and for HAProxy's checks to see it down, start a new one on the same port,
         and put it back in HAProxy once the checks see it up."""
         h = self.haproxy
+        if self.args.no_drain:
+            return self.restart_without_drain(inst, timeout)
         h.cmd(f"set server runicorn/{inst.name} state drain")
         wait_until(f"{inst.name} drained", lambda: h.stat()[inst.name]["scur"] == "0", timeout)
         inst.proc.signal(signal.SIGTERM)
@@ -338,6 +340,19 @@ class Fleet:
         self.wait_up(inst, timeout)
         h.cmd(f"set server runicorn/{inst.name} state ready")
         wait_until(f"{inst.name} back in HAProxy", lambda: h.stat()[inst.name]["status"] == "UP", timeout)
+
+    def restart_without_drain(self, inst, timeout):
+        """--no-drain, for comparison: TERM while HAProxy still sends requests to it, then
+        a new one on the same port as soon as the old one has exited."""
+        inst.proc.signal(signal.SIGTERM)
+        code = inst.proc.wait_exit(timeout)
+        if code != 0:
+            raise RuntimeError(f"{inst.name}: the master exited with {code} after TERM")
+        if inst.proc in STARTED:
+            STARTED.remove(inst.proc)
+        inst.start()
+        inst.wait_started(timeout)
+        self.wait_up(inst, timeout)
 
     def stop(self):
         for p in list(STARTED):
@@ -422,6 +437,12 @@ def rolling(args):
         f"p99 {fmt(total['p99'])} ms, max {fmt(total['max'])} ms; schedule lag max {fmt(total['lag_max'], 2)} ms"
     )
     failed_any = total["failed"]
+    statuses = {}
+    for r in recs:
+        if r["outcome"] == "http_error":
+            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    if statuses:
+        print("http_error statuses: " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())))
     for op in ("rolling upgrade", "rolling restart"):
         print(f"{op}: failed requests: {failed_by_op.get(op, 0)}")
     with open(os.path.join(fleet.out_dir, "table.txt"), "w") as f:
@@ -549,6 +570,8 @@ def parse_args(argv):
     p.add_argument("--warmup", type=float, default=5.0, help="measure: load before the window, s (5)")
     p.add_argument("--seed", type=int, default=1, help="seed of the arrivals (1)")
     p.add_argument("--retries", type=int, default=3, help="HAProxy's retries on a failed connection (3)")
+    p.add_argument("--no-drain", action="store_true",
+                   help="rolling: restart without taking the instance out of HAProxy first (to compare)")
     p.add_argument("--metrics-interval", type=int, default=5, help="rolling: runicorn's --metrics-interval (5)")
     p.add_argument("--request-timeout", type=int, default=30, help="the load generator's per request, s (30)")
     p.add_argument("--port", type=int, default=0, help="HAProxy's port (a free one from 18000)")
