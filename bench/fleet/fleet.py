@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from fleetlib import (  # noqa: E402
-    OUTCOMES, POLICIES, by_step, fmt, haproxy_config, logfmt, mixture_quantile, read_records,
+    POLICIES, by_step, fmt, haproxy_config, logfmt, mixture_quantile, nearest_rank, read_records,
     request_line, service_path, summarize, table, window,
 )
 from procs import free_port, group_alive, stat_fields  # noqa: E402
@@ -242,6 +242,8 @@ class Instance:
             a.runicorn, "--bind", f"127.0.0.1:{self.port}", "--workers", str(a.workers),
             "--metrics-interval", str(self.fleet.metrics_interval),
         ]
+        if getattr(a, "access_log", False):
+            argv.append("--access-log")
         self.proc = Process(f"{self.name}.{self.incarnation}", argv, self.fleet.out_dir, env)
 
     def wait_started(self, timeout=30):
@@ -488,7 +490,15 @@ def measure(args):
     if load.wait_exit(load_end - time.time() + args.request_timeout + 30) is None:
         raise SystemExit("the load generator did not stop")
     per = []
+    exact = []  # from the access log: (name, [queue_ms])
     for inst, a, b in zip(fleet.instances, win_from, win_to):
+        if args.access_log:
+            # Each line is written right after its response, as the request is counted in the
+            # metric interval: the lines that arrived in the instance's interval.
+            with inst.proc.err.cond:
+                lines = [l for t, l in inst.proc.err.lines if a < t <= b and 'msg=request ' in l]
+            qs = sorted(float(f["queue_ms"]) for f in map(logfmt, lines) if f.get("queue_ms", "-") != "-")
+            exact.append((inst.name, qs))
         # The request line of sample k+1: the interval (t0 + kS, t0 + (k+1)S].
         t, line = inst.proc.out.wait(["count#requests="], n=k + 1, timeout=S + 10)
         fields = request_line(logfmt(line))
@@ -528,8 +538,22 @@ def measure(args):
     rows.append(["combined*", "", comb["requests"], comb["queued"]] + [comb[x] for x in q]
                 + [comb["service_p50"], comb["service_p99"], ""])
     print(table(header, [[c if not isinstance(c, float) else f"{c:.3f}" for c in r] for r in rows]))
-    print("* combined percentiles: the count-weighted mixture of the instances' distributions, each "
-          "rebuilt from its line's p50/p95/p99/max (linear in between): an approximation; max is exact.")
+    print("* combined: the count-weighted mixture of the instances' distributions, each rebuilt from its "
+          "line's p50/p95/p99/max\n  (an exponential tail between p50 and p99): an approximation "
+          "(--access-log checks it); max is exact.")
+    if exact:
+        print("\nthe same from the access log (every request's queue_ms, exact percentiles by nearest rank):")
+        rows = []
+        everyone = sorted(q for _, qs in exact for q in qs)
+        for name, qs in exact + [("combined", everyone)]:
+            rows.append([name, len(qs)] + [nearest_rank(qs, x) for x in (0.5, 0.95, 0.99)] + [qs[-1] if qs else None])
+        print(table(["instance", "queued", "queue_p50", "queue_p95", "queue_p99", "queue_max"],
+                    [[c if not isinstance(c, float) else f"{c:.3f}" for c in r] for r in rows]))
+        result_exact = {name: {"queued": len(qs), "p50": nearest_rank(qs, 0.5), "p95": nearest_rank(qs, 0.95),
+                               "p99": nearest_rank(qs, 0.99), "max": qs[-1] if qs else None}
+                        for name, qs in exact + [("combined", everyone)]}
+    else:
+        result_exact = None
     print("\nload generator (requests scheduled in the window; latency of the 2xx from the scheduled time, ms):")
     c = gen["counts"]
     print(table(
@@ -543,6 +567,7 @@ def measure(args):
         "instances": args.instances, "workers": args.workers, "policy": args.policy,
         "balance": POLICIES[args.policy], "path": fleet.path, "rate": args.rate, "seed": args.seed,
         "window_s": S, "warmup_s": args.warmup, "per_instance": per, "combined": comb, "generator": gen,
+        "access_log": result_exact,
     }
     with open(os.path.join(fleet.out_dir, "measure.json"), "w") as f:
         json.dump(result, f, indent=1)
@@ -570,6 +595,8 @@ def parse_args(argv):
     p.add_argument("--warmup", type=float, default=5.0, help="measure: load before the window, s (5)")
     p.add_argument("--seed", type=int, default=1, help="seed of the arrivals (1)")
     p.add_argument("--retries", type=int, default=3, help="HAProxy's retries on a failed connection (3)")
+    p.add_argument("--access-log", action="store_true",
+                   help="measure: also run runicorn with --access-log, for exact queue-time percentiles to compare")
     p.add_argument("--no-drain", action="store_true",
                    help="rolling: restart without taking the instance out of HAProxy first (to compare)")
     p.add_argument("--metrics-interval", type=int, default=5, help="rolling: runicorn's --metrics-interval (5)")

@@ -150,11 +150,13 @@ def mixture_quantile(parts, q):
     """An approximate q-quantile of several instances' requests together, from what each
     instance's metric line gives: its count and its p50, p95, p99 and max.
 
-    Percentiles do not add up, so each instance's distribution is rebuilt from its line as
-    a CDF through (0, 0), (p50, 0.5), (p95, 0.95), (p99, 0.99) and (max, 1), linear in
-    between, and the quantile of the count-weighted mixture of these CDFs is found by
-    bisection. Exact at points every instance shares (equal instances give their own
-    figures back); in between, an interpolation. `parts` is a list of
+    Percentiles do not add up, so each instance's distribution is rebuilt from its line: a
+    CDF through (0, 0), (p50, 0.5), (p95, 0.95), (p99, 0.99) and (max, 1). Below the median
+    it is linear; from p50 to p99 the survival 1 - F is interpolated geometrically
+    (log-linear), which is exact for an exponential tail, the shape of the wait in a queue
+    of exponential service times (M/M/c); from p99 to max, linear again. The quantile of the
+    count-weighted mixture of these CDFs is then found by bisection. Equal instances give
+    their own figures back; different ones, an interpolation. `parts` is a list of
     (count, p50, p95, p99, max); parts with no count are left out."""
     parts = [p for p in parts if p[0] > 0 and p[4] is not None]
     if not parts:
@@ -169,7 +171,10 @@ def mixture_quantile(parts, q):
             if x < x1:
                 if x1 <= x0:
                     return f1
-                return f0 + (f1 - f0) * (x - x0) / (x1 - x0)
+                t = (x - x0) / (x1 - x0)
+                if f0 >= 0.5 and f1 < 1.0:
+                    return 1.0 - (1.0 - f0) * ((1.0 - f1) / (1.0 - f0)) ** t
+                return f0 + (f1 - f0) * t
         return 1.0
 
     lo, hi = 0.0, max(p[4] for p in parts)

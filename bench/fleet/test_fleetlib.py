@@ -1,5 +1,6 @@
 """Tests of the fleet harness's pure parts: python3 -m unittest discover bench/fleet"""
 
+import math
 import os
 import sys
 import tempfile
@@ -60,6 +61,23 @@ class Percentiles(unittest.TestCase):
         part = (100, 1.0, 10.0, 20.0, 30.0)
         for q, want in ((0.5, 1.0), (0.95, 10.0), (0.99, 20.0)):
             self.assertAlmostEqual(mixture_quantile([part, part, part], q), want, places=6)
+
+    def test_a_mixture_of_exponential_tails_is_exact(self):
+        # Two queues whose waits have exponential tails past their medians a:
+        # F(x) = 1 - 0.5 e^(-(x - a) / m), so p95 = a + m ln 10 and p99 = a + m ln 50.
+        queues = [(300, 0.2, 5.0), (100, 0.3, 12.0)]  # (count, a, m)
+
+        def true_quantile(q):
+            lo, hi = 0.3, 500.0
+            for _ in range(200):
+                x = (lo + hi) / 2
+                f = sum(n * (1 - 0.5 * math.exp(-(x - a) / m)) for n, a, m in queues) / 400
+                lo, hi = (lo, x) if f >= q else (x, hi)
+            return hi
+
+        parts = [(n, a, a + m * math.log(10), a + m * math.log(50), a + m * 8) for n, a, m in queues]
+        for q in (0.8, 0.9, 0.95):  # below both p99s, where the interpolation is exact
+            self.assertAlmostEqual(mixture_quantile(parts, q), true_quantile(q), places=3)
 
     def test_a_mixture_lies_between_its_parts_and_leans_to_the_larger(self):
         a, b = (100, 1.0, 5.0, 9.0, 10.0), (300, 3.0, 15.0, 27.0, 30.0)
