@@ -245,20 +245,27 @@ def summarize(records):
     }
 
 
+def ended_us(r):
+    """When a request ended (its response, or its failure), from the run's start, in µs."""
+    return r["scheduled_us"] + r["latency_us"]
+
+
 def by_step(start_unix_us, records, marks):
-    """The records split by step: a request belongs to the step during which it was
-    scheduled. `marks` are (name, unix time in s) in time order, each starting a step that
-    lasts until the next mark; requests before the first mark, or from the last mark on,
-    belong to no step (the last mark ends the run). Returns [(name, [records])]."""
+    """The records split by step: a request belongs to the step in which it ended. An
+    operation starts at its mark, so what it does to requests (a reset, a retry, a longer
+    wait) comes after the mark: a request sent just before and still in flight is charged
+    to the operation it met, not to the step before. `marks` are (name, unix time in s) in
+    time order, each starting a step that lasts until the next mark; the last mark ends the
+    run, and requests that ended after it (in flight when the load was stopped) belong to
+    the last step. Requests that ended before the first mark belong to none.
+    Returns [(name, [records])]."""
     out = [(name, []) for name, _ in marks[:-1]]
-    starts = [t * 1e6 - start_unix_us for _, t in marks]
-    i = 0
-    for r in records:  # in schedule order
-        t = r["scheduled_us"]
-        while i + 1 < len(starts) and t >= starts[i + 1]:
-            i += 1
-        if t < starts[0] or i >= len(out):
+    starts = [t * 1e6 - start_unix_us for _, t in marks[:-1]]
+    for r in sorted(records, key=ended_us):
+        t = ended_us(r)
+        if not out or t < starts[0]:
             continue
+        i = next((k for k in range(len(starts) - 1, -1, -1) if t >= starts[k]))
         out[i][1].append(r)
     return out
 

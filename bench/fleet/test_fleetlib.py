@@ -93,15 +93,22 @@ def rec(ms, outcome="ok", latency_ms=10):
 
 
 class Steps(unittest.TestCase):
-    def test_each_request_goes_to_the_step_it_was_scheduled_in(self):
+    def test_each_request_goes_to_the_step_it_ended_in(self):
         start_us = 1_000_000_000  # unix 1000 s
-        records = [rec(10), rec(600), rec(1500, "reset"), rec(2100), rec(3500)]
+        records = [
+            rec(10),  # ends at 0.02 s: before the first mark
+            rec(600),  # 0.61 s: baseline
+            rec(980, "reset", latency_ms=40),  # sent in the baseline, reset by the upgrade
+            rec(1500, "reset"),  # upgrade
+            rec(2100),  # restart
+            rec(2995, latency_ms=30),  # ends after the last mark: the last step
+        ]
         marks = [("baseline", 1000.5), ("upgrade s1", 1001.0), ("restart s1", 1002.0), ("end", 1003.0)]
         steps = by_step(start_us, records, marks)
         self.assertEqual([n for n, _ in steps], ["baseline", "upgrade s1", "restart s1"])
-        self.assertEqual([len(rs) for _, rs in steps], [1, 1, 1])
-        self.assertEqual(steps[1][1][0]["outcome"], "reset")
-        self.assertEqual(len(window(start_us, records, 1000.0, 1001.0)), 2)
+        self.assertEqual([len(rs) for _, rs in steps], [1, 2, 2])
+        self.assertEqual([r["outcome"] for r in steps[1][1]], ["reset", "reset"])
+        self.assertEqual(len(window(start_us, records, 1000.0, 1001.0)), 3, "by scheduled time")
 
     def test_summaries(self):
         s = summarize([rec(1, latency_ms=5), rec(2, latency_ms=7), rec(3, "timeout"), rec(4, "not_sent")])
