@@ -1,6 +1,6 @@
 """The fleet harness's pure parts: the HAProxy configuration, logfmt, percentiles, the
 attribution of requests to steps, and the tables. No process, socket or clock here; the
-tests are in test_fleetlib.py (`python3 -m unittest discover bench/fleet`)."""
+tests are in test_fleetlib.py (`python3 -B -m unittest discover -s bench/fleet`)."""
 
 import math
 import os

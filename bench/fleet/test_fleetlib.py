@@ -1,4 +1,4 @@
-"""Tests of the fleet harness's pure parts: python3 -m unittest discover bench/fleet"""
+"""Tests of the fleet harness's pure parts: python3 -B -m unittest discover -s bench/fleet"""
 
 import math
 import os

@@ -321,7 +321,8 @@ fn rolling_upgrade_and_restart_behind_haproxy_lose_no_request() {
 #[test]
 fn the_fleet_harness_analysis_passes_its_tests() {
     let mut cmd = Command::new("python3");
-    cmd.args(["-m", "unittest", "discover", "-s"])
+    // -B: no __pycache__ left in the source tree.
+    cmd.args(["-B", "-m", "unittest", "discover", "-s"])
         .arg(format!("{ROOT}/bench/fleet"));
     let r = run_bounded(cmd, None, Duration::from_secs(60));
     assert!(r.status.success(), "{}{}", r.out, r.err);
