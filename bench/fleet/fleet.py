@@ -21,7 +21,9 @@ import os
 import signal
 import socket
 import subprocess
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
@@ -38,6 +40,7 @@ from fleetlib import (  # noqa: E402
 from procs import free_port, group_alive, stat_fields  # noqa: E402
 
 STARTED = []
+TEMP_DIRS = []
 
 
 def log(*args):
@@ -130,6 +133,8 @@ class Process:
 def cleanup():
     for p in list(STARTED):
         p.stop(grace=2.0)
+    for d in TEMP_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def on_signal(signum, _frame):
@@ -166,7 +171,11 @@ def wait_until(what, check, timeout, every=0.05):
 
 class HAProxy:
     def __init__(self, args, out_dir, servers):
-        self.sock = os.path.join(out_dir, "haproxy.sock")
+        # A Unix socket's path is limited to 107 bytes: a private directory of the system's
+        # temporary one keeps it short wherever the repository is. Removed at exit.
+        self.sock_dir = tempfile.mkdtemp(prefix="runicorn-fleet-")
+        TEMP_DIRS.append(self.sock_dir)
+        self.sock = os.path.join(self.sock_dir, "haproxy.sock")
         self.port = args.port or free_port(18000)
         self.cfg = os.path.join(out_dir, "haproxy.cfg")
         with open(self.cfg, "w") as f:
