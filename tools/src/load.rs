@@ -1,4 +1,4 @@
-//! A closed-loop HTTP/1.1 load client: `concurrency` threads, each sending one `GET` at a
+//! A closed-loop HTTP/1.1 load client (and, in [`open`], an open-loop one): `concurrency` threads, each sending one `GET` at a
 //! time and reading the whole response before the next, for a bounded time and count. The
 //! chaos harness (`examples/chaos.rs` of this crate) and `runicorn tune` measure the server with it.
 //!
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 mod framing;
 mod latency;
+pub mod open;
 
 use framing::Framer;
 pub use latency::Latencies;

@@ -17,6 +17,9 @@ mod dashboard;
 mod docs;
 /// Timeouts, panics, aborts, max-requests, crash loops.
 mod faults;
+/// Two instances behind HAProxy under open-loop load: rolling upgrade and restart lose no
+/// request; X-Request-Start becomes queue time.
+mod fleet;
 /// Response framing the app cannot break, and heads settled before the app, from raw bytes.
 mod framing;
 /// HTTP behaviour seen by clients: framing, HEAD, errors, Date, Connection: close.
