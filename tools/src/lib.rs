@@ -9,7 +9,8 @@
 //! - `advice`: the advised `WEB_CONCURRENCY`, a pure function (also for `--workers auto`).
 //! - `chart`: SVG line charts.
 //! - `cli`: flag reading shared by the subcommands.
-//! - `load`: the closed-loop HTTP/1.1 load client (tune, the chaos harness).
+//! - `load`: the closed-loop HTTP/1.1 load client (tune, the chaos harness), and the
+//!   open-loop one with Poisson arrivals (`load::open`, the fleet harness).
 //! - `metrics`: `runicorn metrics`, the reader of metric lines, and its live dashboard.
 //! - `plan`: `runicorn plan`, the fleet capacity planner (a seeded simulation).
 //! - `tune`: `runicorn tune`, trials of an app at several worker counts.
