@@ -580,9 +580,20 @@ pub fn debian_package(binary: &str, package: &str) -> String {
         r.status.success()
     };
     let install = ["install", "-y", "--no-install-recommends", package];
+    // A packaged service (HAProxy's, Prometheus') must not start on install: the tests
+    // start their own. policy-rc.d(8) says no while apt runs, unless the machine has one.
+    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
+    let made_policy = !policy.exists() && {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok()
+            && std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755)).is_ok()
+    };
     if !apt(&install) {
         let _ = apt(&["update"]);
         apt(&install);
+    }
+    if made_policy {
+        let _ = std::fs::remove_file(policy);
     }
     match which(binary) {
         Some(p) => p.to_string_lossy().into_owned(),
