@@ -126,7 +126,7 @@ def request_line(fields):
         "queued": int(fields.get("count#queued_requests", 0)),
     }
     for kind in ("queue", "service"):
-        for p in ("p50", "p95", "p99", "max"):
+        for p in ("p50", "p95", "p99", "max", "mean"):
             out[f"{kind}_{p}"] = ms(f"sample#{kind}_{p}")
     for key in ("backlog", "workers_busy", "workers_idle"):
         v = fields.get(f"sample#{key}")

@@ -244,21 +244,32 @@ pub fn render_requests(id: &Identity, r: &RequestStats) -> String {
     for (class, n) in c.status.iter().enumerate() {
         let _ = write!(s, " count#requests_{}xx={n}", class + 1);
     }
-    let quantiles = |s: &mut String, name: &str, h: &crate::histogram::Histogram, max: u64| {
+    let quantiles = |s: &mut String,
+                     name: &str,
+                     h: &crate::histogram::Histogram,
+                     max: u64,
+                     sum: u64| {
         if let Some([p50, p95, p99, max]) = quantiles(h, max) {
             let _ = write!(
                 s,
-                " sample#{name}_p50={} sample#{name}_p95={} sample#{name}_p99={} sample#{name}_max={}",
+                " sample#{name}_p50={} sample#{name}_p95={} sample#{name}_p99={} sample#{name}_max={} sample#{name}_mean={}",
                 ms(p50),
                 ms(p95),
                 ms(p99),
-                ms(max)
+                ms(max),
+                ms(mean_us(sum, h.count()))
             );
         }
     };
-    quantiles(&mut s, "service", &c.service, c.service_max_us);
+    quantiles(
+        &mut s,
+        "service",
+        &c.service,
+        c.service_max_us,
+        c.service_sum_us,
+    );
     let _ = write!(s, " count#queued_requests={}", c.queue.count());
-    quantiles(&mut s, "queue", &c.queue, c.queue_max_us);
+    quantiles(&mut s, "queue", &c.queue, c.queue_max_us, c.queue_sum_us);
     if let Some(b) = r.backlog {
         let _ = write!(
             s,
@@ -272,6 +283,12 @@ pub fn render_requests(id: &Identity, r: &RequestStats) -> String {
         r.busy, r.idle, r.in_flight
     );
     s
+}
+
+/// The mean of `count` times that add up to `sum_us` µs, rounded to the µs (the percentiles
+/// come from buckets; the mean is exact: each slot sums its times).
+pub fn mean_us(sum_us: u64, count: u64) -> u64 {
+    (sum_us + count / 2).checked_div(count).unwrap_or(0)
 }
 
 /// The master as sampled.

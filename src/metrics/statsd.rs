@@ -11,7 +11,7 @@ use std::net::{ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 
-use super::sample::{Sample, WorkerEnd, quantiles};
+use super::sample::{Sample, WorkerEnd, mean_us, quantiles};
 use crate::config::StatsdAddr;
 
 /// The largest datagram sent: what fits an Ethernet MTU (1500) less the IPv6 and UDP
@@ -65,12 +65,13 @@ impl Lines<'_> {
         self.push(name, n, "c");
     }
 
-    /// `<name>_p50`, `_p95`, `_p99` and `_max` in ms, as the request line's.
-    fn quantiles(&mut self, name: &str, h: &crate::histogram::Histogram, max_us: u64) {
+    /// `<name>_p50`, `_p95`, `_p99`, `_max` and `_mean` in ms, as the request line's.
+    fn quantiles(&mut self, name: &str, h: &crate::histogram::Histogram, max_us: u64, sum_us: u64) {
         if let Some(q) = quantiles(h, max_us) {
             for (suffix, us) in ["p50", "p95", "p99", "max"].iter().zip(q) {
                 self.gauge(&format!("{name}_{suffix}"), Ms(us));
             }
+            self.gauge(&format!("{name}_mean"), Ms(mean_us(sum_us, h.count())));
         }
     }
 
@@ -152,9 +153,9 @@ pub fn lines(sample: &Sample, format: &Format) -> Vec<String> {
     for (class, n) in c.status.iter().enumerate() {
         l.count(&format!("requests_{}xx", class + 1), *n);
     }
-    l.quantiles("service", &c.service, c.service_max_us);
+    l.quantiles("service", &c.service, c.service_max_us, c.service_sum_us);
     l.count("queued_requests", c.queue.count());
-    l.quantiles("queue", &c.queue, c.queue_max_us);
+    l.quantiles("queue", &c.queue, c.queue_max_us, c.queue_sum_us);
     if let Some(b) = r.backlog {
         l.gauge("backlog", b.depth);
         l.gauge("backlog_limit", b.limit);

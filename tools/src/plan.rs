@@ -59,7 +59,8 @@ Traffic (one of them, or from --lines):
   --rps N            requests per second
 Service time (one of them, or from --lines):
   --service SPEC     exp:20ms | const:20ms | lognormal:20ms,0.5 (median, sigma) |
-                     p50=20ms,p95=60ms,p99=120ms (measured percentiles, two or more)
+                     p50=20ms,p95=60ms,p99=120ms (measured percentiles, two or more;
+                     add mean=TIME, such as the lines' service_mean, to move them to it)
   --lines FILE       runicorn's metric lines (a file, or - for stdin; `heroku logs`
                      format too): the service-time percentiles, the request rate, the
                      dyno's quota and the memory per worker, whichever is not given
@@ -179,7 +180,7 @@ fn parse_flags(args: &[String]) -> Result<Parsed, String> {
                 )?);
             }
             Arg::Flag("--service", v) => {
-                let what = "exp:MEAN, const:TIME, lognormal:MEDIAN,SIGMA, or p50=TIME,p99=TIME,... (two or more percentiles, not falling)";
+                let what = "exp:MEAN, const:TIME, lognormal:MEDIAN,SIGMA, or p50=TIME,p99=TIME,... (two or more percentiles, not falling; mean=TIME optional)";
                 let value = it.value("--service", v, what)?;
                 s.service = Some(
                     Service::parse(value).ok_or_else(|| cli::invalid("--service", value, what))?,
@@ -279,6 +280,8 @@ fn parse_flags(args: &[String]) -> Result<Parsed, String> {
 pub struct FromLines {
     /// Request-weighted mean of each interval's service p50, p95, p99, seconds.
     pub service: Option<[f64; 3]>,
+    /// The mean service time, seconds, where the lines give `sample#service_mean`.
+    pub service_mean: Option<f64>,
     /// Requests per second to all the dynos in the lines.
     pub rate: Option<f64>,
     /// Dynos seen.
@@ -294,6 +297,7 @@ pub fn from_lines(text: &str) -> FromLines {
     let mut tracker = Tracker::new(Default::default());
     let mut weighted = [0.0f64; 3];
     let mut weight = 0u64;
+    let (mut mean_sum, mut mean_weight) = (0.0f64, 0u64);
     // Per dyno: requests, request lines, and their times.
     let mut per_dyno: std::collections::BTreeMap<String, (u64, usize, Vec<f64>)> =
         Default::default();
@@ -320,6 +324,12 @@ pub fn from_lines(text: &str) -> FromLines {
                 }
                 weight += r.requests;
             }
+            if let Some(m) = r.service_mean
+                && r.requests > 0
+            {
+                mean_sum += m / 1000.0 * r.requests as f64;
+                mean_weight += r.requests;
+            }
         }
         tracker.feed(rec);
     }
@@ -341,6 +351,7 @@ pub fn from_lines(text: &str) -> FromLines {
     let advice = tracker.advice();
     FromLines {
         service: (weight > 0).then(|| weighted.map(|w| w / weight as f64)),
+        service_mean: (mean_weight > 0).then(|| mean_sum / mean_weight as f64),
         rate: (rate > 0.0).then_some(rate),
         dynos: per_dyno.len(),
         quota_mb: advice.first().map(|(_, q, _)| *q),

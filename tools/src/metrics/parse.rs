@@ -325,6 +325,8 @@ pub struct RequestFigures {
     pub requests_5xx: u64,
     /// `sample#service_p50`, `_p95`, `_p99`.
     pub service: Option<[f64; 3]>,
+    /// `sample#service_mean` (exact, where the percentiles are bucket midpoints).
+    pub service_mean: Option<f64>,
     /// `count#queued_requests`.
     pub queued: u64,
     /// `sample#queue_p50`, `_p95`, `_p99`.
@@ -479,6 +481,7 @@ pub fn parse_line(line: &str) -> Option<Record> {
                 requests,
                 requests_5xx: int("count#requests_5xx").unwrap_or(0),
                 service: triple("service"),
+                service_mean: num("sample#service_mean"),
                 queued: int("count#queued_requests").unwrap_or(0),
                 queue: triple("queue"),
                 backlog: int("sample#backlog").zip(int("sample#backlog_limit")),
@@ -831,6 +834,7 @@ mod tests {
                 requests: 51530,
                 requests_5xx: 0,
                 service: Some([0.005, 0.023, 0.027]),
+                service_mean: None,
                 queued: 3,
                 queue: Some([5.888, 6.287, 6.287]),
                 backlog: Some((0, 1024)),

@@ -106,6 +106,9 @@ pub enum Service {
     },
     /// Through these `(quantile, time)` points, at least two, quantiles in (0, 1) rising.
     Percentiles(Vec<(f64, f64)>),
+    /// Another distribution moved by a constant (never below 0): percentiles measured in
+    /// buckets, moved so that their mean is the measured one.
+    Shifted(Box<Service>, f64),
 }
 
 /// A time: `20ms`, `1.5s`, `250us`, or a bare number of milliseconds; in seconds.
@@ -126,7 +129,8 @@ pub fn parse_time(text: &str) -> Option<f64> {
 
 impl Service {
     /// Reads `exp:MEAN`, `const:TIME`, `lognormal:MEDIAN,SIGMA`, or percentiles
-    /// `p50=TIME,p95=TIME,p99=TIME` (any of p1..p99.9, at least two).
+    /// `p50=TIME,p95=TIME,p99=TIME` (any of p1..p99.9, at least two), with an optional
+    /// `mean=TIME` that moves them to that mean.
     pub fn parse(text: &str) -> Option<Service> {
         if let Some(mean) = text.strip_prefix("exp:") {
             return parse_time(mean).filter(|m| *m > 0.0).map(Service::Exp);
@@ -145,8 +149,13 @@ impl Service {
             return Some(Service::LogNormal { median, sigma });
         }
         let mut points = Vec::new();
+        let mut mean = None;
         for part in text.split(',') {
             let (name, time) = part.split_once('=')?;
+            if name.trim() == "mean" {
+                mean = Some(parse_time(time).filter(|t| *t > 0.0)?);
+                continue;
+            }
             let q: f64 = name.trim().strip_prefix('p')?.parse().ok()?;
             let t = parse_time(time).filter(|t| *t > 0.0)?;
             if !(q > 0.0 && q < 100.0) {
@@ -154,7 +163,11 @@ impl Service {
             }
             points.push((q / 100.0, t));
         }
-        Service::from_percentiles(points)
+        let fit = Service::from_percentiles(points)?;
+        Some(match mean {
+            Some(m) => fit.with_mean(m),
+            None => fit,
+        })
     }
 
     /// Through measured `(quantile, time)` points; `None` unless there are two or more,
@@ -167,9 +180,21 @@ impl Service {
             .then_some(Service::Percentiles(points))
     }
 
+    /// `self` moved so that its mean is `mean` (a measured mean, exact where percentiles
+    /// are not).
+    pub fn with_mean(self, mean: f64) -> Service {
+        let by = mean - self.mean();
+        if by.abs() < 1e-9 {
+            self
+        } else {
+            Service::Shifted(Box::new(self), by)
+        }
+    }
+
     /// The time at quantile `u` in (0, 1).
     pub fn quantile(&self, u: f64) -> f64 {
         match self {
+            Service::Shifted(base, by) => (base.quantile(u) + by).max(0.0),
             Service::Const(t) => *t,
             Service::Exp(mean) => -mean * (1.0 - u).ln(),
             Service::LogNormal { median, sigma } => median * (sigma * normal_quantile(u)).exp(),
@@ -192,6 +217,7 @@ impl Service {
     /// A draw.
     pub fn sample(&self, rng: &mut Rng) -> f64 {
         match self {
+            Service::Shifted(base, by) => (base.sample(rng) + by).max(0.0),
             Service::Const(t) => *t,
             Service::Exp(mean) => rng.exp(*mean),
             _ => self.quantile(rng.unit()),
@@ -205,7 +231,7 @@ impl Service {
             Service::Const(t) => *t,
             Service::Exp(mean) => *mean,
             Service::LogNormal { median, sigma } => median * (sigma * sigma / 2.0).exp(),
-            Service::Percentiles(_) => {
+            Service::Percentiles(_) | Service::Shifted(..) => {
                 const N: usize = 100_000;
                 (0..N)
                     .map(|i| self.quantile((i as f64 + 0.5) / N as f64))
@@ -230,6 +256,16 @@ impl Service {
                     .map(|(q, t)| format!("p{} {}", trim_float(q * 100.0), ms(*t)))
                     .collect();
                 format!("{} (mean {})", list.join(", "), ms(self.mean()))
+            }
+            Service::Shifted(base, by) => {
+                let base = base.describe();
+                let base = base.split(" (mean").next().unwrap_or(&base);
+                format!(
+                    "{base}, moved {}{} to the measured mean {}",
+                    if *by < 0.0 { "-" } else { "+" },
+                    ms(by.abs()),
+                    ms(self.mean())
+                )
             }
         }
     }
