@@ -212,17 +212,25 @@ fn stdin_is_regular_file() -> bool {
         .is_ok_and(|m| m.file_type().is_file())
 }
 
-/// Reads every line of `reader` into a tracker, printing live blocks when `live`; prints the
-/// final summary and writes the chart. Returns the number of lines used.
-fn run(
+/// What [`read_lines`] hands its caller.
+pub(crate) enum Input {
+    /// One line of the input.
+    Line(String),
+    /// Every line that had arrived has been handed over.
+    Idle,
+    /// A sample set was completed, and the input then stayed quiet for [`QUIET`].
+    Quiet,
+}
+
+/// Reads `reader` line by line, on a thread of its own so that the caller can wait for a
+/// quiet moment with a timeout, and hands each line to `on`; `on` returns `true` for a line
+/// that completed a sample set. Returns, at the end of the input, whether a completed set
+/// was not yet followed by a quiet moment.
+pub(crate) fn read_lines(
     reader: Box<dyn Read + Send>,
-    live: bool,
-    settings: &Settings,
-    out: &mut dyn Write,
-) -> std::io::Result<usize> {
-    let mut tracker = Tracker::new(settings.opts);
-    // A thread reads, so that the loop can wait for a quiet moment with a timeout.
-    let (tx, rx) = mpsc::sync_channel::<String>(1024);
+    mut on: impl FnMut(Input) -> std::io::Result<bool>,
+) -> std::io::Result<bool> {
+    let (tx, rx) = mpsc::sync_channel::<String>(4096);
     let reading = std::thread::spawn(move || -> std::io::Result<()> {
         let mut lines = BufReader::new(reader);
         let mut buf = Vec::new();
@@ -237,7 +245,6 @@ fn run(
         }
     });
     let mut pending = false;
-    let mut printed_sets = 0;
     loop {
         let next = if pending {
             rx.recv_timeout(QUIET)
@@ -246,17 +253,15 @@ fn run(
         };
         match next {
             Ok(line) => {
-                if let Some(rec) = parse_line(&line) {
-                    pending |= tracker.feed(rec) && live;
+                pending |= on(Input::Line(line))?;
+                while let Ok(line) = rx.try_recv() {
+                    pending |= on(Input::Line(line))?;
                 }
+                on(Input::Idle)?;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 pending = false;
-                printed_sets = tracker.sets();
-                write!(out, "{}", tracker.summary("runicorn metrics (live)"))?;
-                writeln!(out)?;
-                out.flush()?;
-                settings.write_chart(&tracker)?;
+                on(Input::Quiet)?;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -264,6 +269,37 @@ fn run(
     reading
         .join()
         .unwrap_or_else(|_| Err(std::io::Error::other("the reader thread panicked")))?;
+    Ok(pending)
+}
+
+/// Reads every line of `reader` into a tracker, printing live blocks when `live`; prints the
+/// final summary and writes the chart. Returns the number of lines used.
+fn run(
+    reader: Box<dyn Read + Send>,
+    live: bool,
+    settings: &Settings,
+    out: &mut dyn Write,
+) -> std::io::Result<usize> {
+    let mut tracker = Tracker::new(settings.opts);
+    let mut printed_sets = 0;
+    read_lines(reader, |input| {
+        match input {
+            Input::Line(line) => {
+                if let Some(rec) = parse_line(&line) {
+                    return Ok(tracker.feed(rec) && live);
+                }
+            }
+            Input::Idle => {}
+            Input::Quiet => {
+                printed_sets = tracker.sets();
+                write!(out, "{}", tracker.summary("runicorn metrics (live)"))?;
+                writeln!(out)?;
+                out.flush()?;
+                settings.write_chart(&tracker)?;
+            }
+        }
+        Ok(false)
+    })?;
     if tracker.lines() > 0 {
         let heading = if live && printed_sets == tracker.sets() {
             "runicorn metrics (final, unchanged)"

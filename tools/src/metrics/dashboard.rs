@@ -17,17 +17,17 @@
 //! page is at most a second behind its input.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use runicorn::{Request, Response, http};
 
 use super::parse::parse_line;
 use super::summary::{Options, Tracker};
 use super::timeline::{Timeline, advice_event};
+use super::{Input, read_lines};
 
 /// The page, with its script and styles: every asset embedded, nothing fetched from
 /// elsewhere, so it works offline.
@@ -35,10 +35,6 @@ pub const PAGE: &str = include_str!("dashboard/page.html");
 
 /// The most event bytes one response carries; a longer history arrives over several.
 const MAX_RESPONSE: usize = 4 << 20;
-
-/// How long the input stays quiet after a complete sample set before the advice is
-/// computed again (the lines of several dynos arrive together).
-const QUIET: Duration = Duration::from_millis(300);
 
 /// The append-only file of events.
 pub struct Spool {
@@ -214,54 +210,28 @@ pub fn read_into(
         last_t: None,
         last_advice: Vec::new(),
     };
-    let (tx, rx) = mpsc::sync_channel::<String>(4096);
-    let reading = std::thread::spawn(move || -> std::io::Result<()> {
-        let mut lines = BufReader::new(reader);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            if lines.read_until(b'\n', &mut buf)? == 0 {
-                return Ok(());
-            }
-            if tx.send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
-                return Ok(());
-            }
-        }
-    });
-    let mut pending = false;
     let mut events = Vec::new();
-    loop {
-        let next = if pending {
-            rx.recv_timeout(QUIET)
-        } else {
-            rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-        };
-        match next {
-            Ok(line) => {
-                pending |= feed.take(&line, &mut events);
-                // What else has arrived goes in the same write.
-                while events.len() < 4096 {
-                    match rx.try_recv() {
-                        Ok(line) => pending |= feed.take(&line, &mut events),
-                        Err(_) => break,
-                    }
+    let pending = read_lines(reader, |input| {
+        match input {
+            Input::Line(line) => {
+                let complete = feed.take(&line, &mut events);
+                // A long burst (a recorded file) is written in pieces.
+                if events.len() >= 4096 {
+                    spool.append(&events)?;
+                    events.clear();
                 }
-                spool.append(&events)?;
-                events.clear();
+                return Ok(complete);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                pending = false;
-                spool.append(&feed.advice())?;
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            // What had arrived goes in one write.
+            Input::Idle => spool.append(&events)?,
+            Input::Quiet => spool.append(&feed.advice())?,
         }
-    }
+        events.clear();
+        Ok(false)
+    })?;
     if pending {
         spool.append(&feed.advice())?;
     }
-    reading
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("the reader thread panicked")))?;
     Ok(feed.tracker.lines())
 }
 
