@@ -250,6 +250,10 @@ fn a_measured_mean_moves_the_percentiles_to_it() {
     let s = Service::parse("p50=13.824ms,p95=59.392ms,p99=94.208ms,mean=20.4ms").unwrap();
     assert!(close(s.mean(), 0.0204, 1e-3), "{}", s.mean());
     assert!(matches!(s, Service::Shifted(..)));
-    assert!(s.describe().contains("to the measured mean 20.4 ms"), "{}", s.describe());
+    assert!(
+        s.describe().contains("to the measured mean 20.4 ms"),
+        "{}",
+        s.describe()
+    );
     assert!(Service::parse("p50=10ms,p99=50ms,mean=0").is_none());
 }
