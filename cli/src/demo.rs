@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::{HeaderValue, Method, StatusCode, header};
 
 use runicorn::{App, Body, BoxError, ConnectionInfo, Request, Response, WorkerInfo};
+use runicorn_tools::rng::Rng;
 
 /// The demo app.
 ///
@@ -26,7 +27,7 @@ pub struct Demo {
     table: Vec<u64>,
     fail_boot: bool,
     /// Draws the service times of `/service`; seeded again in each worker.
-    rng: SplitMix64,
+    rng: Rng,
 }
 
 impl Demo {
@@ -41,7 +42,7 @@ impl Demo {
             retained: Vec::new(),
             table: lookup_table(table_mb),
             fail_boot: std::env::var("RUNICORN_DEMO_FAIL_BOOT").is_ok_and(|v| v == "1"),
-            rng: SplitMix64::default(),
+            rng: Rng::default(),
         }
     }
 }
@@ -126,7 +127,7 @@ impl Service {
     }
 
     /// One service time in ms, drawn with `rng`.
-    fn draw(self, rng: &mut SplitMix64) -> f64 {
+    fn draw(self, rng: &mut Rng) -> f64 {
         match self {
             // Inversion: -mean ln(1 - u), u in [0, 1), so the logarithm's argument is > 0.
             Service::Exp { mean_ms } => -mean_ms * (1.0 - rng.next_f64()).ln(),
@@ -149,31 +150,10 @@ impl Service {
     }
 }
 
-/// SplitMix64 (Steele, Lea and Flood, 2014): a 64-bit counter, stepped by the golden
-/// gamma, through a mixing function. Small, fast and good enough to draw service times;
-/// the same seed gives the same draws.
-#[derive(Clone, Debug, Default)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1), from the top 53 bits.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 impl App for Demo {
     fn after_fork(&mut self, worker: &WorkerInfo) -> Result<(), BoxError> {
         // Workers draw different service times: each starts its counter from its pid.
-        self.rng = SplitMix64(u64::from(worker.pid).wrapping_mul(0x2545_f491_4f6c_dd1d));
+        self.rng = Rng::new(u64::from(worker.pid).wrapping_mul(0x2545_f491_4f6c_dd1d));
         if self.fail_boot {
             return Err("RUNICORN_DEMO_FAIL_BOOT=1: failing on purpose".into());
         }
@@ -377,7 +357,7 @@ mod tests {
 
     /// The mean of `n` draws.
     fn mean_of(service: Service, seed: u64, n: usize) -> f64 {
-        let mut rng = SplitMix64(seed);
+        let mut rng = Rng::new(seed);
         (0..n).map(|_| service.draw(&mut rng)).sum::<f64>() / n as f64
     }
 
@@ -389,7 +369,7 @@ mod tests {
             assert!((m - 20.0).abs() < 0.02 * 20.0, "seed {seed}: mean {m}");
         }
         // Its draws are spread as an exponential's: about e^-1 of them above the mean.
-        let mut rng = SplitMix64(7);
+        let mut rng = Rng::new(7);
         let above = (0..100_000)
             .filter(|_| Service::Exp { mean_ms: 5.0 }.draw(&mut rng) > 5.0)
             .count() as f64
@@ -404,7 +384,7 @@ mod tests {
         let m = mean_of(ln, 3, 200_000);
         let want = 10.0 * (0.125f64).exp();
         assert!((m - want).abs() < 0.02 * want, "mean {m}, want {want}");
-        let mut rng = SplitMix64(9);
+        let mut rng = Rng::new(9);
         let below = (0..100_000).filter(|_| ln.draw(&mut rng) < 10.0).count();
         assert!((49_000..51_000).contains(&below), "{below}");
     }
@@ -413,7 +393,7 @@ mod tests {
     fn service_draws_are_seeded() {
         let exp = Service::Exp { mean_ms: 20.0 };
         let draws = |seed| {
-            let mut rng = SplitMix64(seed);
+            let mut rng = Rng::new(seed);
             (0..5).map(|_| exp.draw(&mut rng)).collect::<Vec<_>>()
         };
         assert_eq!(draws(11), draws(11));

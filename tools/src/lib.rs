@@ -13,6 +13,8 @@
 //!   open-loop one with Poisson arrivals (`load::open`, the fleet harness).
 //! - `metrics`: `runicorn metrics`, the reader of metric lines, and its live dashboard.
 //! - `plan`: `runicorn plan`, the fleet capacity planner (a seeded simulation).
+//! - `rng`: the seeded generator (SplitMix64) of the planner, the load generator and the
+//!   demo app.
 //! - `tune`: `runicorn tune`, trials of an app at several worker counts.
 
 pub use runicorn::internals::advice;
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod load;
 pub mod metrics;
 pub mod plan;
+pub mod rng;
 pub mod tune;
 
 /// The subcommands, as `--help` lists them after the settings.

@@ -42,6 +42,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::framing::Framer;
 use super::{Latencies, LoadSpec};
+use crate::rng::Rng;
 
 /// What to send, at which rate, and for how long.
 #[derive(Clone, Debug)]
@@ -97,7 +98,7 @@ impl OpenSpec {
 /// a SplitMix64 generator seeded with `seed`, so a run can be repeated exactly.
 #[derive(Clone, Debug)]
 pub struct Arrivals {
-    rng: SplitMix64,
+    rng: Rng,
     rate: f64,
     at: f64,
 }
@@ -107,7 +108,7 @@ impl Arrivals {
     pub fn new(rate: f64, seed: u64) -> Arrivals {
         assert!(rate > 0.0 && rate.is_finite(), "the rate must be above 0");
         Arrivals {
-            rng: SplitMix64(seed),
+            rng: Rng::new(seed),
             rate,
             at: 0.0,
         }
@@ -121,25 +122,6 @@ impl Iterator for Arrivals {
     fn next(&mut self) -> Option<Duration> {
         self.at += -(1.0 - self.rng.next_f64()).ln() / self.rate;
         Some(Duration::from_secs_f64(self.at))
-    }
-}
-
-/// SplitMix64 (Steele, Lea and Flood, 2014): small, fast, and enough for arrival times.
-#[derive(Clone, Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
