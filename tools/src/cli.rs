@@ -66,6 +66,37 @@ impl<'a> Args<'a> {
     }
 }
 
+/// What a subcommand's flags asked for: a run with these settings, or the help text.
+#[derive(Debug)]
+pub enum Parsed<T> {
+    /// Run with these settings.
+    Run(T),
+    /// Print the help text.
+    Help,
+}
+
+/// The settings to run with, or the exit code when there is nothing to run: 0 after printing
+/// `help()` for `--help`, [`EXIT_USAGE`] after printing a bad flag's one line to stderr, as
+/// `{program} {subcommand}: {error}`.
+pub fn settings_or_exit<T>(
+    program: &str,
+    subcommand: &str,
+    parsed: Result<Parsed<T>, String>,
+    help: impl FnOnce() -> String,
+) -> Result<T, i32> {
+    match parsed {
+        Ok(Parsed::Run(s)) => Ok(s),
+        Ok(Parsed::Help) => {
+            print!("{}", help());
+            Err(0)
+        }
+        Err(e) => {
+            eprintln!("{program} {subcommand}: {e}");
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
 /// `--flag: invalid value 'v': accepts WHAT`.
 pub fn invalid(flag: &str, value: &str, what: &str) -> String {
     format!("{flag}: invalid value '{value}': accepts {what}")

@@ -30,7 +30,7 @@ pub use timeline::Timeline;
 
 use super::advice::{self, DYNO_SIZES};
 use super::chart;
-use super::cli::{self, Arg, Args, EXIT_USAGE};
+use super::cli::{self, Arg, Args, Parsed};
 
 /// How long the stream must stay quiet after a complete sample set before a live block is
 /// printed: the lines of one interval (several dynos, and each dyno's five kinds of line)
@@ -93,12 +93,7 @@ struct Settings {
     final_only: bool,
 }
 
-enum Parsed {
-    Run(Settings),
-    Help,
-}
-
-fn parse_flags(args: &[String]) -> Result<Parsed, String> {
+fn parse_flags(args: &[String]) -> Result<Parsed<Settings>, String> {
     let mut s = Settings {
         input: None,
         serve: None,
@@ -162,17 +157,11 @@ fn parse_flags(args: &[String]) -> Result<Parsed, String> {
 
 /// Runs `metrics` with `args` (after the word `metrics`); returns the exit code.
 pub fn main(program: &str, args: &[String]) -> i32 {
-    let settings = match parse_flags(args) {
-        Ok(Parsed::Run(s)) => s,
-        Ok(Parsed::Help) => {
-            print!("{}", help(program));
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("{program} metrics: {e}");
-            return EXIT_USAGE;
-        }
-    };
+    let settings =
+        match cli::settings_or_exit(program, "metrics", parse_flags(args), || help(program)) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
     let (reader, live): (Box<dyn Read + Send>, bool) = match &settings.input {
         Some(path) => match File::open(path) {
             Ok(f) => (Box::new(f), false),

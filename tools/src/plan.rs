@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use runicorn::internals::advice::{self, DYNO_SIZES, DynoSize};
 
 use crate::chart::{Chart, Panel, Series};
-use crate::cli::{self, Arg, Args, EXIT_USAGE};
+use crate::cli::{self, Arg, Args, EXIT_USAGE, Parsed};
 use crate::metrics::{Event, Tracker, parse_line};
 use service::{Service, format_ms, parse_time};
 use sim::{Outcome, Router, Scenario, simulate};
@@ -133,12 +133,7 @@ struct Settings {
     chart: Option<PathBuf>,
 }
 
-enum Parsed {
-    Run(Box<Settings>),
-    Help,
-}
-
-fn parse_flags(args: &[String]) -> Result<Parsed, String> {
+fn parse_flags(args: &[String]) -> Result<Parsed<Box<Settings>>, String> {
     let mut s = Settings {
         rate: None,
         service: None,
@@ -732,16 +727,10 @@ fn build(s: &Settings, lines: Option<&FromLines>) -> Result<Plan, String> {
 
 /// Runs `plan` with `args` (after the word `plan`); returns the exit code.
 pub fn main(program: &str, args: &[String]) -> i32 {
-    let settings = match parse_flags(args) {
-        Ok(Parsed::Run(s)) => s,
-        Ok(Parsed::Help) => {
-            print!("{}", help(program));
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("{program} plan: {e}");
-            return EXIT_USAGE;
-        }
+    let settings = match cli::settings_or_exit(program, "plan", parse_flags(args), || help(program))
+    {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let lines = match &settings.lines {
         None => None,

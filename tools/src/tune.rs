@@ -23,7 +23,7 @@ pub use trial::{Phase, Trial, TrialSpec};
 
 use super::advice::{self, Advice, Cpu, DYNO_SIZES, DynoSize, Measured, Platform};
 use super::chart::{self, Chart, Panel, Series};
-use super::cli::{self, Arg, Args, EXIT_USAGE, plural};
+use super::cli::{self, Arg, Args, Parsed, plural};
 use super::metrics::write_atomically;
 use crate::load::Failure;
 use cgroup::DynoCgroup;
@@ -120,11 +120,6 @@ struct Settings {
     request_timeout: Duration,
 }
 
-enum Parsed {
-    Run(Box<Settings>),
-    Help,
-}
-
 /// The worker counts from `min` to `max` by `step`, or the list.
 fn worker_counts(
     min: usize,
@@ -162,7 +157,11 @@ fn body_given(seen: &mut Option<&'static str>, flag: &'static str) -> Result<(),
 
 /// Reads the flags. `own_path` is the route this binary is tuned on when no `--path` is
 /// given (the demo's); `None` makes `--path` required for this binary too.
-fn parse_flags(args: &[String], cpus: usize, own_path: Option<&str>) -> Result<Parsed, String> {
+fn parse_flags(
+    args: &[String],
+    cpus: usize,
+    own_path: Option<&str>,
+) -> Result<Parsed<Box<Settings>>, String> {
     let max_workers = runicorn::config::MAX_WORKERS;
     let count_what = format!("a number of workers from 1 to {max_workers}");
     let is_count = |n: &usize| (1..=max_workers).contains(n);
@@ -341,16 +340,14 @@ fn parse_flags(args: &[String], cpus: usize, own_path: Option<&str>) -> Result<P
 /// the route to load when the app is this binary and no `--path` is given (the demo's
 /// [`DEMO_PATH`]); `None` requires `--path`.
 pub fn main(program: &str, args: &[String], own_path: Option<&str>) -> i32 {
-    let s = match parse_flags(args, cpus_here(), own_path) {
-        Ok(Parsed::Run(s)) => s,
-        Ok(Parsed::Help) => {
-            print!("{}", help(program, own_path));
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("{program} tune: {e}");
-            return EXIT_USAGE;
-        }
+    let s = match cli::settings_or_exit(
+        program,
+        "tune",
+        parse_flags(args, cpus_here(), own_path),
+        || help(program, own_path),
+    ) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let app = match s.app.clone().map_or_else(std::env::current_exe, Ok) {
         Ok(app) => app,
