@@ -40,29 +40,15 @@ if [ ${#need[@]} -gt 0 ] || [ ${#ruby_need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         log "not root: cannot install ${need[*]} ${ruby_need[*]}; those servers are skipped"
     else
-        # Packaged services (nginx) must not start on install: policy-rc.d(8) says no for
-        # as long as the install runs, unless the machine already has its own policy.
-        policy=/usr/sbin/policy-rc.d
-        made_policy=
-        if [ ! -e $policy ]; then
-            printf '#!/bin/sh\nexit 101\n' > $policy
-            chmod 755 $policy
-            made_policy=1
-        fi
-        trap '[ -z "$made_policy" ] || rm -f $policy' EXIT
-        export DEBIAN_FRONTEND=noninteractive
-        timeout 600 apt-get update -qq
         if [ ${#need[@]} -gt 0 ]; then
             log "installing ${need[*]}"
-            timeout 900 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+            "$ROOT/bench/apt-install.sh" "${need[@]}"
         fi
         if [ ${#ruby_need[@]} -gt 0 ]; then
             log "installing ${ruby_need[*]}"
-            timeout 900 apt-get install -y -qq --no-install-recommends "${ruby_need[@]}" >/dev/null \
+            "$ROOT/bench/apt-install.sh" "${ruby_need[@]}" \
                 || log "unicorn/puma did not install; they are skipped"
         fi
-        [ -z "$made_policy" ] || rm -f $policy
-        made_policy=
     fi
 fi
 command -v wrk >/dev/null || { log "wrk is required"; exit 1; }

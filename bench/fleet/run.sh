@@ -24,22 +24,8 @@ if ! command -v haproxy >/dev/null; then
         log "haproxy is missing and this is not root: apt-get install haproxy, then run again"
         exit 1
     fi
-    # The packaged service must not start on install: policy-rc.d(8) says no for as long
-    # as the install runs, unless the machine already has its own policy.
-    policy=/usr/sbin/policy-rc.d
-    made_policy=
-    if [ ! -e $policy ]; then
-        printf '#!/bin/sh\nexit 101\n' > $policy
-        chmod 755 $policy
-        made_policy=1
-    fi
-    trap '[ -z "$made_policy" ] || rm -f $policy' EXIT
-    export DEBIAN_FRONTEND=noninteractive
-    timeout 600 apt-get update -qq
     log "installing haproxy"
-    timeout 900 apt-get install -y -qq --no-install-recommends haproxy >/dev/null
-    [ -z "$made_policy" ] || rm -f $policy
-    made_policy=
+    "$ROOT/bench/apt-install.sh" haproxy
 fi
 command -v python3 >/dev/null || { log "python3 is required"; exit 1; }
 

@@ -573,28 +573,12 @@ pub fn debian_package(binary: &str, package: &str) -> String {
     if let Some(p) = which(binary) {
         return p.to_string_lossy().into_owned();
     }
-    let apt = |args: &[&str]| {
-        let mut cmd = Command::new("apt-get");
-        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        let r = run_bounded(cmd, None, Duration::from_secs(900));
-        r.status.success()
-    };
-    let install = ["install", "-y", "--no-install-recommends", package];
-    // A packaged service (HAProxy's, Prometheus') must not start on install: the tests
-    // start their own. policy-rc.d(8) says no while apt runs, unless the machine has one.
-    let policy = std::path::Path::new("/usr/sbin/policy-rc.d");
-    let made_policy = !policy.exists() && {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::write(policy, "#!/bin/sh\nexit 101\n").is_ok()
-            && std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755)).is_ok()
-    };
-    if !apt(&install) {
-        let _ = apt(&["update"]);
-        apt(&install);
-    }
-    if made_policy {
-        let _ = std::fs::remove_file(policy);
-    }
+    // The project's own installer, as the benchmarks and .ci/run use it: no packaged
+    // service starts, and the package lists are fetched only when needed.
+    let installer = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/apt-install.sh");
+    let mut cmd = Command::new("bash");
+    cmd.args([installer, package]);
+    run_bounded(cmd, None, Duration::from_secs(1800));
     match which(binary) {
         Some(p) => p.to_string_lossy().into_owned(),
         None => {
