@@ -207,7 +207,6 @@ pub fn read_into(
     let mut feed = Feed {
         tracker: Tracker::new(opts),
         timeline: Timeline::new(),
-        last_t: None,
         last_advice: Vec::new(),
     };
     let mut events = Vec::new();
@@ -239,7 +238,6 @@ pub fn read_into(
 struct Feed {
     tracker: Tracker,
     timeline: Timeline,
-    last_t: Option<f64>,
     /// The advice last written, so that an unchanged one is not written again.
     last_advice: Vec<super::summary::DynoAdvice>,
 }
@@ -250,11 +248,7 @@ impl Feed {
         let Some(rec) = parse_line(line) else {
             return false;
         };
-        let new = self.timeline.feed(&rec, now());
-        if let Some(t) = new.first().and_then(|e| event_time(e)) {
-            self.last_t = Some(t);
-        }
-        events.extend(new);
+        events.extend(self.timeline.feed(&rec, now()));
         self.tracker.feed(rec)
     }
 
@@ -264,16 +258,10 @@ impl Feed {
         if !self.last_advice.is_empty() && report == self.last_advice {
             return Vec::new();
         }
-        let event = advice_event(self.last_t.unwrap_or_else(now), &report);
+        let event = advice_event(self.timeline.latest().unwrap_or_else(now), &report);
         self.last_advice = report;
         vec![event]
     }
-}
-
-/// The `"t"` of an event.
-fn event_time(event: &str) -> Option<f64> {
-    let rest = &event[event.find(r#""t":"#)? + 4..];
-    rest[..rest.find([',', '}'])?].parse().ok()
 }
 
 /// Runs the dashboard: forks the reader of `reader`, then serves on `bind` until stopped.
@@ -387,15 +375,6 @@ mod tests {
             sse_body(b"", 0, true),
             "retry: 1000\n\nevent: reset\ndata: {}\n\n"
         );
-    }
-
-    #[test]
-    fn the_time_of_an_event() {
-        assert_eq!(
-            event_time(r#"{"k":"load","t":1000.5,"d":"web.1"}"#),
-            Some(1000.5)
-        );
-        assert_eq!(event_time(r#"{"k":"x"}"#), None);
     }
 
     #[test]

@@ -153,12 +153,20 @@ pub struct Timeline {
     /// arrived, and whether the set is still open.
     set_time: Option<(f64, f64)>,
     set_open: bool,
+    /// The time of the latest record that gave an event.
+    latest: Option<f64>,
 }
 
 impl Timeline {
     /// An empty timeline.
     pub fn new() -> Timeline {
         Timeline::default()
+    }
+
+    /// The time of the latest record that gave an event (where the advice goes on the
+    /// time axis).
+    pub fn latest(&self) -> Option<f64> {
+        self.latest
     }
 
     /// The time of a record: its own stamp, else the time of the sample set it belongs to
@@ -346,6 +354,9 @@ impl Timeline {
         d.seen = true;
         if completes_set {
             self.set_open = false;
+        }
+        if !out.is_empty() {
+            self.latest = Some(t);
         }
         out
     }

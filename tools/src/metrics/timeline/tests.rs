@@ -83,6 +83,7 @@ fn a_runicorn_set_gives_load_memory_requests_and_the_stack_of_processes() {
             r#"{"k":"procs","t":1000,"d":"web.1","master":2,"workers":{"0":[6,4]}}"#,
         ]
     );
+    assert_eq!(t.latest(), Some(1000.0));
 }
 
 #[test]
