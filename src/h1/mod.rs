@@ -24,7 +24,7 @@ mod target;
 )]
 pub use chunked::{ChunkedDecoder, Step};
 pub use date::DateCache;
-pub use parse::{BodyFraming, Limits, Parsed, RawHead, parse_head};
+pub use parse::{BodyFraming, HeadNotes, Limits, Parsed, RawHead, parse_head};
 pub use response::{Framing, Persist, chunk_header, encode_head, framing_for};
 pub use scan::HeadScan;
 

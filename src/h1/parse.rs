@@ -11,9 +11,14 @@
 //! Each call parses the whole buffer again (the API is stateless). Errors are found in the
 //! order the bytes come, so a head refused when it arrives at once is refused with the same
 //! error when it trickles in.
+//!
+//! An accepted head is copied once, into one shared buffer: the URI, every header value and
+//! the [`RawHead`] are views of it, so a request costs the same two allocations for its head
+//! whatever its number of fields (a copy per field value would cost one each).
 
 use std::ops::Range;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use super::Error;
@@ -54,7 +59,7 @@ impl Limits {
 /// extension.
 #[derive(Debug, Clone)]
 pub struct RawHead {
-    bytes: Box<[u8]>,
+    bytes: Bytes,
     method: Range<usize>,
     target: Range<usize>,
     version: Range<usize>,
@@ -120,6 +125,22 @@ pub struct Parsed {
     /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive` (and
     /// no `close`). Whether the server keeps it is the worker's decision.
     pub keep_alive: bool,
+    /// What the worker logs and counts about the request, noted in the same pass over the
+    /// fields, so that it need not look them up again in the header map.
+    pub notes: HeadNotes,
+}
+
+/// The fields the worker itself reads, as received (the first line of each).
+#[derive(Debug, Clone, Default)]
+pub struct HeadNotes {
+    /// `X-Request-Id`: the router's id for the request, logged with it.
+    pub request_id: Option<HeaderValue>,
+    /// `X-Request-Start`: when the router received the request (see
+    /// [`parse_request_start`](super::parse_request_start)).
+    pub request_start: Option<HeaderValue>,
+    /// `TE` lists `trailers`: the client accepts trailer fields after a chunked response
+    /// (RFC 9110 section 10.1.4).
+    pub trailers_accepted: bool,
 }
 
 /// Parses a request head from the start of `buf`.
@@ -159,17 +180,27 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> 
     if target.len() >= usize::from(u16::MAX) {
         return Err(Error::RequestLineTooLong);
     }
-    let uri = Uri::try_from(target).map_err(|_| Error::BadTarget)?;
+    // One copy of the head, shared by the URI, the header values and the raw head.
+    let bytes = Bytes::copy_from_slice(&buf[..head.len]);
+    let uri = Uri::from_maybe_shared(bytes.slice(head.target.clone())).map_err(|_| Error::BadTarget)?;
     let method = Method::from_bytes(method).map_err(|_| Error::Malformed)?;
     // A `HeaderMap` holds at most about 24k distinct names and panics past that in `append`;
     // `--limit-request-fields` goes up to 32768, so its fallible twins are used.
     let mut map = HeaderMap::try_with_capacity(head.fields.len()).unwrap_or_default();
-    for (name, value) in &head.fields {
+    let mut notes = HeadNotes::default();
+    for (i, (name, value)) in head.fields.iter().enumerate() {
         let name = HeaderName::from_bytes(&buf[name.clone()]).map_err(|_| Error::Malformed)?;
-        let value = HeaderValue::from_bytes(&buf[value.clone()]).map_err(|_| Error::Malformed)?;
+        let value = HeaderValue::from_maybe_shared(bytes.slice(value.clone()))
+            .map_err(|_| Error::Malformed)?;
+        if Some(i) == fields.request_id {
+            notes.request_id = Some(value.clone());
+        } else if Some(i) == fields.request_start {
+            notes.request_start = Some(value.clone());
+        }
         map.try_append(name, value)
             .map_err(|_| Error::TooManyFields)?;
     }
+    notes.trailers_accepted = fields.trailers_accepted;
     // RFC 9112 section 3.2.2: "When an origin server receives a request with an
     // absolute-form of request-target, the origin server MUST ignore the received Host header
     // field (if any) and instead use the host information of the request-target", and "When a
@@ -195,7 +226,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> 
     };
     *request.headers_mut() = map;
     request.extensions_mut().insert(RawHead {
-        bytes: buf[..head.len].into(),
+        bytes,
         method: head.method,
         target: head.target,
         version: head.version,
@@ -207,6 +238,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> 
         body,
         expect_continue,
         keep_alive,
+        notes,
     }))
 }
 
@@ -245,7 +277,8 @@ fn scan(buf: &[u8], limits: &Limits) -> Result<Option<Head>, Error> {
     let (method, target, minor) = request_line(buf, start..end)?;
     let version = target.end + 1..end;
 
-    let mut fields = Vec::new();
+    // Most heads have a few fields: one allocation for them, not a growth at each doubling.
+    let mut fields = Vec::with_capacity(16);
     let mut at = end + 2;
     loop {
         match &buf[at..] {
@@ -423,11 +456,11 @@ const SINGLETONS: [&str; 13] = [
 /// What the head's fields say about routing, framing and the connection, gathered in one pass.
 #[derive(Default)]
 struct Fields<'a> {
-    /// Every `Host` value.
-    hosts: Vec<&'a [u8]>,
-    /// Every `Content-Length` value.
-    content_lengths: Vec<&'a [u8]>,
-    /// Every `Transfer-Encoding` value, in order.
+    /// The `Host` lines.
+    hosts: Repeats<'a>,
+    /// The `Content-Length` lines.
+    content_lengths: Repeats<'a>,
+    /// Every `Transfer-Encoding` value, in order (rare: a `Vec` allocates only when pushed).
     transfer_encodings: Vec<&'a [u8]>,
     /// `Connection` has the `close` option.
     close: bool,
@@ -437,13 +470,41 @@ struct Fields<'a> {
     expect_continue: bool,
     /// A field of [`SINGLETONS`] came more than once.
     repeated_singleton: bool,
+    /// The index of the first `X-Request-Id` line.
+    request_id: Option<usize>,
+    /// The index of the first `X-Request-Start` line.
+    request_start: Option<usize>,
+    /// A `TE` line lists `trailers`.
+    trailers_accepted: bool,
+}
+
+/// How many lines a field came in, and the first one's value: all the rules of `Host` and
+/// `Content-Length` need (exactly one line, or none).
+#[derive(Default, Clone, Copy)]
+struct Repeats<'a> {
+    count: usize,
+    first: &'a [u8],
+}
+
+impl<'a> Repeats<'a> {
+    fn push(&mut self, value: &'a [u8]) {
+        if self.count == 0 {
+            self.first = value;
+        }
+        self.count += 1;
+    }
+
+    /// The value, if the field came in exactly one line.
+    fn one(&self) -> Option<&'a [u8]> {
+        (self.count == 1).then_some(self.first)
+    }
 }
 
 impl<'a> Fields<'a> {
     fn collect(buf: &'a [u8], fields: &[(Range<usize>, Range<usize>)]) -> Fields<'a> {
         let mut f = Fields::default();
         let mut singletons_seen = [false; SINGLETONS.len()];
-        for (name, value) in fields {
+        for (i, (name, value)) in fields.iter().enumerate() {
             let (name, value) = (&buf[name.clone()], &buf[value.clone()]);
             if let Some(i) = SINGLETONS
                 .iter()
@@ -469,6 +530,17 @@ impl<'a> Fields<'a> {
                 // case-insensitive" (and 100-continue takes no value).
                 f.expect_continue |=
                     list_elements(value).any(|e| e.eq_ignore_ascii_case(b"100-continue"));
+            } else if name.eq_ignore_ascii_case(b"x-request-id") {
+                f.request_id.get_or_insert(i);
+            } else if name.eq_ignore_ascii_case(b"x-request-start") {
+                f.request_start.get_or_insert(i);
+            } else if name.eq_ignore_ascii_case(b"te") {
+                // RFC 9110 section 10.1.4: `TE = #t-codings`, `t-codings = "trailers" / (
+                // transfer-coding [ weight ] )`.
+                f.trailers_accepted |= list_elements(value).any(|t| {
+                    let name = t.split(|&b| b == b';').next().unwrap_or_default();
+                    name.trim_ascii().eq_ignore_ascii_case(b"trailers")
+                });
             }
         }
         f
@@ -491,14 +563,14 @@ impl<'a> Fields<'a> {
 /// the server "reject the request or determine whether a configured default applies". This
 /// server has no configured default authority, so it rejects: [`Error::BadHost`].
 fn check_host(fields: &Fields<'_>, minor: u8, form: TargetForm) -> Result<(), Error> {
-    match fields.hosts.as_slice() {
-        [] if minor == 0 => Ok(()),
-        [] => Err(Error::MissingHost),
-        [[]] => match form {
+    match (fields.hosts.count, fields.hosts.one()) {
+        (0, _) if minor == 0 => Ok(()),
+        (0, _) => Err(Error::MissingHost),
+        (_, Some([])) => match form {
             TargetForm::Absolute | TargetForm::Authority => Ok(()),
             TargetForm::Origin | TargetForm::Asterisk => Err(Error::BadHost),
         },
-        [host] if host_and_port(host).is_some() => Ok(()),
+        (_, Some(host)) if host_and_port(host).is_some() => Ok(()),
         _ => Err(Error::BadHost),
     }
 }
@@ -531,7 +603,7 @@ fn check_host(fields: &Fields<'_>, minor: u8, form: TargetForm) -> Result<(), Er
 ///   differently, and no client that follows the RFC sends repeats.
 fn framing(fields: &Fields<'_>, minor: u8, limits: &Limits) -> Result<BodyFraming, Error> {
     if !fields.transfer_encodings.is_empty() {
-        if minor == 0 || !fields.content_lengths.is_empty() {
+        if minor == 0 || fields.content_lengths.count > 0 {
             return Err(Error::BadTransferEncoding);
         }
         let mut codings = Vec::new();
@@ -551,9 +623,9 @@ fn framing(fields: &Fields<'_>, minor: u8, limits: &Limits) -> Result<BodyFramin
         }
         return Ok(BodyFraming::Chunked);
     }
-    match fields.content_lengths.as_slice() {
-        [] => Ok(BodyFraming::None),
-        [value] => {
+    match (fields.content_lengths.count, fields.content_lengths.one()) {
+        (0, _) => Ok(BodyFraming::None),
+        (_, Some(value)) => {
             let n = parse_content_length(value)?;
             if limits.body > 0 && n > limits.body {
                 return Err(Error::BodyTooLarge);

@@ -37,7 +37,7 @@ impl<A: App> Worker<'_, A> {
         self.ctx.slot.set_state(WorkerState::Busy);
         let started = Instant::now();
         let Pending { parsed, body, .. } = pending;
-        let notes = self.take_notes(&parsed.request);
+        let notes = self.take_notes(&parsed.request, &parsed.notes);
         let response = match body.finish() {
             Ok(mut body) => self.call_app(parsed.request, &mut body, &notes, client.info),
             Err(e) => stored_body_lost(self.ctx.slot_index, self.pid, &e),
@@ -62,7 +62,7 @@ impl<A: App> Worker<'_, A> {
             self.ctx.slot.set_state(WorkerState::Busy);
         }
         self.trim_at = None;
-        let notes = self.take_notes(&parsed.request);
+        let notes = self.take_notes(&parsed.request, &parsed.notes);
         match body.finish() {
             Ok(mut body) => {
                 let mut request = parsed.request.map(|()| RequestBody::new(&mut body));
@@ -194,12 +194,12 @@ impl<A: App> Worker<'_, A> {
 
     /// Notes what the logs and the scoreboard need of a request before the app takes it, and
     /// publishes it in the worker's slot (the master names it if the request times out).
-    fn take_notes(&mut self, request: &http::Request<()>) -> Notes {
+    fn take_notes(&mut self, request: &http::Request<()>, head: &h1::HeadNotes) -> Notes {
         // The id and the path are kept after the app has taken the request (for the logs), in
         // buffers reused from one request to the next.
         let mut request_id = std::mem::take(&mut self.request_id);
         request_id.clear();
-        match request.headers().get("x-request-id") {
+        match &head.request_id {
             Some(v) => request_id.push_str(&String::from_utf8_lossy(v.as_bytes())),
             None => {
                 // `pid-n`, written by hand: core::fmt cost more than the rest of the notes.
@@ -209,9 +209,9 @@ impl<A: App> Worker<'_, A> {
             }
         }
         // Queue time: from when the router got the request to when this worker took it.
-        let queue_us = request
-            .headers()
-            .get("x-request-start")
+        let queue_us = head
+            .request_start
+            .as_ref()
             .and_then(|v| h1::parse_request_start(v.as_bytes()))
             .map(|start_us| {
                 let now_us = SystemTime::now()
@@ -220,7 +220,7 @@ impl<A: App> Worker<'_, A> {
                 now_us.saturating_sub(start_us)
             });
         self.taken += 1;
-        let trailers_accepted = accepts_trailers(request.headers());
+        let trailers_accepted = head.trailers_accepted;
         let method = request.method().clone();
         let version = request.version();
         let mut path = std::mem::take(&mut self.path);
@@ -440,22 +440,6 @@ fn push_decimal(s: &mut String, mut n: u64) {
     }
 }
 
-/// Whether `TE` lists `trailers` (RFC 9110 section 10.1.4): the client will not discard a
-/// trailer section.
-fn accepts_trailers(headers: &http::HeaderMap) -> bool {
-    headers.get_all(http::header::TE).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',').any(|t| {
-                t.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case("trailers")
-            })
-        })
-    })
-}
-
 /// How long a worker serving several requests at once stays idle before it returns its
 /// heap's free pages to the kernel.
 const TRIM_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
@@ -478,7 +462,6 @@ fn stored_body_lost(worker: usize, pid: u32, e: &std::io::Error) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
 
     use super::*;
 
@@ -489,20 +472,5 @@ mod tests {
             push_decimal(&mut s, n);
             assert_eq!(s, format!("x{n}"));
         }
-    }
-
-    #[test]
-    fn te_trailers_is_found_among_other_codings() {
-        let te = |v: &'static str| {
-            let mut h = http::HeaderMap::new();
-            h.insert(http::header::TE, HeaderValue::from_static(v));
-            accepts_trailers(&h)
-        };
-        assert!(te("trailers"));
-        assert!(te("gzip;q=0.5, Trailers"));
-        assert!(te("deflate, trailers;q=1"));
-        assert!(!te("gzip"));
-        assert!(!te("trailersx"));
-        assert!(!accepts_trailers(&http::HeaderMap::new()));
     }
 }

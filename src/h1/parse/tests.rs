@@ -1009,3 +1009,43 @@ fn issue_headermap_capacity_is_a_431_not_a_panic() {
         parse_head(raw.as_bytes(), &limits).expect_err("too many distinct names for a HeaderMap");
     assert_eq!(err.status().as_u16(), 431);
 }
+
+#[test]
+fn the_workers_notes_are_the_first_lines_of_their_fields() {
+    let p = ok("GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: r-1\r\nx-request-id: r-2\r\n\
+                X-Request-Start: t=1700000000123456\r\n\r\n");
+    assert_eq!(p.notes.request_id.unwrap(), "r-1");
+    assert_eq!(p.notes.request_start.unwrap(), "t=1700000000123456");
+    assert!(!p.notes.trailers_accepted);
+    let p = ok("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(p.notes.request_id.is_none() && p.notes.request_start.is_none());
+}
+
+#[test]
+fn te_trailers_is_found_among_other_codings() {
+    let te = |v: &str| {
+        ok(&format!("GET / HTTP/1.1\r\nHost: a\r\nTE: {v}\r\n\r\n"))
+            .notes
+            .trailers_accepted
+    };
+    assert!(te("trailers"));
+    assert!(te("gzip;q=0.5, Trailers"));
+    assert!(te("deflate, trailers;q=1"));
+    assert!(!te("gzip"));
+    assert!(!te("trailersx"));
+    // On a line of its own, after another.
+    let p = ok("GET / HTTP/1.1\r\nHost: a\r\nTE: gzip\r\nTE: trailers\r\n\r\n");
+    assert!(p.notes.trailers_accepted);
+}
+
+#[test]
+fn the_uri_header_values_and_raw_head_share_one_copy_of_the_head() {
+    let p = ok("GET /p?q HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n");
+    let raw = p.request.extensions().get::<RawHead>().unwrap();
+    let within = |s: &[u8]| {
+        let r = raw.bytes.as_ptr_range();
+        r.contains(&s.as_ptr())
+    };
+    assert!(within(p.request.headers()["accept"].as_bytes()));
+    assert!(within(p.request.uri().path().as_bytes()));
+}
