@@ -7,11 +7,12 @@
 //! A worker serves one request at a time, so an app is called through `&mut self` and needs
 //! no locks, no `Send` and no `Sync`.
 
-use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 /// A request as the app sees it.
 pub type Request<'a> = http::Request<RequestBody<'a>>;
@@ -215,7 +216,9 @@ pub struct Body {
 }
 
 pub(crate) enum BodyKind {
-    Bytes(Cow<'static, [u8]>),
+    /// Bytes in memory: static, owned, or shared with whoever made them (a tower service's
+    /// body frame), never copied on the way out.
+    Bytes(Bytes),
     /// A reader, and the trailer fields to send after it, if any.
     Reader(Box<dyn Read>, Option<Trailers>),
     File(File),
@@ -228,7 +231,7 @@ impl Body {
     /// No body (`Content-Length: 0`).
     pub fn empty() -> Body {
         Body {
-            kind: BodyKind::Bytes(Cow::Borrowed(b"")),
+            kind: BodyKind::Bytes(Bytes::new()),
         }
     }
 
@@ -300,7 +303,7 @@ impl std::fmt::Debug for Body {
 impl From<&'static str> for Body {
     fn from(s: &'static str) -> Body {
         Body {
-            kind: BodyKind::Bytes(Cow::Borrowed(s.as_bytes())),
+            kind: BodyKind::Bytes(Bytes::from_static(s.as_bytes())),
         }
     }
 }
@@ -308,7 +311,7 @@ impl From<&'static str> for Body {
 impl From<&'static [u8]> for Body {
     fn from(s: &'static [u8]) -> Body {
         Body {
-            kind: BodyKind::Bytes(Cow::Borrowed(s)),
+            kind: BodyKind::Bytes(Bytes::from_static(s)),
         }
     }
 }
@@ -316,7 +319,7 @@ impl From<&'static [u8]> for Body {
 impl From<String> for Body {
     fn from(s: String) -> Body {
         Body {
-            kind: BodyKind::Bytes(Cow::Owned(s.into_bytes())),
+            kind: BodyKind::Bytes(Bytes::from(s)),
         }
     }
 }
@@ -324,7 +327,15 @@ impl From<String> for Body {
 impl From<Vec<u8>> for Body {
     fn from(v: Vec<u8>) -> Body {
         Body {
-            kind: BodyKind::Bytes(Cow::Owned(v)),
+            kind: BodyKind::Bytes(Bytes::from(v)),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Body {
+        Body {
+            kind: BodyKind::Bytes(b),
         }
     }
 }

@@ -307,10 +307,13 @@ where
         };
         let req = http::Request::from_parts(parts, IncomingBody::new(body));
         let service = &mut self.service;
-        let answer = rt.block_on(async move {
+        // Pinned here and handed down by reference: the call's future (an axum router's is
+        // several hundred bytes) is not copied through each layer of `block_on`.
+        let answer = pin!(async move {
             poll_fn(|cx| service.poll_ready(cx)).await?;
             Ok::<_, S::Error>(settle(service.call(req).await?).await)
         });
+        let answer = rt.block_on(answer);
         match answer {
             Ok(settled) => settled.into_response(rt, about),
             Err(e) => {
@@ -513,7 +516,7 @@ const WHOLE_BODY: u64 = 64 * 1024;
 /// A service's response, its body read already when that was cheap (see [`settle`]).
 enum Settled<B> {
     /// A short body of known length, read whole: written with its head in one write.
-    Whole(http::response::Parts, Vec<u8>),
+    Whole(http::response::Parts, Bytes),
     /// Any other body: streamed frame by frame as the writer asks for it.
     Streamed(http::Response<B>),
     /// A short body failed before its end: nothing was written yet.
@@ -546,21 +549,35 @@ where
     }
     let (parts, body) = response.into_parts();
     let mut body = pin!(body);
-    let mut bytes = Vec::new();
+    // Most such bodies are one frame (a `String`, `Json`, `Full`): kept as it comes, shared
+    // and not copied; the frames of a body of several are joined.
+    let mut bytes = Bytes::new();
+    let mut joined: Option<Vec<u8>> = None;
     while let Some(frame) = poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
         match frame {
             Ok(frame) => {
                 if let Ok(mut data) = frame.into_data() {
-                    while data.has_remaining() {
-                        let chunk = data.chunk();
-                        bytes.extend_from_slice(chunk);
-                        let n = chunk.len();
-                        data.advance(n);
+                    let data = data.copy_to_bytes(data.remaining());
+                    if data.is_empty() {
+                        continue;
+                    }
+                    match &mut joined {
+                        Some(all) => all.extend_from_slice(&data),
+                        None if bytes.is_empty() => bytes = data,
+                        None => {
+                            let mut all = Vec::with_capacity(n as usize);
+                            all.extend_from_slice(&bytes);
+                            all.extend_from_slice(&data);
+                            joined = Some(all);
+                        }
                     }
                 }
             }
             Err(e) => return Settled::Failed(e.into()),
         }
+    }
+    if let Some(all) = joined {
+        bytes = Bytes::from(all);
     }
     Settled::Whole(parts, bytes)
 }
@@ -914,7 +931,7 @@ mod tests {
         let mut out = Vec::new();
         let (mut r, trailers) = match response.into_body().kind {
             BodyKind::Reader(r, trailers) => (r, trailers),
-            BodyKind::Bytes(b) => return (b.into_owned(), None, None),
+            BodyKind::Bytes(b) => return (b.to_vec(), None, None),
             BodyKind::File(_) => panic!("a tower response body is never a file"),
         };
         let mut buf = [0u8; 3];

@@ -286,12 +286,35 @@ impl BodySource for CompleteBody {
 
     #[cfg(feature = "tower")]
     fn take(&mut self) -> Box<dyn BodySource + Send + Sync> {
+        if self.read == self.len {
+            // Most requests have no body: a box of nothing allocates nothing.
+            return Box::new(Drained);
+        }
         let empty = CompleteBody {
             store: Store::Memory(Vec::new()),
             len: 0,
             read: 0,
         };
         Box::new(std::mem::replace(self, empty))
+    }
+}
+
+/// A body with nothing left to read.
+#[cfg(feature = "tower")]
+struct Drained;
+
+#[cfg(feature = "tower")]
+impl BodySource for Drained {
+    fn read_body(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
+    }
+
+    fn remaining(&self) -> Option<u64> {
+        Some(0)
+    }
+
+    fn take(&mut self) -> Box<dyn BodySource + Send + Sync> {
+        Box::new(Drained)
     }
 }
 
