@@ -227,6 +227,7 @@ impl<'a, A: App> Worker<'a, A> {
             if let Some(at) = self.trim_at {
                 if now >= at {
                     self.trim_at = None;
+                    self.shrink_tables();
                     sys::release_free_memory();
                 } else {
                     let left = at - now;
@@ -254,6 +255,22 @@ impl<'a, A: App> Worker<'a, A> {
                 }
             }
         }
+    }
+
+    /// Gives back what the per-connection tables grew to in a burst: trailing free slots of
+    /// the client table and the spare room of the queues. Run with the heap trim, when the
+    /// worker has been idle a moment.
+    fn shrink_tables(&mut self) {
+        while self.clients.last().is_some_and(Option::is_none) {
+            self.clients.pop();
+        }
+        let len = self.clients.len();
+        self.free_ids.retain(|&id| id < len);
+        self.clients.shrink_to_fit();
+        self.free_ids.shrink_to_fit();
+        self.done.shrink_to_fit();
+        self.in_flight.shrink_to_fit();
+        self.ready.shrink_to_fit();
     }
 
     /// What a request on a connection accepted from listener `i` learns of it.
