@@ -262,12 +262,26 @@ impl Exec {
     /// move on meanwhile. Entering the local set costs about 3 µs a call (a keep-alive
     /// request of an axum hello app: 16.5 against 19.8 µs of worker CPU), so a worker that
     /// never spawned into it (one request at a time) does not.
+    ///
+    /// Most calls of an app's handler are ready at once (no I/O to wait for): such a future
+    /// is polled first inside the runtime's context only, and reaches the scheduler only
+    /// if it must wait. A keep-alive request of an axum hello app: 19,400 against 18,400
+    /// user-space instructions.
     fn block_on<F: Future>(&self, f: F) -> F::Output {
         if self.local_used.get() {
-            self.local.block_on(&self.rt, f)
-        } else {
-            self.rt.block_on(f)
+            return self.local.block_on(&self.rt, f);
         }
+        let mut f = pin!(f);
+        {
+            // Handlers may create timers and spawn tasks: they find the runtime's handle.
+            let _context = self.rt.enter();
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+        // Polled again by the scheduler, with a waker that works.
+        self.rt.block_on(f)
     }
 
     /// Runs `task` in the local set: a request served concurrently.
@@ -867,6 +881,12 @@ mod tests {
             Box::pin(async move {
                 let body = match req.uri().path() {
                     "/hello" => full("hello"),
+                    "/spawned" => {
+                        // Not ready at its first poll: the spawned task runs on the
+                        // scheduler, which then wakes this handler.
+                        let n = tokio::spawn(async { 6 * 7 }).await?;
+                        full(n.to_string())
+                    }
                     "/large" => full(vec![b'x'; 70 * 1024]),
                     "/head-like" => {
                         let mut r = http::Response::new(full(""));
@@ -1000,6 +1020,16 @@ mod tests {
         assert_eq!(body, b"partial");
         let err = err.expect("the body's error reaches the writer");
         assert!(err.to_string().contains("upstream went away"), "{err}");
+    }
+
+    #[test]
+    fn a_handler_that_waits_for_a_task_it_spawned_is_answered() {
+        let mut app = TowerApp::new(Routes);
+        for _ in 0..3 {
+            let response = get(&mut app, "/spawned");
+            assert_eq!(response.status(), 200);
+            assert_eq!(read_body(response).0, b"42");
+        }
     }
 
     #[test]
