@@ -210,7 +210,8 @@ impl Read for RequestBody<'_> {
     }
 }
 
-/// A response body.
+/// A response body. Bytes in memory (`From` a `&'static str`, `String`, `Vec<u8>` or
+/// [`bytes::Bytes`]) go out with the head in one write, without a copy.
 pub struct Body {
     pub(crate) kind: BodyKind,
 }

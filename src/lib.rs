@@ -56,7 +56,8 @@
 //! // In a binary: runicorn::run(|| Counter { served: 0, worker: None })
 //! ```
 //!
-//! A response body is bytes ([`Body::from`]), a reader ([`Body::reader`], sent chunked to
+//! A response body is bytes ([`Body::from`] a `&'static str`, `String`, `Vec<u8>` or
+//! `bytes::Bytes`, sent as they are, never copied), a reader ([`Body::reader`], sent chunked to
 //! HTTP/1.1 clients) or a file ([`Body::file`], with `Content-Length` from its size, or
 //! like a reader when it has none, as a pipe).
 //!
