@@ -329,6 +329,20 @@ fn metrics_reads_what_a_running_server_prints() {
         "{last}"
     );
     assert!(last.contains("requests   "), "{last}");
+    // The server takes the dyno's memory from its cgroup when the cgroup holds nothing but
+    // it and its ancestors. Run from a shell that just built the project, that cgroup is
+    // charged with the build's page cache, often past the 512 MB quota: then no count fits,
+    // and the range below cannot be checked.
+    if last.contains("(not even one worker fits")
+        && s.count_log(&["dyno memory from the server's cgroup"]) > 0
+    {
+        let memory = last.lines().find(|l| l.contains("memory ")).unwrap_or("");
+        eprintln!(
+            "not checked here: the advice's range; the server's cgroup already holds more than              the 512 MB quota ({})",
+            memory.trim()
+        );
+        return;
+    }
     // One worker keeps 2 MiB: the advice counts it, with its kernel memory. No worker was
     // busy when a sample was taken: the traffic cannot support one number, so the advice
     // is a range from 2 up to what memory allows.
