@@ -182,7 +182,8 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, Error> 
     }
     // One copy of the head, shared by the URI, the header values and the raw head.
     let bytes = Bytes::copy_from_slice(&buf[..head.len]);
-    let uri = Uri::from_maybe_shared(bytes.slice(head.target.clone())).map_err(|_| Error::BadTarget)?;
+    let uri =
+        Uri::from_maybe_shared(bytes.slice(head.target.clone())).map_err(|_| Error::BadTarget)?;
     let method = Method::from_bytes(method).map_err(|_| Error::Malformed)?;
     // A `HeaderMap` holds at most about 24k distinct names and panics past that in `append`;
     // `--limit-request-fields` goes up to 32768, so its fallible twins are used.

@@ -1012,8 +1012,10 @@ fn issue_headermap_capacity_is_a_431_not_a_panic() {
 
 #[test]
 fn the_workers_notes_are_the_first_lines_of_their_fields() {
-    let p = ok("GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: r-1\r\nx-request-id: r-2\r\n\
-                X-Request-Start: t=1700000000123456\r\n\r\n");
+    let p = ok(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: r-1\r\nx-request-id: r-2\r\n\
+                X-Request-Start: t=1700000000123456\r\n\r\n",
+    );
     assert_eq!(p.notes.request_id.unwrap(), "r-1");
     assert_eq!(p.notes.request_start.unwrap(), "t=1700000000123456");
     assert!(!p.notes.trailers_accepted);
