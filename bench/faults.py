@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 
-from procs import BODY
+from procs import BODY, read_to_end
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 BACKOFF_S = 0.1
@@ -130,12 +130,7 @@ def hit(port, path, timeout):
     try:
         s.settimeout(timeout)
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_end(s)
         m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
         return int(m.group(1)) if m else "error"
     except (socket.timeout, TimeoutError):

@@ -129,6 +129,14 @@ def on_signal(signum, _frame):
 # HTTP probes.
 
 
+def read_to_end(sock):
+    """Everything the peer sends until it closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
 def get_status(port, timeout):
     """One `GET /` with `Connection: close`; the status code, or None if refused."""
     try:
@@ -138,12 +146,7 @@ def get_status(port, timeout):
     try:
         s.settimeout(timeout)
         s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_end(s)
         m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
         if m and data.endswith(BODY):
             return int(m.group(1))

@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from procs import free_port, spawn, stop, wait_first_200  # noqa: E402
+from procs import free_port, read_to_end, spawn, stop, wait_first_200  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BODY = 40
@@ -26,9 +26,7 @@ def get(port):
     start = time.perf_counter()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
         c.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        answer = b""
-        while chunk := c.recv(4096):
-            answer += chunk
+        answer = read_to_end(c)
     return (time.perf_counter() - start) * 1000, answer.split(b" ", 2)[1].decode()
 
 

@@ -37,7 +37,7 @@ from fleetlib import (  # noqa: E402
     POLICIES, by_step, fmt, haproxy_config, logfmt, mixture_quantile, nearest_rank, read_records,
     request_line, service_path, summarize, table, window,
 )
-from procs import free_port, group_alive, stat_fields  # noqa: E402
+from procs import free_port, group_alive, read_to_end, stat_fields  # noqa: E402
 
 STARTED = []
 TEMP_DIRS = []
@@ -191,12 +191,7 @@ class HAProxy:
         s.settimeout(5)
         s.connect(self.sock)
         s.sendall(text.encode() + b"\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_to_end(s)
         s.close()
         return data.decode()
 
@@ -338,12 +333,7 @@ class Fleet:
             return self.restart_without_drain(inst, timeout)
         h.cmd(f"set server runicorn/{inst.name} state drain")
         wait_until(f"{inst.name} drained", lambda: h.stat()[inst.name]["scur"] == "0", timeout)
-        inst.proc.signal(signal.SIGTERM)
-        code = inst.proc.wait_exit(timeout)
-        if code != 0:
-            raise RuntimeError(f"{inst.name}: the master exited with {code} after TERM")
-        if inst.proc in STARTED:
-            STARTED.remove(inst.proc)
+        self.stop_master(inst, timeout)
         # Down first, so that "up" below is a check of the new instance, not the old state.
         wait_until(f"HAProxy sees {inst.name} down", lambda: h.server_state(inst.name)[0] == 0, timeout)
         inst.start()
@@ -352,15 +342,20 @@ class Fleet:
         h.cmd(f"set server runicorn/{inst.name} state ready")
         wait_until(f"{inst.name} back in HAProxy", lambda: h.stat()[inst.name]["status"] == "UP", timeout)
 
-    def restart_without_drain(self, inst, timeout):
-        """--no-drain, for comparison: TERM while HAProxy still sends requests to it, then
-        a new one on the same port as soon as the old one has exited."""
+    @staticmethod
+    def stop_master(inst, timeout):
+        """TERM to an instance's master; it must exit 0 (a graceful stop) within timeout."""
         inst.proc.signal(signal.SIGTERM)
         code = inst.proc.wait_exit(timeout)
         if code != 0:
             raise RuntimeError(f"{inst.name}: the master exited with {code} after TERM")
         if inst.proc in STARTED:
             STARTED.remove(inst.proc)
+
+    def restart_without_drain(self, inst, timeout):
+        """--no-drain, for comparison: TERM while HAProxy still sends requests to it, then
+        a new one on the same port as soon as the old one has exited."""
+        self.stop_master(inst, timeout)
         inst.start()
         inst.wait_started(timeout)
         self.wait_up(inst, timeout)
