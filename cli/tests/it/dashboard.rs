@@ -3,12 +3,12 @@
 //! runicorn's own and Heroku's, in the format `heroku logs` prints.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{BIN, DEADLINE, debian_package};
+use crate::support::{BIN, DEADLINE, debian_package, free_port};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data");
 
@@ -82,14 +82,6 @@ fn heroku_moved(file: &str, source: &str, start: f64) -> Vec<String> {
             )
         })
         .collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A process group started by the test, killed (the whole group: chromedriver starts

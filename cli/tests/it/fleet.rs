@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -18,16 +17,6 @@ use runicorn_tools::load::open::{self, OpenSpec, Outcome};
 use crate::support::*;
 
 const WORKERS: usize = 2;
-
-/// A free port on 127.0.0.1 (released at once: the instance binds it, and binds it again
-/// when it is restarted).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Waits until `check` holds, or fails naming `what`.
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {

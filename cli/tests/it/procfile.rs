@@ -28,11 +28,7 @@ fn the_procfile_serves_under_honcho_and_stops_cleanly_on_term() {
         bin,
         "the Procfile expects the binary at ./target/release/runicorn"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let procfile = &format!("{}/examples/Procfile", crate::support::ROOT);
     let mut child = honcho()
         .args(["start", "--no-colour", "-f", procfile, "-d"])

@@ -305,13 +305,7 @@ impl Prometheus {
              scrape_configs:\n  - job_name: runicorn\n    static_configs:\n      - targets: ['{target}']\n"
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-        // A free port: bound, then let go (a small race with other programs, as any test
-        // that must name a port to a server it starts).
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new(bin)
             .arg(format!(

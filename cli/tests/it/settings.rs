@@ -89,11 +89,7 @@ fn an_address_in_use_is_a_startup_error() {
 #[test]
 fn port_is_honoured() {
     // The one test that needs a port number in the environment: pick a free one.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let s = Spawn::new(&["--workers", "1"])
         .no_listen_fd()
         .env("PORT", &port.to_string())

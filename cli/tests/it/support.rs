@@ -293,6 +293,16 @@ pub fn children(pid: i32) -> Vec<i32> {
 }
 
 /// Is `pid` alive (and not a zombie)?
+/// A free port on 127.0.0.1, bound then let go: for a test that must name a port to a
+/// program it starts (a small race with other programs, as always with such a port).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         s.rsplit_once(')')
