@@ -392,25 +392,21 @@ fn plan_finds_the_cheapest_fleet_from_recorded_lines_and_draws_it() {
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/data/runicorn/idle-20mb-table.log"
     );
-    let r = tool(
-        &[
-            "plan",
-            "--lines",
-            lines,
-            "--rpm",
-            "6000",
-            "--service",
-            "exp:20ms",
-            "--queue-p99",
-            "10ms",
-            "--requests",
-            "50000",
-            "--chart",
-            chart.to_str().unwrap(),
-        ],
-        None,
-        DEADLINE,
-    );
+    let args = [
+        "plan",
+        "--lines",
+        lines,
+        "--rpm",
+        "6000",
+        "--service",
+        "exp:20ms",
+        "--queue-p99",
+        "10ms",
+        "--requests",
+        "50000",
+    ];
+    let with_chart = [&args[..], &["--chart", chart.to_str().unwrap()]].concat();
+    let r = tool(&with_chart, None, DEADLINE);
     assert!(r.status.success(), "{}{}", r.out, r.err);
     // The memory came from the lines: a standard-1x quota, and a bound on workers.
     assert!(
@@ -426,23 +422,7 @@ fn plan_finds_the_cheapest_fleet_from_recorded_lines_and_draws_it() {
         .unwrap_or_else(|| panic!("{}", r.out));
     assert!(best.contains(" dynos x "), "{best}");
     // The same inputs give the same table.
-    let again = tool(
-        &[
-            "plan",
-            "--lines",
-            lines,
-            "--rpm",
-            "6000",
-            "--service",
-            "exp:20ms",
-            "--queue-p99",
-            "10ms",
-            "--requests",
-            "50000",
-        ],
-        None,
-        DEADLINE,
-    );
+    let again = tool(&args, None, DEADLINE);
     assert_eq!(again.out, r.out);
     let svg = svg_elements(&chart);
     assert!(svg.get("polyline").copied().unwrap_or(0) >= 2, "{svg:?}");
