@@ -403,6 +403,22 @@ impl Scoreboard {
     }
 }
 
+/// Four responses (three 2xx, one 4xx) served in 1, 2, 200 and 3 ms: fixed counters for
+/// the renderers' tests.
+#[cfg(test)]
+pub(crate) fn test_counters() -> Counters {
+    let mut c = Counters {
+        status: [0, 3, 0, 1, 0],
+        ..Counters::default()
+    };
+    for us in [1000, 2000, 200_000, 3000] {
+        c.service.record(us);
+    }
+    c.service_sum_us = 206_000;
+    c.service_max_us = 200_000;
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,18 +18,7 @@ fn workers(n: usize) -> Vec<WorkerSample> {
         .collect()
 }
 
-fn counters() -> Counters {
-    let mut c = Counters {
-        status: [0, 3, 0, 1, 0],
-        ..Counters::default()
-    };
-    for us in [1000, 2000, 200_000, 3000] {
-        c.service.record(us);
-    }
-    c.service_sum_us = 206_000;
-    c.service_max_us = 200_000;
-    c
-}
+use crate::scoreboard::test_counters as counters;
 
 fn ends() -> WorkerEnds {
     let mut e = WorkerEnds::default();
@@ -44,6 +33,31 @@ fn master() -> MasterSample {
         pid: 4241,
         memory: mem(3072, 1024, 512),
         tasks: None,
+    }
+}
+
+/// A snapshot of a server with no master figures, no backlog and nothing counted but
+/// `requests`.
+fn bare<'a>(
+    version: &'a str,
+    workers: &'a [WorkerSample],
+    requests: &'a Counters,
+    ends: &'a WorkerEnds,
+) -> Snapshot<'a> {
+    Snapshot {
+        version,
+        start_time_us: 0,
+        master: None,
+        workers,
+        processes: workers.len(),
+        states: WorkerStates::default(),
+        in_flight: 0,
+        backlog: None,
+        requests,
+        ends,
+        request_timeouts: 0,
+        boot_timeouts: 0,
+        boot_failures: 0,
     }
 }
 
@@ -214,21 +228,7 @@ fn absent_figures_are_absent() {
     let mut w = workers(2);
     w[1].memory = None;
     let ends = WorkerEnds::default();
-    let page = render(&Snapshot {
-        version: "0.1.0",
-        start_time_us: 0,
-        master: None,
-        workers: &w,
-        processes: 2,
-        states: WorkerStates::default(),
-        in_flight: 0,
-        backlog: None,
-        requests: &c,
-        ends: &ends,
-        request_timeouts: 0,
-        boot_timeouts: 0,
-        boot_failures: 0,
-    });
+    let page = render(&bare("0.1.0", &w, &c, &ends));
     families(&page);
     assert!(!page.contains("runicorn_listen_backlog"), "{page}");
     assert!(
@@ -330,21 +330,7 @@ fn label_values_and_help_are_escaped() {
     assert_eq!(escape_help("a\\b\nc \"q\""), "a\\\\b\\nc \"q\"");
     let c = Counters::default();
     let ends = WorkerEnds::default();
-    let page = render(&Snapshot {
-        version: "1.0\"\n\\",
-        start_time_us: 0,
-        master: None,
-        workers: &[],
-        processes: 0,
-        states: WorkerStates::default(),
-        in_flight: 0,
-        backlog: None,
-        requests: &c,
-        ends: &ends,
-        request_timeouts: 0,
-        boot_timeouts: 0,
-        boot_failures: 0,
-    });
+    let page = render(&bare("1.0\"\n\\", &[], &c, &ends));
     assert!(page.contains("runicorn_build_info{version=\"1.0\\\"\\n\\\\\"} 1\n"));
     families(&page);
 }

@@ -133,14 +133,7 @@ fn request_line_with_and_without_traffic() {
          count#requests_3xx=0 count#requests_4xx=0 count#requests_5xx=0 count#queued_requests=0 \
          sample#workers_busy=0 sample#workers_idle=2 sample#requests_in_flight=0"
     );
-    let mut c = Counters {
-        status: [0, 3, 0, 1, 0],
-        ..Counters::default()
-    };
-    for us in [1000, 2000, 200_000, 3000] {
-        c.service.record(us);
-    }
-    c.service_max_us = 200_000;
+    let mut c = crate::scoreboard::test_counters();
     c.queue.record(50_000);
     c.queue_max_us = 50_000;
     let busy = RequestStats {

@@ -9,19 +9,11 @@ use crate::metrics::sample::{
 };
 use crate::metrics::tcp::ListenQueue;
 use crate::procfs::ProcTasks;
-use crate::scoreboard::Counters;
 
 use crate::procfs::test_memory as mem;
 
 fn sample(workers: usize) -> Sample {
-    let mut c = Counters {
-        status: [0, 3, 0, 1, 0],
-        ..Counters::default()
-    };
-    for us in [1000, 2000, 200_000, 3000] {
-        c.service.record(us);
-    }
-    c.service_max_us = 200_000;
+    let c = crate::scoreboard::test_counters();
     Sample {
         load: [0.05, 0.02, 0.0],
         dyno: DynoMemory::from_cgroup(
