@@ -75,6 +75,10 @@ pub trait Concurrent {
         timeout: Option<Duration>,
         done: &mut Vec<(usize, Response)>,
     );
+
+    /// Gives back what a burst of requests grew, when the worker has been idle a moment
+    /// (before it returns free memory to the kernel).
+    fn shrink(&mut self) {}
 }
 
 impl<F> App for F

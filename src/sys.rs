@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask, sigprocmask};
 pub use nix::unistd::Pid;
 
 /// Which side of a fork we are on.
@@ -571,17 +571,130 @@ pub fn accept4_with_peer(
 
 /// Returns the heap's free pages to the kernel (glibc's malloc_trim(3)): memory freed after a
 /// burst then no longer counts as the process's own (USS, RSS). A no-op elsewhere.
+///
+/// Starts (and joins) a thread: a worker may call it, the master never does.
 pub fn release_free_memory() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointer.
-    unsafe {
-        libc::malloc_trim(0);
+    {
+        flush_thread_cache();
+        // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointer.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
+/// Hands the chunks in this thread's malloc cache back to the heap, so that malloc_trim can
+/// return the pages they sit on.
+///
+/// glibc keeps up to 7 freed chunks of each small size (its tcache: 64 sizes, 24 to 1032
+/// bytes) per thread, outside the heap's free lists. malloc_trim does not see them, and after
+/// a burst they lie scattered over pages that are otherwise free, which then stay resident.
+/// glibc offers no call to empty a thread's cache, but it empties a thread's cache into the
+/// heap when that thread exits. So this takes the cached chunks out (7 mallocs of each size:
+/// the cached ones come first, any others from the heap) and has a short-lived thread free
+/// them and exit.
+///
+/// The thread is a bare pthread: Rust's thread handles are allocated, and freed here after
+/// the join, which would put fresh chunks back into this thread's cache. It starts with
+/// every signal blocked, so that no signal meant for the worker lands in it.
+#[cfg(target_env = "gnu")]
+fn flush_thread_cache() {
+    const SIZES: usize = 64;
+    const CACHED_PER_SIZE: usize = 7;
+    struct Chunks([*mut libc::c_void; SIZES * CACHED_PER_SIZE]);
+
+    extern "C" fn free_all(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the `Chunks` below, which outlives the thread (it is joined).
+        let chunks = unsafe { &*arg.cast::<Chunks>() };
+        for &p in &chunks.0 {
+            // SAFETY: each pointer came from malloc (or is null) and is freed once.
+            unsafe { libc::free(p) };
+        }
+        std::ptr::null_mut()
+    }
+
+    let mut chunks = Chunks([std::ptr::null_mut(); SIZES * CACHED_PER_SIZE]);
+    for (i, slot) in chunks.0.iter_mut().enumerate() {
+        // The usable sizes 24, 40, .. 1032 of the cache's 64 bins, 7 of each.
+        // SAFETY: plain malloc; what it returns is freed by `free_all`.
+        *slot = unsafe { libc::malloc(24 + 16 * (i / CACHED_PER_SIZE)) };
+    }
+    let arg = (&raw mut chunks).cast::<libc::c_void>();
+    let all = SigSet::all();
+    let mut old = SigSet::empty();
+    let masked = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old)).is_ok();
+    // SAFETY: the attributes are initialised (glibc's init cannot fail) before use and
+    // destroyed after; the thread only reads `chunks`, which lives until the join below.
+    let started = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let mut thread: libc::pthread_t = 0;
+        libc::pthread_attr_init(&mut attr);
+        // Freeing needs little stack; glibc keeps it for the next time.
+        let ok = libc::pthread_attr_setstacksize(&mut attr, 64 * 1024) == 0
+            && libc::pthread_create(&mut thread, &attr, free_all, arg) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok.then_some(thread)
+    };
+    if masked {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+    match started {
+        // SAFETY: a thread just started and joined once.
+        Some(thread) => unsafe {
+            libc::pthread_join(thread, std::ptr::null_mut());
+        },
+        // No thread: the chunks go back where they came from, no worse than before.
+        None => {
+            free_all(arg);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunks in this thread's malloc cache count as in use (mallinfo2); once flushed they are
+    /// the heap's free memory, which malloc_trim can return. Run in a forked child, the only
+    /// thread there, so that other tests' allocations do not move the counts.
+    #[test]
+    #[cfg(target_env = "gnu")]
+    fn flushing_the_thread_cache_frees_what_it_held() {
+        // 7 chunks of each of the cache's 64 sizes: 32 to 1040 bytes with their headers.
+        let cached: usize = (0..64).map(|i| 7 * (32 + 16 * i)).sum();
+        // SAFETY: the child only allocates (glibc's fork handler leaves malloc usable in the
+        // child of a threaded process), starts a thread and leaves by _exit. It takes no
+        // lock another test thread may have held at the fork, such as stderr's.
+        match unsafe { libc::fork() } {
+            // SAFETY: each chunk is freed once, right after it was allocated; mallinfo2 only
+            // reads the allocator's counts; _exit leaves without running the harness's code.
+            0 => unsafe {
+                let chunks: Vec<_> = (0..64 * 7)
+                    .map(|i| libc::malloc(24 + 16 * (i / 7)))
+                    .collect();
+                for p in chunks {
+                    libc::free(p);
+                }
+                let before = libc::mallinfo2().uordblks;
+                flush_thread_cache();
+                let freed = before.saturating_sub(libc::mallinfo2().uordblks);
+                libc::_exit(if freed + 1024 >= cached { 0 } else { 1 });
+            },
+            -1 => panic!("fork: {}", io::Error::last_os_error()),
+            child => {
+                let mut status = 0;
+                // SAFETY: waits for the child just forked.
+                let waited = unsafe { libc::waitpid(child, &mut status, 0) };
+                assert_eq!(waited, child);
+                assert!(
+                    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                    "the child's cache was not flushed: less than {cached} bytes went back \
+                     to the heap (status {status:#x})"
+                );
+            }
+        }
+    }
 
     /// Pins the token layout [`epoll_add_exclusive`] relies on. It registers listeners with
     /// epoll_ctl(2) behind mio's back, so mio never encodes the token itself: the worker only

@@ -478,6 +478,14 @@ where
         }
         done.append(&mut shared.done.borrow_mut());
     }
+
+    /// The list of finished responses grew to the burst's widest; the runtime's own tables
+    /// are tokio's to keep.
+    fn shrink(&mut self) {
+        if let Some(shared) = &self.concurrent {
+            shared.done.borrow_mut().shrink_to_fit();
+        }
+    }
 }
 
 /// A future that turns a panic while polling it into `Err(())`: a handler's panic answers

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::Signal;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::WorkerContext;
 use super::conns::{CLIENTS, Client, MAX_CLIENTS};
@@ -227,8 +227,7 @@ impl<'a, A: App> Worker<'a, A> {
             if let Some(at) = self.trim_at {
                 if now >= at {
                     self.trim_at = None;
-                    self.shrink_tables();
-                    sys::release_free_memory();
+                    self.give_back_memory();
                 } else {
                     let left = at - now;
                     timeout = Some(timeout.map_or(left, |t| t.min(left)));
@@ -257,10 +256,18 @@ impl<'a, A: App> Worker<'a, A> {
         }
     }
 
-    /// Gives back what the per-connection tables grew to in a burst: trailing free slots of
-    /// the client table and the spare room of the queues. Run with the heap trim, when the
-    /// worker has been idle a moment.
-    fn shrink_tables(&mut self) {
+    /// Gives back what a burst grew, once the worker has been idle a moment: trailing free
+    /// slots of the client table, the spare room of the queues, the buffers kept from one
+    /// request to the next (the ones kept are whichever came back last, allocated amid the
+    /// burst, where each would hold a page of the heap) and the app's own; then the heap's
+    /// free pages go back to the kernel. The next request allocates afresh.
+    fn give_back_memory(&mut self) {
+        self.spare = Vec::new();
+        self.request_id = String::new();
+        self.path = String::new();
+        if let Some(app) = self.app.concurrent() {
+            app.shrink();
+        }
         while self.clients.last().is_some_and(Option::is_none) {
             self.clients.pop();
         }
@@ -271,6 +278,12 @@ impl<'a, A: App> Worker<'a, A> {
         self.done.shrink_to_fit();
         self.in_flight.shrink_to_fit();
         self.ready.shrink_to_fit();
+        sys::release_free_memory();
+        debug!(
+            worker = self.ctx.slot_index,
+            pid = self.pid,
+            "idle: memory given back"
+        );
     }
 
     /// What a request on a connection accepted from listener `i` learns of it.

@@ -478,6 +478,46 @@ fn term_with_async_requests_in_flight_answers_them_all() {
 }
 
 #[test]
+fn with_worker_connections_an_idle_worker_gives_memory_back_and_serves_on() {
+    let mut s = axum(
+        &[
+            "--workers",
+            "1",
+            "--worker-connections",
+            "8",
+            "--log-level",
+            "debug",
+        ],
+        1,
+    );
+    let worker = s.workers();
+    // A burst of requests in flight at once, then quiet: the worker empties its malloc
+    // cache through a thread of its own and returns the heap's free pages.
+    let burst: Vec<_> = (0..8).map(|_| get_later(&s, "/slow?ms=100")).collect();
+    for t in burst {
+        assert_eq!(t.join().unwrap().status, 200);
+    }
+    s.wait_log(&["idle: memory given back"], 1);
+    assert_eq!(s.workers(), worker, "the same worker");
+    assert_eq!(
+        threads(worker[0]),
+        "1",
+        "the freeing thread has been joined"
+    );
+    // And again: the next burst, the next time it gives back.
+    let burst: Vec<_> = (0..8).map(|_| get_later(&s, "/slow?ms=50")).collect();
+    for t in burst {
+        assert_eq!(t.join().unwrap().status, 200);
+    }
+    s.wait_log(&["idle: memory given back"], 2);
+    let r = s.get("/");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(s.workers(), worker, "still the same worker");
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit().code(), Some(0));
+}
+
+#[test]
 fn the_conformance_kit_passes_against_the_tower_echo_with_worker_connections() {
     let last = crate::conformance::assert_every_default_case_passes_with(
         tower_echo_bin(),
