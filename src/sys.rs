@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 pub use nix::unistd::Pid;
 
 /// Which side of a fork we are on.
@@ -37,36 +37,39 @@ pub enum Forked {
 /// calling thread; a lock held by another thread would stay locked forever). The master never
 /// starts a thread, and a test checks it.
 pub fn fork() -> io::Result<Forked> {
-    let all = SigSet::all();
-    let mut old = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old))?;
+    let old = block_signals()?;
     // SAFETY: the master is single-threaded (see above), so the child's copy of the address
     // space has no lock held by a thread that no longer exists.
     let res = unsafe { nix::unistd::fork() };
     match res {
         Ok(nix::unistd::ForkResult::Parent { child }) => {
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)?;
+            restore_signal_mask(&old)?;
             Ok(Forked::Parent(child))
         }
         Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
         Err(e) => {
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            let _ = restore_signal_mask(&old);
             Err(e.into())
         }
     }
 }
 
+// The signal masks below are the calling thread's (pthread_sigmask(3)): in a process of one
+// thread that is the process's, and in a worker whose app runs threads it is the worker's
+// own thread's, where sigprocmask(2) would be unspecified.
+
 /// Unblocks every signal (the child side of [`fork`], once its handlers are in place).
 pub fn unmask_signals() -> io::Result<()> {
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     Ok(())
 }
 
-/// Blocks every signal; returns the mask to restore. The master calls it around execve(2)
-/// (the mask survives the exec; the new image unblocks once its handlers are in place).
+/// Blocks every signal; returns the mask to restore. The master calls it around fork(2) and
+/// execve(2) (the mask survives the exec; the new image unblocks once its handlers are in
+/// place), a worker around starting a thread (which starts with its creator's mask).
 pub fn block_signals() -> io::Result<SigSet> {
     let mut old = SigSet::empty();
-    sigprocmask(
+    pthread_sigmask(
         SigmaskHow::SIG_SETMASK,
         Some(&SigSet::all()),
         Some(&mut old),
@@ -76,7 +79,7 @@ pub fn block_signals() -> io::Result<SigSet> {
 
 /// Restores a mask saved by [`block_signals`].
 pub fn restore_signal_mask(mask: &SigSet) -> io::Result<()> {
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)?;
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None)?;
     Ok(())
 }
 
@@ -584,6 +587,20 @@ pub fn release_free_memory() {
     }
 }
 
+/// How many sizes of chunk glibc's per-thread cache keeps, and how many of each (its
+/// defaults: `glibc.malloc.tcache_max` and `tcache_count`).
+#[cfg(target_env = "gnu")]
+const CACHE_SIZES: usize = 64;
+#[cfg(target_env = "gnu")]
+const CACHED_PER_SIZE: usize = 7;
+
+/// The usable size of the cache's `bin`th size: 24, 40, .. 1032 bytes (a chunk is 8 bytes
+/// more, in steps of 16).
+#[cfg(target_env = "gnu")]
+fn cached_size(bin: usize) -> usize {
+    24 + 16 * bin
+}
+
 /// Hands the chunks in this thread's malloc cache back to the heap, so that malloc_trim can
 /// return the pages they sit on.
 ///
@@ -600,9 +617,7 @@ pub fn release_free_memory() {
 /// every signal blocked, so that no signal meant for the worker lands in it.
 #[cfg(target_env = "gnu")]
 fn flush_thread_cache() {
-    const SIZES: usize = 64;
-    const CACHED_PER_SIZE: usize = 7;
-    struct Chunks([*mut libc::c_void; SIZES * CACHED_PER_SIZE]);
+    struct Chunks([*mut libc::c_void; CACHE_SIZES * CACHED_PER_SIZE]);
 
     extern "C" fn free_all(arg: *mut libc::c_void) -> *mut libc::c_void {
         // SAFETY: `arg` is the `Chunks` below, which outlives the thread (it is joined).
@@ -614,16 +629,13 @@ fn flush_thread_cache() {
         std::ptr::null_mut()
     }
 
-    let mut chunks = Chunks([std::ptr::null_mut(); SIZES * CACHED_PER_SIZE]);
+    let mut chunks = Chunks([std::ptr::null_mut(); CACHE_SIZES * CACHED_PER_SIZE]);
     for (i, slot) in chunks.0.iter_mut().enumerate() {
-        // The usable sizes 24, 40, .. 1032 of the cache's 64 bins, 7 of each.
         // SAFETY: plain malloc; what it returns is freed by `free_all`.
-        *slot = unsafe { libc::malloc(24 + 16 * (i / CACHED_PER_SIZE)) };
+        *slot = unsafe { libc::malloc(cached_size(i / CACHED_PER_SIZE)) };
     }
     let arg = (&raw mut chunks).cast::<libc::c_void>();
-    let all = SigSet::all();
-    let mut old = SigSet::empty();
-    let masked = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old)).is_ok();
+    let old = block_signals();
     // SAFETY: the attributes are initialised (glibc's init cannot fail) before use and
     // destroyed after; the thread only reads `chunks`, which lives until the join below.
     let started = unsafe {
@@ -636,8 +648,8 @@ fn flush_thread_cache() {
         libc::pthread_attr_destroy(&mut attr);
         ok.then_some(thread)
     };
-    if masked {
-        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    if let Ok(old) = old {
+        let _ = restore_signal_mask(&old);
     }
     match started {
         // SAFETY: a thread just started and joined once.
@@ -661,8 +673,10 @@ mod tests {
     #[test]
     #[cfg(target_env = "gnu")]
     fn flushing_the_thread_cache_frees_what_it_held() {
-        // 7 chunks of each of the cache's 64 sizes: 32 to 1040 bytes with their headers.
-        let cached: usize = (0..64).map(|i| 7 * (32 + 16 * i)).sum();
+        // Every size the cache keeps, as many as it keeps, with their 8-byte headers.
+        let cached: usize = (0..CACHE_SIZES)
+            .map(|bin| CACHED_PER_SIZE * (cached_size(bin) + 8))
+            .sum();
         // SAFETY: the child only allocates (glibc's fork handler leaves malloc usable in the
         // child of a threaded process), starts a thread and leaves by _exit. It takes no
         // lock another test thread may have held at the fork, such as stderr's.
@@ -670,8 +684,8 @@ mod tests {
             // SAFETY: each chunk is freed once, right after it was allocated; mallinfo2 only
             // reads the allocator's counts; _exit leaves without running the harness's code.
             0 => unsafe {
-                let chunks: Vec<_> = (0..64 * 7)
-                    .map(|i| libc::malloc(24 + 16 * (i / 7)))
+                let chunks: Vec<_> = (0..CACHE_SIZES * CACHED_PER_SIZE)
+                    .map(|i| libc::malloc(cached_size(i / CACHED_PER_SIZE)))
                     .collect();
                 for p in chunks {
                     libc::free(p);
